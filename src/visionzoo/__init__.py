@@ -1,0 +1,33 @@
+"""visionzoo: pretrained vision models made easy and fast.
+
+Public API (imported lazily so `import visionzoo` stays light):
+list_models, load_model, resolve, classify (issue 2); extract, load_features (issue 3);
+train, evaluate, predict (issue 4).
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_API = {
+    "list_models": "visionzoo.zoo",
+    "load_model": "visionzoo.zoo",
+    "resolve": "visionzoo.zoo",
+    "ModelSpec": "visionzoo.zoo",
+    "classify": "visionzoo.tasks.classify",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'visionzoo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_API))
+
+
+__all__ = list(_API)

@@ -1,0 +1,19 @@
+"""Command line: `visionzoo ...`. Each module registers its commands on the shared typer app."""
+from __future__ import annotations
+
+import sys
+
+from ..errors import VisionZooError
+from . import demo_cmd, zoo_cmds  # noqa: F401  (register commands)
+from ._app import app, err_console
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=True)
+    except VisionZooError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)

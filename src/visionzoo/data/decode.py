@@ -1,0 +1,85 @@
+"""Decode any image file to an 8-bit RGB PIL image, or raise ImageDecodeError naming the reason.
+
+Handles what real folders contain: EXIF rotation, grayscale, palette, RGBA/LA (composited on
+white), CMYK, 16-bit and float images; refuses empty, truncated, non-image and oversized files.
+Large JPEGs are decoded at reduced size (draft mode) when much bigger than the model input.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+DEFAULT_MAX_PIXELS = 2 * 89_478_485  # PIL's own hard limit: beyond it a file is a decompression bomb
+
+
+class ImageDecodeError(Exception):
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if (mode.startswith("I;16") or arr.max() > 255) else 255.0
+        if mode == "F" and arr.max() <= 1.0:
+            hi = 1.0
+        arr = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, img).convert("RGB")
+    return img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV, RGBX
+
+
+def load_rgb(path: str, target_size: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open, orient and convert one image; `target_size` enables JPEG draft-mode reduction."""
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise ImageDecodeError(path, f"cannot read file ({exc.strerror or exc})") from None
+    if os.path.isdir(path):
+        raise ImageDecodeError(path, "is a folder, not an image file")
+    if size == 0:
+        raise ImageDecodeError(path, "empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+            w, h = img.size
+            if w * h > max_pixels:
+                raise ImageDecodeError(
+                    path, f"image too large ({w}x{h} = {w * h:,} pixels > limit {max_pixels:,}; possible decompression bomb)"
+                )
+            if target_size and img.format == "JPEG" and min(w, h) > 2 * target_size:
+                # Decode at 1/2, 1/4 or 1/8 scale while staying >= 2x the model input.
+                img.draft("RGB", (max(2 * target_size, w * 2 * target_size // min(w, h)),
+                                  max(2 * target_size, h * 2 * target_size // min(w, h))))
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _to_rgb(img)
+    except ImageDecodeError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(path, f"image too large (possible decompression bomb): {exc}") from None
+    except UnidentifiedImageError:
+        raise ImageDecodeError(path, "not an image (unrecognised file format)") from None
+    except PermissionError:
+        raise ImageDecodeError(path, "permission denied") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        text = str(exc)
+        reason = "truncated or corrupt image data" if "truncat" in text.lower() else f"corrupt image ({text})"
+        raise ImageDecodeError(path, reason) from None
+    except Exception as exc:  # decoders raise a zoo of types on hostile input
+        raise ImageDecodeError(path, f"cannot decode image ({type(exc).__name__}: {exc})") from None

@@ -1,0 +1,1 @@
+"""Tasks: preprocess -> forward -> postprocess for each job (classify now; detect, segment later)."""

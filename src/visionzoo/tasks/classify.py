@@ -1,0 +1,63 @@
+"""Top-k labels with probabilities for any number of images, batched, never stopping on a bad file."""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data import eval_transform, expand_inputs, iter_batches
+from ..runtime import TorchRunner
+from ..zoo import ModelSpec
+from .common import ImageResult, ModelArg, Prediction, as_model
+
+
+def label_names(spec: ModelSpec) -> list[str]:
+    n = spec.num_classes - spec.label_offset
+    return list(spec.labels) if spec.labels and len(spec.labels) == n else [f"class_{i}" for i in range(n)]
+
+
+def probabilities(logits: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
+    """Softmax over the real classes; a background output (TF-slim 1001-way heads) is dropped."""
+    return logits[:, spec.label_offset:].float().softmax(dim=1)
+
+
+def topk_predictions(probs: torch.Tensor, labels: Sequence[str], k: int) -> list[list[Prediction]]:
+    values, indices = probs.topk(min(k, probs.shape[1]), dim=1)
+    return [
+        [Prediction(labels[i], int(i), round(float(p), 6)) for p, i in zip(vs.tolist(), ix.tolist())]
+        for vs, ix in zip(values, indices)
+    ]
+
+
+def classify(
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    model: ModelArg = None,
+    *,
+    top_k: int = 5,
+    weights: str | os.PathLike | None = None,
+    batch_size: int = 32,
+    workers: int | None = None,
+    device: str = "auto",
+    progress: bool = False,
+) -> list[ImageResult]:
+    """Classify files, folders (recursive) or globs; one ImageResult per file, in sorted order."""
+    files = expand_inputs(inputs).files
+    module, spec = as_model(model, weights)
+    runner = TorchRunner(module, device=device)
+    labels = label_names(spec)
+    results = [ImageResult(path=p) for p in files]
+    with tqdm(total=len(files), unit="img", disable=not progress, desc="classify") as bar:
+        for batch in iter_batches(
+            files, eval_transform(spec.preprocessing), batch_size=batch_size, workers=workers,
+            target_size=spec.preprocessing.image_size,
+        ):
+            for i, reason in batch.failures:
+                results[i].error = reason
+            if batch.tensor is not None:
+                preds = topk_predictions(probabilities(runner(batch.tensor), spec), labels, top_k)
+                for i, p in zip(batch.indices, preds):
+                    results[i].predictions = p
+            bar.update(len(batch.indices) + len(batch.failures))
+    return results

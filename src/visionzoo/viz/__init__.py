@@ -1,0 +1,1 @@
+"""Pictures people look at: top-k grids, neighbour strips, montages, curves (matplotlib, Agg)."""

@@ -1,0 +1,64 @@
+"""A saved run folder is itself a zoo entry: `model.safetensors` + `config.json` (spec + extras).
+
+Anything that takes a model name takes a run folder, because the spec (architecture, labels,
+preprocessing) is stored beside the weights.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from torch import nn
+
+from .spec import ModelSpec
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def is_run_dir(path: str | os.PathLike) -> bool:
+    p = Path(path)
+    return p.is_dir() and (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file()
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    return json.loads((Path(path) / CONFIG_FILE).read_text("utf-8"))
+
+
+def read_spec(path: str | os.PathLike) -> ModelSpec:
+    spec = ModelSpec.from_dict(read_config(path)["spec"])
+    spec.name = str(path)
+    spec.weights = str(Path(path) / WEIGHTS_FILE)
+    return spec
+
+
+def load_run_model(path: str | os.PathLike, builder: Callable[[ModelSpec, int], nn.Module]) -> nn.Module:
+    from safetensors.torch import load_model
+
+    from .torchvision_adapter import TorchvisionClassifier
+
+    spec = read_spec(path)
+    model = builder(spec, spec.num_classes)
+    if spec.library == "torchvision":
+        model = TorchvisionClassifier(model)
+    load_model(model, str(Path(path) / WEIGHTS_FILE), strict=True, device="cpu")
+    model.zoo_spec = spec
+    return model
+
+
+def save_run_model(model: nn.Module, run_dir: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
+    """Write weights and config atomically enough for a reader: weights first, config last."""
+    from safetensors.torch import save_model
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / (WEIGHTS_FILE + ".tmp")
+    save_model(model, str(tmp))
+    os.replace(tmp, run_dir / WEIGHTS_FILE)
+    config = {"format": "visionzoo-run", "version": 1, **(extra or {}), "spec": model.zoo_spec.to_dict()}
+    tmp = run_dir / (CONFIG_FILE + ".tmp")
+    tmp.write_text(json.dumps(config, indent=2, default=str), "utf-8")
+    os.replace(tmp, run_dir / CONFIG_FILE)
+    return run_dir

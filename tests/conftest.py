@@ -1,0 +1,54 @@
+"""Shared fixtures: real photos from scikit-image, the offline lite0 model loaded once per worker."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+# Two xdist workers on two cores: one intra-op thread each avoids oversubscription.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+os.environ.setdefault("VISIONZOO_OFFLINE", "1")  # tests never touch the network
+
+PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "camera")
+
+
+@pytest.fixture(scope="session")
+def lite0():
+    """The offline default model (real ImageNet weights), loaded once."""
+    import visionzoo
+
+    return visionzoo.load_model("efficientnet_lite0")
+
+
+@pytest.fixture(scope="session")
+def photo_dir(tmp_path_factory) -> Path:
+    """skimage's real photos saved as JPEG files: chelsea (cat), coffee (espresso), ..."""
+    from skimage import data
+
+    folder = tmp_path_factory.mktemp("photos")
+    for name in PHOTOS:
+        Image.fromarray(getattr(data, name)()).save(folder / f"{name}.jpg", quality=92)
+    return folder
+
+
+def save_lfw_folder(root: Path) -> Path:
+    """skimage's lfw_subset (100 faces, 100 non-faces, 25x25 gray) as a class-per-folder tree."""
+    from skimage import data
+
+    images = data.lfw_subset()
+    for cls in ("face", "nonface"):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate(images):
+        cls = "face" if i < 100 else "nonface"
+        Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(root / cls / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def lfw_dir(tmp_path_factory) -> Path:
+    return save_lfw_folder(tmp_path_factory.mktemp("lfw"))
