@@ -16,8 +16,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+# Piped output keeps whole lines (file names, labels) instead of truncating to 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 ModelOpt = typer.Option(None, "--model", "-m", help="Zoo name, timm/torchvision name, or a saved run folder "
                         "[default: efficientnet_lite0, offline].")

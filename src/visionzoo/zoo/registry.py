@@ -119,6 +119,8 @@ def resolve(name: str = DEFAULT_MODEL) -> ModelSpec:
     if canonical:
         alias = FAMILIAR[canonical]
         target, top1, note = alias.target, alias.top1, alias.note
+    else:  # a timm name of a familiar entry's weights inherits its published top-1
+        top1 = next((a.top1 for a in FAMILIAR.values() if a.target == key), None)
     spec = None
     if target.startswith(TV_PREFIX):
         spec = _tv_spec(name, target[len(TV_PREFIX):], top1, note)

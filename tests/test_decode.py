@@ -1,0 +1,84 @@
+"""Robust decoding: every awkward mode converts right; every bad file fails with a clear reason."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from badfiles import bomb_png, write_bad_files, write_odd_modes
+from visionzoo.data import ImageDecodeError, expand_inputs, load_rgb
+from visionzoo.errors import UsageError
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    img = Image.new("RGB", (40, 20))
+    img.paste((255, 0, 0), (0, 0, 20, 20))  # left half red
+    img.paste((0, 0, 255), (20, 0, 40, 20))  # right half blue
+    exif = Image.Exif()
+    exif[0x0112] = 6  # viewer rotates 90 deg clockwise: left half ends up on top
+    img.save(tmp_path / "r.jpg", exif=exif, quality=95)
+    out = np.asarray(load_rgb(str(tmp_path / "r.jpg")))
+    assert out.shape == (40, 20, 3)
+    assert out[5, 10, 0] > 200 and out[5, 10, 2] < 60    # top is red
+    assert out[35, 10, 2] > 200 and out[35, 10, 0] < 60  # bottom is blue
+
+
+def test_modes_convert_to_8bit_rgb(tmp_path, photo_dir):
+    photo = Image.open(photo_dir / "coffee.jpg")
+    files = write_odd_modes(tmp_path, photo)
+    gray_ref = np.asarray(photo.convert("L"), dtype=np.float64)
+    for kind, path in files.items():
+        img = load_rgb(str(path))
+        assert img.mode == "RGB", kind
+        arr = np.asarray(img, dtype=np.float64)
+        if kind in ("gray", "gray16"):  # 16-bit is scaled to 8 bits, not clipped
+            assert np.abs(arr[..., 0] - gray_ref).mean() < 1.0, kind
+        if kind in ("rgba", "cmyk", "palette"):
+            assert arr.shape[:2] == gray_ref.shape and 60 < arr.mean() < 200, kind
+
+
+def test_transparent_pixels_become_white(tmp_path):
+    Image.new("RGBA", (8, 8), (10, 200, 10, 0)).save(tmp_path / "t.png")
+    assert np.asarray(load_rgb(str(tmp_path / "t.png"))).min() == 255
+
+
+@pytest.mark.parametrize("kind,reason", [
+    ("truncated", "truncated"), ("empty", "empty file"), ("not_image", "not an image"),
+    ("unreadable", "cannot read"), ("bomb", "too large"),
+])
+def test_bad_files_raise_with_reason(kind, reason, tmp_path, photo_dir):
+    path = write_bad_files(tmp_path, photo_dir / "coffee.jpg")[kind]
+    with pytest.raises(ImageDecodeError) as info:
+        load_rgb(str(path))
+    assert reason in info.value.reason and info.value.path == str(path)
+
+
+def test_large_jpeg_is_decoded_in_draft_mode(tmp_path, photo_dir):
+    big = Image.open(photo_dir / "coffee.jpg").resize((3200, 2400))
+    big.save(tmp_path / "big.jpg", quality=90)
+    small = load_rgb(str(tmp_path / "big.jpg"), target_size=224)
+    assert min(small.size) >= 2 * 224 and small.size[0] < 3200  # reduced, but still >= 2x the input
+    assert load_rgb(str(tmp_path / "big.jpg")).size == (3200, 2400)
+
+
+def test_bomb_limit_is_configurable(tmp_path):
+    bomb_png(tmp_path / "b.png", 5000, 5000)
+    with pytest.raises(ImageDecodeError, match="too large"):
+        load_rgb(str(tmp_path / "b.png"), max_pixels=1_000_000)
+
+
+def test_expand_inputs_folders_globs_and_errors(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/1.jpg", "a/b/2.PNG", "a/readme.txt", "a/.hidden.jpg", "3.webp"):
+        (tmp_path / name).write_bytes(b"x")
+    listed = expand_inputs([tmp_path / "a", str(tmp_path / "*.webp"), tmp_path / "a" / "1.jpg"])
+    assert listed.files == sorted([str(tmp_path / "3.webp"), str(tmp_path / "a/1.jpg"), str(tmp_path / "a/b/2.PNG")])
+    assert listed.skipped == [str(tmp_path / "a/readme.txt")]
+    assert expand_inputs(tmp_path / "a" / "readme.txt").files == [str(tmp_path / "a" / "readme.txt")]
+    with pytest.raises(UsageError, match="no such file"):
+        expand_inputs([tmp_path / "missing.jpg"])
+    with pytest.raises(UsageError, match="no files match"):
+        expand_inputs([str(tmp_path / "*.gif")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="no image files"):
+        expand_inputs([tmp_path / "empty"])
