@@ -129,3 +129,17 @@ def test_run_folder_is_a_zoo_entry(lite0, tmp_path, photo_dir):
         assert torch.equal(again(x), m(x))
     assert again.zoo_spec.labels == ["a", "b", "c"]
     assert again.zoo_spec.preprocessing == lite0.zoo_spec.preprocessing
+
+
+def test_torchvision_conv_head_model_trains_and_reloads(tmp_path):
+    """SqueezeNet ends in a 1x1 conv, not a Linear: the adapter still gives the timm contract."""
+    m = load_model("torchvision:squeezenet1_1", pretrained=False)
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        assert m(x).shape == (2, 1000)
+        assert m.forward_head(m.forward_features(x), pre_logits=True).shape == (2, 512)
+    m = load_model("torchvision:squeezenet1_1", pretrained=False, num_classes=2)
+    save_run_model(m, tmp_path / "sq")
+    again = visionzoo.load_model(str(tmp_path / "sq"))
+    with torch.no_grad():
+        assert torch.equal(again(x), m(x)) and again(x).shape == (2, 2)

@@ -40,9 +40,12 @@ def load_run_model(path: str | os.PathLike, builder: Callable[[ModelSpec, int], 
     from .torchvision_adapter import TorchvisionClassifier
 
     spec = read_spec(path)
-    model = builder(spec, spec.num_classes)
-    if spec.library == "torchvision":
-        model = TorchvisionClassifier(model)
+    if spec.library == "torchvision":  # rebuilt as training built it: stock head, then a new one
+        model = TorchvisionClassifier(builder(spec, 1000))
+        if spec.num_classes != 1000:
+            model.reset_classifier(spec.num_classes)
+    else:
+        model = builder(spec, spec.num_classes)
     load_model(model, str(Path(path) / WEIGHTS_FILE), strict=True, device="cpu")
     model.zoo_spec = spec
     return model

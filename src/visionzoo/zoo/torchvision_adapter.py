@@ -5,33 +5,44 @@ import torch
 from torch import nn
 
 
-def _last_linear(net: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
+def _last_linear(net: nn.Module) -> tuple[nn.Module, str, nn.Linear] | None:
     found = None
-    for parent_name, parent in net.named_modules():
+    for _, parent in net.named_modules():
         for child_name, child in parent.named_children():
             if isinstance(child, nn.Linear):
                 found = (parent, child_name, child)
-    if found is None:
-        raise ValueError(f"{type(net).__name__} has no linear classifier")
     return found
 
 
 class TorchvisionClassifier(nn.Module):
-    """A torchvision classifier split at its last Linear: `net` gives pre-logits, `classifier` logits."""
+    """A torchvision classifier split into body (`net`) and head (`classifier`).
+
+    Most end in a Linear: `net` then yields pooled pre-logits. Conv-headed ones (SqueezeNet)
+    keep `features` as the body; pre-logits are the globally pooled feature map.
+    """
 
     def __init__(self, net: nn.Module):
         super().__init__()
-        parent, attr, linear = _last_linear(net)
-        setattr(parent, attr, nn.Identity())
-        self.net = net
-        self.classifier: nn.Module = linear
-        self.num_features = linear.in_features
-        self.num_classes = linear.out_features
+        found = _last_linear(net)
+        self.pool_features = found is None
+        if found is not None:
+            parent, attr, linear = found
+            setattr(parent, attr, nn.Identity())
+            self.net, self.classifier = net, linear
+            self.num_features, self.num_classes = linear.in_features, linear.out_features
+        else:
+            convs = [m for m in net.classifier.modules() if isinstance(m, nn.Conv2d)]
+            if not hasattr(net, "features") or not convs:
+                raise ValueError(f"{type(net).__name__}: no linear or 1x1-conv classifier found")
+            self.net, self.classifier = net.features, nn.Sequential(net.classifier, nn.Flatten(1))
+            self.num_features, self.num_classes = convs[-1].in_channels, convs[-1].out_channels
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if self.pool_features and pre_logits:
+            return x.mean(dim=(2, 3))
         return x if pre_logits else self.classifier(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -42,4 +53,8 @@ class TorchvisionClassifier(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         self.num_classes = num_classes
-        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        head = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        if self.pool_features:  # the new head works on pooled features, like every other model
+            self.pool_features = False
+            self.net = nn.Sequential(self.net, nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+        self.classifier = head
