@@ -30,6 +30,7 @@ test: $(TSTAMP)
 bench: $(TSTAMP)
 	$(BIN)/python benchmarks/extract_bench.py
 	$(BIN)/python benchmarks/train_bench.py
+	$(BIN)/python benchmarks/search_bench.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

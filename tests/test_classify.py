@@ -33,7 +33,7 @@ def test_api_cat_and_espresso(photo_dir, lite0):
 
 
 def test_odd_modes_classify_correctly(tmp_path, photo_dir, lite0):
-    files = write_odd_modes(tmp_path, Image.open(photo_dir / "coffee.jpg"))
+    write_odd_modes(tmp_path, Image.open(photo_dir / "coffee.jpg"))
     for r in visionzoo.classify(tmp_path, model=lite0, top_k=1):
         assert r.predictions[0].index == ESPRESSO, r.path
 

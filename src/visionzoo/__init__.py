@@ -17,6 +17,19 @@ _API = {
     "resolve": "visionzoo.zoo",
     "ModelSpec": "visionzoo.zoo",
     "classify": "visionzoo.tasks.classify",
+    "extract": "visionzoo.batch",
+    "load_features": "visionzoo.store",
+    "read_manifest": "visionzoo.store",
+    "export": "visionzoo.deploy",
+    "build_index": "visionzoo.downstream",
+    "search": "visionzoo.downstream",
+    "find_duplicates": "visionzoo.downstream",
+    "cluster": "visionzoo.downstream",
+    "train_probe": "visionzoo.downstream",
+    "feature_map": "visionzoo.downstream",
+    "train": "visionzoo.training",
+    "evaluate": "visionzoo.eval",
+    "predict": "visionzoo.prediction",
 }
 
 

@@ -10,6 +10,10 @@ from typing import Callable
 
 from rich.console import Console
 
+from .batch.demo_step import extract_step
+from .downstream.demo_step import similar_step
+from .training.demo_step import train_step
+
 
 def sample_dir() -> Path:
     return Path(str(resources.files("visionzoo.resources").joinpath("samples")))
@@ -37,6 +41,9 @@ def classify_step(out: Path, console: Console) -> int:
 
 STEPS: list[tuple[str, Callable[[Path, Console], int]]] = [
     ("classify sample photos with efficientnet_lite0 (offline ImageNet weights)", classify_step),
+    ("extract features of the sample photos to a Parquet feature folder", extract_step),
+    ("find similar images and near-duplicates in stored features", similar_step),
+    ("transfer learning: train a face / non-face classifier on lfw_subset (linear head)", train_step),
 ]
 
 

@@ -5,6 +5,9 @@ import sys
 
 from ..errors import VisionZooError
 from . import demo_cmd, zoo_cmds  # noqa: F401  (register commands)
+from . import extract_cmds  # noqa: F401  (extract, layers, export)
+from . import train_cmds  # noqa: F401  (train, evaluate, predict)
+from . import downstream_cmds  # noqa: F401  (index, search, dedup, cluster, probe, map)
 from ._app import app, err_console
 
 

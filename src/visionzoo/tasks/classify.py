@@ -51,7 +51,7 @@ def classify(
     with tqdm(total=len(files), unit="img", disable=not progress, desc="classify") as bar:
         for batch in iter_batches(
             files, eval_transform(spec.preprocessing), batch_size=batch_size, workers=workers,
-            target_size=spec.preprocessing.image_size,
+            target_size=spec.preprocessing.resize_size,
         ):
             for i, reason in batch.failures:
                 results[i].error = reason

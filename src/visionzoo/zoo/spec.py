@@ -5,6 +5,7 @@ which model, weights and preprocessing produced them.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -26,6 +27,11 @@ class Preprocessing:
     @property
     def image_size(self) -> int:
         return int(self.input_size[-1])
+
+    @property
+    def resize_size(self) -> int:
+        """Short side before the center crop (timm: floor(image_size / crop_pct))."""
+        return int(math.floor(self.image_size / self.crop_pct))
 
     def as_timm(self) -> dict[str, Any]:
         """The dict `timm.data.create_transform` takes."""

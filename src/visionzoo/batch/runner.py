@@ -1,0 +1,275 @@
+"""`extract`: features of any number of images streamed to feature files, resumable.
+
+The inputs (sorted) are cut into fixed partitions; each partition becomes one shard per model,
+written atomically when its last batch is done. Memory holds one partition at most, a crash
+loses at most the partitions in flight, and `resume=True` skips every shard that exists.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..data import expand_inputs
+from ..errors import UsageError
+from ..store import FORMATS, Layout, finalize, finished_shards, layout_for, package_versions, write_shard
+from ..store.manifest import read_json, write_json_atomic
+from ..tasks.embed import DEFAULT_LAYER, check_layer, feature_runner, weights_digest
+from ..tasks.common import as_model
+from .reader import default_workers, iter_multi_batches, usable_cpus
+
+DTYPES = ("float32", "float16")
+# Keys that must agree between an interrupted run and its resumption.
+_RESUME_KEYS = ("model", "weights_sha256", "layer", "pool", "normalize", "dtype", "dim", "partition_size", "inputs")
+
+
+@dataclass
+class ExtractConfig:
+    """Everything one extraction run needs, passed around as one object."""
+
+    model: str | list[str] | None = None
+    layer: str = DEFAULT_LAYER
+    pool: str | None = None
+    normalize: bool = False
+    format: str | None = None          # None: from OUT's suffix (.npy, .pkl), else parquet
+    dtype: str = "float32"
+    batch_size: int = 32
+    workers: int | None = None
+    backend: str = "auto"
+    device: str = "auto"
+    threads: int | None = None
+    resume: bool = False
+    partition_size: int = 1024
+    progress: bool = False
+
+    def model_names(self) -> list[str | None]:
+        if self.model is None:
+            return [None]
+        names = self.model.split(",") if isinstance(self.model, str) else [os.fspath(m) for m in self.model]
+        names = [n.strip() for n in names if n.strip()]
+        if len(set(names)) != len(names):
+            raise UsageError("the same model is named twice")
+        return names or [None]
+
+    def check(self) -> None:
+        if self.format is not None and self.format not in FORMATS:
+            raise UsageError(f"unknown format {self.format!r}; use one of {', '.join(FORMATS)}")
+        if self.dtype not in DTYPES:
+            raise UsageError(f"unknown dtype {self.dtype!r}; use float32 or float16")
+        if self.batch_size < 1 or self.partition_size < 1:
+            raise UsageError("batch size and partition size must be at least 1")
+
+
+@dataclass
+class ExtractResult:
+    """What a run did: per-model outputs, how many images, which failed and why."""
+
+    outputs: list[str]
+    total: int                                     # input files
+    count: int                                     # rows in each output
+    computed: int                                  # images decoded and embedded by this call
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # files under folders without an image extension
+    backends: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failures else 0
+
+
+@dataclass
+class _Job:
+    """One model's share of the run."""
+
+    layout: Layout
+    runner: Any
+    preprocessing: Any
+    manifest: dict[str, Any]
+    done: set[int]
+    rows: list[np.ndarray] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(name).name or name)
+
+
+def _outputs(out: Path, names: list[str | None], fmt: str | None) -> list[Path]:
+    if len(names) == 1:
+        return [out]
+    suffix = {"npy": ".npy", "pkl": ".pkl"}.get(fmt or "", "")
+    return [out / (_safe_name(n) + suffix) for n in names]  # several models: OUT is a folder
+
+
+def _inputs_key(files: Sequence[str]) -> dict[str, Any]:
+    return {"count": len(files), "sha256": hashlib.sha256("\n".join(files).encode()).hexdigest()}
+
+
+def _prepare(name: str | None, out: Path, files: list[str], cfg: ExtractConfig, threads: int) -> _Job:
+    layout = layout_for(out, cfg.format)
+    if layout.exists() and not cfg.resume:
+        raise UsageError(f"{layout.out} already exists; pass --resume to finish an interrupted run, or choose another --out")
+    module, spec = as_model(name)
+    check_layer(module, cfg.layer, cfg.pool)
+    digest = weights_digest(module)
+    runner, backend = feature_runner(module, cfg.layer, cfg.pool, cfg.normalize, backend=cfg.backend,
+                                     device=cfg.device, threads=threads, digest=digest)
+    dim = int(runner(torch.zeros(1, *spec.preprocessing.input_size)).shape[1])
+    manifest = {
+        "format_version": 1,
+        "model": str(name) if name is not None else spec.name,
+        "spec": spec.to_dict(),
+        "weights_sha256": digest,
+        "preprocessing": spec.to_dict()["preprocessing"],
+        "layer": cfg.layer,
+        "pool": cfg.pool,
+        "normalize": cfg.normalize,
+        "dim": dim,
+        "dtype": cfg.dtype,
+        "format": layout.fmt,
+        "backend": backend,
+        "partition_size": cfg.partition_size,
+        "inputs": _inputs_key(files),
+        "versions": package_versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "status": "running",
+    }
+    previous = None
+    if layout.complete():
+        previous = read_json(layout.manifest)
+    elif layout.running_manifest.is_file():
+        previous = read_json(layout.running_manifest)
+    if previous is not None:
+        changed = [k for k in _RESUME_KEYS if previous.get(k) != manifest[k]]
+        if changed:
+            raise UsageError(f"cannot resume {layout.out}: it was made with other {', '.join(changed)} "
+                             f"(resume needs the same inputs and settings); choose another --out")
+        manifest["created"] = previous.get("created", manifest["created"])
+    done = set(range(_n_partitions(len(files), cfg.partition_size))) if layout.complete() else finished_shards(layout.shards)
+    return _Job(layout, runner, spec.preprocessing, manifest, done)
+
+
+class _BatchPlan:
+    """Batches of positions over the pending partitions, generated lazily (flat memory for any N)."""
+
+    def __init__(self, pending: list[tuple[int, int, int]], batch_size: int):
+        self.pending, self.batch_size = pending, batch_size
+
+    def __len__(self) -> int:
+        return sum(-(-(b - a) // self.batch_size) for _, a, b in self.pending)
+
+    def __iter__(self):
+        for _, a, b in self.pending:
+            for s in range(a, b, self.batch_size):
+                yield list(range(s, min(b, s + self.batch_size)))
+
+    def ends(self):
+        """(partition, is its last batch) for each batch, in the same order."""
+        for k, a, b in self.pending:
+            for s in range(a, b, self.batch_size):
+                yield k, s + self.batch_size >= b
+
+
+def _n_partitions(n: int, size: int) -> int:
+    return (n + size - 1) // size
+
+
+def extract(
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    model: str | os.PathLike | Sequence[str] | None = None,
+    *,
+    layer: str = DEFAULT_LAYER,
+    pool: str | None = None,
+    normalize: bool = False,
+    format: str | None = None,  # noqa: A002 - the CLI's --format
+    dtype: str = "float32",
+    batch_size: int = 32,
+    workers: int | None = None,
+    backend: str = "auto",
+    device: str = "auto",
+    threads: int | None = None,
+    resume: bool = False,
+    partition_size: int = 1024,
+    progress: bool = False,
+) -> ExtractResult:
+    """Extract features of files, folders (recursive) or globs into feature file(s) at `out`.
+
+    `model` may name several models ("a,b" or a list): each image is decoded once and `out`
+    becomes a folder with one feature file per model. An existing `out` is an error unless
+    `resume=True`, which computes only the partitions not yet written.
+    """
+    cfg = ExtractConfig(model=model, layer=layer, pool=pool, normalize=normalize, format=format, dtype=dtype,
+                        batch_size=batch_size, workers=workers, backend=backend, device=device, threads=threads,
+                        resume=resume, partition_size=partition_size, progress=progress)
+    return run(inputs, out, cfg)
+
+
+def run(inputs, out: str | os.PathLike, cfg: ExtractConfig) -> ExtractResult:
+    start = time.perf_counter()
+    cfg.check()
+    listed = expand_inputs(inputs)
+    files = listed.files
+    names = cfg.model_names()
+    workers = default_workers(len(files), cfg.batch_size) if cfg.workers is None else cfg.workers
+    # Inference gets the cores the decoding processes leave: oversubscribed cores stall ONNX Runtime.
+    threads = cfg.threads or max(1, usable_cpus() - workers)
+    jobs = [_prepare(n, o, files, cfg, threads) for n, o in zip(names, _outputs(Path(out), names, cfg.format))]
+
+    bounds = [(k, k * cfg.partition_size, min(len(files), (k + 1) * cfg.partition_size))
+              for k in range(_n_partitions(len(files), cfg.partition_size))]
+    pending = [(k, a, b) for k, a, b in bounds if any(k not in j.done for j in jobs)]
+    for job in jobs:
+        if pending and any(k not in job.done for k, _, _ in pending):
+            job.layout.shards.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(job.layout.running_manifest, job.manifest)
+
+    preps = list(dict.fromkeys(j.preprocessing for j in jobs))
+    plan = _BatchPlan(pending, cfg.batch_size)
+    n_pending = sum(b - a for _, a, b in pending)
+    in_flight: dict[int, list[tuple[str, str]]] = {}  # failures of partitions not yet written
+    with tqdm(total=n_pending, unit="img", disable=not cfg.progress, desc="extract") as bar:
+        stream = iter_multi_batches(files, preps, plan, workers) if len(plan) else iter(())
+        for batch, (k, last) in zip(stream, plan.ends()):
+            in_flight.setdefault(k, []).extend((files[i], reason) for i, reason in batch.failures)
+            for job in jobs:
+                if k in job.done:
+                    continue
+                if batch.tensors is not None:
+                    job.rows.append(job.runner(batch.tensors[preps.index(job.preprocessing)]).numpy())
+                    job.paths += [files[i] for i in batch.indices]
+                if last:
+                    _flush(job, k, in_flight[k], cfg.dtype)
+            if last:
+                del in_flight[k]
+            bar.update(len(batch.indices) + len(batch.failures))
+
+    results = [read_json(j.layout.manifest) if j.layout.complete() else finalize(j.layout, j.manifest) for j in jobs]
+    first = results[0]
+    return ExtractResult(
+        outputs=[str(j.layout.out) for j in jobs],
+        total=len(files),
+        count=int(first["count"]),
+        computed=n_pending,
+        failures=[(f["path"], f["reason"]) for f in first["failures"]],
+        skipped=listed.skipped,
+        backends=[j.manifest["backend"] for j in jobs],
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _flush(job: _Job, k: int, failures: list[tuple[str, str]], dtype: str) -> None:
+    """Write partition k of one model as a shard and forget its rows."""
+    dim = job.manifest["dim"]
+    matrix = np.concatenate(job.rows) if job.rows else np.zeros((0, dim), np.float32)
+    write_shard(job.layout.shards, k, job.paths, matrix, failures, dtype=dtype, manifest=job.manifest)
+    job.rows, job.paths = [], []
+    job.done.add(k)

@@ -1,0 +1,178 @@
+"""`visionzoo index / search / dedup / cluster / probe / map`: jobs on stored feature files."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ._app import QuietOpt, app, console, err_console, report_failures, show_progress
+
+FeaturesArg = typer.Argument(..., help="Feature file from `visionzoo extract` (Parquet folder/file, .npy or .pkl).")
+PickleOpt = typer.Option(False, "--allow-pickle", help="Allow reading a .pkl feature file (unpickling can run code: "
+                         "only for files you trust).")
+LabelsHelp = "FOLDER_NAMES (each image's parent folder) or a CSV of path,label."
+
+
+def _wrote(*paths) -> None:
+    for p in paths:
+        err_console.print(f"wrote {p}", highlight=False)
+
+
+@app.command()
+def index(
+    features: Path = FeaturesArg,
+    out: Path = typer.Option(..., "--out", "-o", help="Index folder to write."),
+    exact: Optional[bool] = typer.Option(None, "--exact/--approximate", help="Force the index type "
+                                         "[default: exact up to 50,000 images, IVF above]."),
+    allow_pickle: bool = PickleOpt,
+):
+    """Build a cosine-similarity index (FAISS) over a feature file for `visionzoo search`."""
+    from ..downstream import build_index
+
+    idx = build_index(features, out, exact=exact, allow_pickle=allow_pickle)
+    extra = (f", nlist {idx.index.nlist}, nprobe {idx.index.nprobe} (recall@10 vs exact {idx.recall:.3f} on "
+             f"stored rows)") if idx.kind == "ivf" else ""
+    console.print(f"{idx.kind} index of {len(idx.paths)} image(s), {idx.index.d}-d{extra}", highlight=False)
+    _wrote(out)
+
+
+@app.command()
+def search(
+    index_dir: Path = typer.Argument(..., metavar="INDEX", help="Index folder from `visionzoo index`."),
+    queries: List[str] = typer.Argument(..., help="Images, folders or globs to embed, or paths stored in the index."),
+    k: int = typer.Option(10, "--k", "-k", min=1, help="Neighbours per query."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write results to FILE.json."),
+    grid: Optional[Path] = typer.Option(None, "--grid", help="Draw each query beside its neighbours to FILE.png."),
+    nprobe: Optional[int] = typer.Option(None, "--nprobe", min=1, help="IVF lists scanned per query "
+                                         "(more = higher recall, slower) [default: stored with the index]."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0),
+    device: str = typer.Option("auto", "--device"),
+    quiet: bool = QuietOpt,
+):
+    """Most similar stored images for each query (cosine similarity)."""
+    from rich.table import Table
+
+    from ..downstream import search as run_search
+
+    results = run_search(index_dir, queries, k, nprobe=nprobe, batch_size=batch_size, workers=workers,
+                         device=device, progress=show_progress(quiet))
+    table = Table(title=f"top-{k} neighbours")
+    table.add_column("query", overflow="fold")
+    table.add_column("neighbours (cosine)", overflow="fold")
+    for r in results:
+        table.add_row(r.query, f"[red]error: {r.error}[/red]" if r.error else
+                      "\n".join(f"{n.score:.3f}  {n.path}" for n in r.neighbours))
+    console.print(table)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps([r.to_dict() for r in results], indent=2), "utf-8")
+        _wrote(out)
+    if grid:
+        from ..viz.neighbours import neighbour_grid
+
+        _wrote(neighbour_grid(results, grid))
+    raise typer.Exit(report_failures(results))
+
+
+@app.command()
+def dedup(
+    features: Path = FeaturesArg,
+    threshold: float = typer.Option(0.5, "--threshold", "-t", min=-1, max=1,
+                                    help="Feature cosine for a candidate pair."),
+    pixel_threshold: float = typer.Option(0.9, "--pixel-threshold", min=0, max=1,
+                                          help="Correlation of the two files' 32x32 gray layouts that confirms a "
+                                          "pair; 0 = trust the features alone (then raise --threshold)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write groups to FILE.csv (keep/drop per image)."),
+    allow_pickle: bool = PickleOpt,
+):
+    """Groups of near-duplicate images (exact, resized, recompressed) with a keep/drop suggestion."""
+    from ..downstream import find_duplicates
+    from ..downstream.dedup import write_csv
+
+    report = find_duplicates(features, threshold=threshold, pixel_threshold=pixel_threshold or None,
+                             allow_pickle=allow_pickle)
+    for n, group in enumerate(report.groups, 1):
+        console.print(f"[bold]group {n}[/bold]")
+        for m in group:
+            colour = "green" if m.action == "keep" else "yellow"
+            console.print(f"  [{colour}]{m.action}[/{colour}] {m.path}  ({m.width}x{m.height}, {m.bytes:,} B, "
+                          f"cosine {m.similarity:.3f})", highlight=False)
+    for path, reason in report.unreadable:
+        err_console.print(f"[red]failed[/red] {path}: {reason} (its pairs were not confirmed)", highlight=False)
+    console.print(f"{len(report.groups)} group(s), {len(report.drops)} image(s) suggested to drop", highlight=False)
+    if out:
+        write_csv(report, out)
+        _wrote(out)
+    raise typer.Exit(1 if report.unreadable else 0)
+
+
+@app.command()
+def cluster(
+    features: Path = FeaturesArg,
+    k: str = typer.Option("auto", "--k", "-k", help="Number of clusters, or 'auto' (highest mean silhouette)."),
+    out: Path = typer.Option(Path("clusters"), "--out", "-o", help="Folder for assignments.csv, clusters.json "
+                             "and one cluster_NN.png montage per cluster."),
+    seed: int = typer.Option(0, "--seed"),
+    allow_pickle: bool = PickleOpt,
+):
+    """Group a collection by k-means on its features."""
+    from ..downstream import cluster as run_cluster
+    from ..errors import UsageError
+
+    if k != "auto" and not k.isdigit():
+        raise UsageError(f"--k must be a number or 'auto', got {k!r}")
+    result = run_cluster(features, k if k == "auto" else int(k), out, seed=seed, allow_pickle=allow_pickle)
+    how = f" (auto: best silhouette {result.silhouette[result.k]:.3f})" if result.silhouette else ""
+    console.print(f"k = {result.k}{how}; sizes {result.sizes}", highlight=False)
+    _wrote(out / "assignments.csv", out / "clusters.json", out / "cluster_NN.png")
+
+
+@app.command()
+def probe(
+    features: Path = FeaturesArg,
+    labels: str = typer.Option("FOLDER_NAMES", "--labels", "-l", help=LabelsHelp),
+    model: str = typer.Option("logreg", "--model", "-m", help="logreg or knn."),
+    cv: int = typer.Option(5, "--cv", min=2, help="Cross-validation folds."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Probe folder to write (for `visionzoo predict`)."),
+    allow_pickle: bool = PickleOpt,
+):
+    """A classifier on stored features in seconds: cross-validated accuracy and per-class F1."""
+    from rich.table import Table
+
+    from ..downstream import train_probe
+
+    report = train_probe(features, labels, out, model=model, cv=cv, allow_pickle=allow_pickle)
+    table = Table(title=f"{report.kind} probe, {report.folds}-fold CV on {report.count} image(s): accuracy "
+                  f"{report.accuracy:.3f} (+/- {report.accuracy_std:.3f}), macro F1 {report.macro_f1:.3f}")
+    for col in ("label", "precision", "recall", "F1", "support"):
+        table.add_column(col, justify="left" if col == "label" else "right")
+    for name, m in report.per_class.items():
+        table.add_row(name, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
+    console.print(table)
+    if report.unlabelled:
+        err_console.print(f"{report.unlabelled} image(s) without a label were not used", highlight=False)
+    if out:
+        _wrote(out)
+
+
+@app.command(name="map")
+def map_(
+    features: Path = FeaturesArg,
+    out: Path = typer.Option(Path("map.png"), "--out", "-o", help="FILE.png (scatter) or FILE.html "
+                             "(thumbnails on hover)."),
+    labels: Optional[str] = typer.Option(None, "--labels", "-l", help=LabelsHelp + " [default: colour by "
+                                         "k-means cluster]"),
+    method: str = typer.Option("auto", "--method", help="auto (UMAP if installed, else t-SNE), tsne, umap, pca."),
+    max_points: int = typer.Option(5000, "--max-points", min=2, help="Map a random sample of this many images."),
+    allow_pickle: bool = PickleOpt,
+):
+    """2-D map of a collection (PCA, then t-SNE or UMAP), coloured by label or cluster."""
+    from ..downstream import feature_map
+
+    result = feature_map(features, out, labels=labels, method=method, max_points=max_points,
+                         allow_pickle=allow_pickle)
+    console.print(f"{len(result.paths)} image(s) mapped with {result.method}", highlight=False)
+    _wrote(out)

@@ -1,0 +1,112 @@
+"""One way in for every downstream job: a feature file (any `extract` format), or rows in memory.
+
+The manifest travels with the rows so that a search query or a probe's new images are embedded
+exactly like the stored ones (same model, weights, preprocessing, layer, pooling).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence, Union
+
+import numpy as np
+
+from ..errors import UsageError
+
+
+@dataclass
+class FeatureSet:
+    paths: list[str]
+    matrix: np.ndarray                     # (len(paths), D) float32
+    manifest: dict[str, Any] | None = None  # what made the features; None for bare arrays
+    source: str | None = None               # the feature file, when read from one
+
+    def __post_init__(self) -> None:
+        self.matrix = np.ascontiguousarray(self.matrix, dtype=np.float32)
+        if self.matrix.ndim != 2 or self.matrix.shape[0] != len(self.paths):
+            raise UsageError(f"features: expected one row per path, got matrix {self.matrix.shape} "
+                             f"for {len(self.paths)} path(s)")
+        if not len(self.paths):
+            raise UsageError(f"no feature rows in {self.source or 'the input'}")
+
+    def normalized(self) -> np.ndarray:
+        """L2-normalised rows (cosine similarity = inner product). Rows read from a file are
+        normalised in place (nobody else holds them; 1M x 1280 is 5 GB), arrays passed in are copied."""
+        return l2_normalize(self.matrix if self.source else self.matrix.copy())
+
+
+FeaturesArg = Union[str, os.PathLike, FeatureSet, tuple]
+
+
+def l2_normalize(matrix: np.ndarray) -> np.ndarray:
+    """Normalise rows in place (zero rows stay zero) and return the array."""
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    matrix /= np.maximum(norms, 1e-12)
+    return matrix
+
+
+def open_features(features: FeaturesArg, *, allow_pickle: bool = False) -> FeatureSet:
+    """A feature file path, a FeatureSet, an Embeddings or a (paths, matrix) pair -> FeatureSet."""
+    if isinstance(features, FeatureSet):
+        return features
+    if isinstance(features, tuple) and len(features) == 2:
+        return FeatureSet(list(map(str, features[0])), np.asarray(features[1]))
+    if hasattr(features, "paths") and hasattr(features, "matrix"):  # tasks.embed.Embeddings
+        return FeatureSet(list(features.paths), features.matrix)
+    path = Path(os.fspath(features))
+    if not path.exists():
+        raise UsageError(f"no such feature file: {path}")
+    from ..store import load_features, read_manifest
+
+    paths, matrix = load_features(path, allow_pickle=allow_pickle)
+    try:
+        manifest = read_manifest(path)
+    except (UsageError, OSError, ValueError):
+        manifest = None  # e.g. a classic pickle written by an old script: rows only
+    return FeatureSet(list(paths), matrix, manifest, str(path))
+
+
+def labels_for(paths: Sequence[str], labels: str | os.PathLike | Sequence[str]) -> list[str | None]:
+    """Label per path: "FOLDER_NAMES" (parent folder), a CSV of path,label, or a list.
+
+    CSV rows match a stored path as written, by absolute path, or else by file name when that is
+    unique; paths without a label get None.
+    """
+    if not isinstance(labels, (str, os.PathLike)):
+        labels = list(labels)
+        if len(labels) != len(paths):
+            raise UsageError(f"{len(labels)} label(s) for {len(paths)} feature row(s)")
+        return [str(x) for x in labels]
+    if str(labels) == "FOLDER_NAMES":
+        return [Path(p).parent.name for p in paths]
+    return _labels_from_csv(paths, Path(labels))
+
+
+def _labels_from_csv(paths: Sequence[str], csv_path: Path) -> list[str | None]:
+    import csv
+
+    if not csv_path.is_file():
+        raise UsageError(f"--labels: no such CSV file: {csv_path} (or use FOLDER_NAMES)")
+    with csv_path.open(newline="", encoding="utf-8-sig") as f:
+        rows = [r for r in csv.reader(f) if r and not r[0].startswith("#")]
+    if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
+        rows = rows[1:]
+    bad = [r for r in rows if len(r) < 2 or not r[1].strip()]
+    if bad:
+        raise UsageError(f"{csv_path}: expected rows 'path,label', got {bad[0]!r}")
+    by_path = {r[0]: r[1].strip() for r in rows}
+    by_abs = {os.path.abspath(r[0]): r[1].strip() for r in rows}
+    names: dict[str, list[str]] = {}
+    for r in rows:
+        names.setdefault(os.path.basename(r[0]), []).append(r[1].strip())
+    out: list[str | None] = []
+    for p in paths:
+        label = by_path.get(p) or by_abs.get(os.path.abspath(p))
+        if label is None and len(names.get(os.path.basename(p), ())) == 1:
+            label = names[os.path.basename(p)][0]
+        out.append(label)
+    if not any(out):
+        raise UsageError(f"{csv_path}: none of its paths matches a stored feature row")
+    return out

@@ -1,0 +1,36 @@
+"""`predict`: labels and probabilities from a saved run (or a feature probe), shaped like `classify`."""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+from .errors import UsageError
+from .tasks.common import ImageResult
+from .zoo.rundir import is_run_dir
+
+
+def predict(
+    run_dir: str | os.PathLike,
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    top_k: int = 5,
+    *,
+    batch_size: int = 32,
+    workers: int | None = None,
+    device: str = "auto",
+    progress: bool = False,
+) -> list[ImageResult]:
+    """Top-k of the run's own labels for files, folders or globs; one ImageResult per file.
+
+    A folder written by `train` runs its saved model (through `classify`, so decoding and bad
+    files are handled identically); a probe folder fitted on stored features runs that probe."""
+    from .downstream import probe
+
+    if probe.is_probe_dir(run_dir):
+        return probe.predict_probe(run_dir, inputs, top_k=top_k, batch_size=batch_size, workers=workers,
+                                   device=device, progress=progress)
+    if not is_run_dir(run_dir):
+        raise UsageError(f"{run_dir} is not a saved run (a folder written by `visionzoo train`)")
+    from .tasks.classify import classify
+
+    return classify(inputs, model=run_dir, top_k=top_k, batch_size=batch_size, workers=workers,
+                    device=device, progress=progress)

@@ -1,0 +1,78 @@
+"""The manifest: a JSON dict that says what made a feature file; where it lives per format."""
+from __future__ import annotations
+
+import json
+import os
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+
+MANIFEST_FILE = "_manifest.json"     # inside a Parquet dataset folder and a run's shard folder
+META_KEY = b"visionzoo"              # Parquet schema metadata: the run's manifest
+FAILURES_KEY = b"visionzoo.failures"  # Parquet schema metadata: the shard's failed inputs
+
+_PACKAGES = ("visionzoo", "torch", "torchvision", "timm", "numpy", "pillow", "pyarrow", "onnxruntime")
+
+
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read manifest {path}: {exc}") from None
+
+
+def sidecar(path: Path) -> Path:
+    """feats.npy -> feats.npy.manifest.json (feats.pkl beside it gets its own)"""
+    return path.with_name(path.name + ".manifest.json")
+
+
+def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
+    """The manifest of any feature file: a Parquet folder or file, a .npy or .pkl, or the JSON itself."""
+    p = Path(path)
+    if p.is_dir():
+        if not (p / MANIFEST_FILE).is_file():
+            raise UsageError(f"{p} is not a visionzoo feature folder (no {MANIFEST_FILE})")
+        manifest = read_json(p / MANIFEST_FILE)
+        if manifest.get("status") != "complete":  # a run in progress or interrupted: what is on disk so far
+            from .shards import shard_failures, shard_rows
+
+            manifest.update(count=shard_rows(p), failures=shard_failures(p))
+        return manifest
+    if not p.exists():
+        raise UsageError(f"no such feature file: {p}")
+    if p.suffix == ".json":
+        return read_json(p)
+    if p.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        meta = pq.read_schema(p).metadata or {}
+        if META_KEY not in meta:
+            raise UsageError(f"{p} carries no visionzoo manifest")
+        manifest = json.loads(meta[META_KEY])
+        manifest["failures"] = json.loads(meta.get(FAILURES_KEY, b"[]"))
+        manifest["count"] = pq.read_metadata(p).num_rows
+        return manifest
+    if sidecar(p).is_file():
+        return read_json(sidecar(p))
+    raise UsageError(f"no manifest for {p} (expected {sidecar(p)})")

@@ -1,0 +1,80 @@
+"""ONNX Runtime backend: same features as PyTorch per image, export cached once, `visionzoo export`."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from visionzoo.data import eval_transform, load_rgb
+from visionzoo.errors import UsageError
+from visionzoo.tasks.embed import feature_runner
+
+
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory):
+    """A fresh export cache, so these tests really export."""
+    mp = pytest.MonkeyPatch()
+    folder = tmp_path_factory.mktemp("onnx_cache")
+    mp.setenv("VISIONZOO_ONNX_CACHE", str(folder))
+    yield folder
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def photos(photo_dir, lite0):
+    transform = eval_transform(lite0.zoo_spec.preprocessing)
+    batch = torch.stack([transform(load_rgb(str(p), 224)) for p in sorted(photo_dir.glob("*.jpg"))])
+    return torch.cat([batch, torch.randn(3, 3, 224, 224)])  # real photos (incl. grayscale) and noise
+
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cosine_similarity(a, b, dim=1)
+
+
+@pytest.mark.parametrize("layer,pool,normalize", [("pre_logits", None, False), ("blocks.4", "gem", True)])
+def test_onnx_features_match_pytorch_per_image(lite0, photos, onnx_cache, layer, pool, normalize):
+    ort_runner, used = feature_runner(lite0, layer, pool, normalize, backend="onnx", device="cpu")
+    torch_runner, _ = feature_runner(lite0, layer, pool, normalize, backend="torch", device="cpu")
+    assert used == "onnx"
+    got, expected = ort_runner(photos), torch_runner(photos)
+    assert got.shape == expected.shape and got.dtype == torch.float32
+    assert _cosine(got, expected).min().item() >= 0.9999
+    # Batch size is dynamic: one image alone gives the same row.
+    assert _cosine(ort_runner(photos[2:3]), expected[2:3]).item() >= 0.9999
+
+
+def test_export_is_cached_once_per_model_weights_and_layer(lite0, onnx_cache):
+    feature_runner(lite0, backend="onnx", device="cpu")
+    files = sorted(onnx_cache.glob("*.onnx"))
+    stamps = [f.stat().st_mtime_ns for f in files]
+    feature_runner(lite0, backend="onnx", device="cpu")  # a second run reuses the file
+    assert sorted(onnx_cache.glob("*.onnx")) == files and [f.stat().st_mtime_ns for f in files] == stamps
+    feature_runner(lite0, "logits", backend="onnx", device="cpu")  # another layer is another file
+    assert len(list(onnx_cache.glob("*.onnx"))) == len(files) + 1
+    assert not list(onnx_cache.glob(".*tmp"))
+
+
+def test_export_command_writes_a_self_describing_model(lite0, photos, tmp_path):
+    import onnx
+    import onnxruntime as ort
+    from typer.testing import CliRunner
+
+    from visionzoo.cli import app
+    from visionzoo.deploy import export
+
+    out = tmp_path / "lite0.onnx"
+    result = CliRunner().invoke(app, ["export", "efficientnet_lite0", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    meta = json.loads({p.key: p.value for p in onnx.load(str(out)).metadata_props}["visionzoo"])
+    assert meta["layer"] == "logits" and meta["spec"]["preprocessing"]["mean"] == [0.5, 0.5, 0.5]
+    logits = ort.InferenceSession(str(out)).run(None, {"images": photos.numpy()})[0]
+    with torch.inference_mode():
+        expected = lite0(photos)
+    assert np.array_equal(logits.argmax(1), expected.argmax(1).numpy())
+    assert _cosine(torch.from_numpy(logits), expected).min().item() >= 0.9999
+    with pytest.raises(UsageError, match="already exists"):
+        export("efficientnet_lite0", out)
+    with pytest.raises(UsageError, match="format"):
+        export("efficientnet_lite0", tmp_path / "x.tflite", format="tflite")
