@@ -5,30 +5,15 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from ..data.decode import ImageDecodeError, load_rgb
-
-
-def _figure(rows: int, cols: int, cell: tuple[float, float]):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * cell[0], rows * cell[1]), squeeze=False)
-    return plt, fig, axes
-
-
-def thumbnail(path: str, size: int = 256):
-    img = load_rgb(path, target_size=size)
-    img.thumbnail((size, size))
-    return img
+from ..data.decode import ImageDecodeError
+from .figure import figure, save, thumbnail
 
 
 def topk_grid(results: Sequence, out: str | os.PathLike, *, per_row: int = 2, max_images: int = 60) -> Path:
     """Write a PNG: per image, the picture and a horizontal bar chart of its top-k probabilities."""
     shown = list(results)[:max_images]
     rows = max(1, -(-len(shown) // per_row))
-    plt, fig, axes = _figure(rows, 2 * per_row, (3.2, 2.6))
+    plt, fig, axes = figure(rows, 2 * per_row, (3.2, 2.6))
     for ax in axes.flat:
         ax.axis("off")
     for n, result in enumerate(shown):
@@ -51,9 +36,4 @@ def topk_grid(results: Sequence, out: str | os.PathLike, *, per_row: int = 2, ma
         ax_bar.tick_params(axis="x", labelsize=7)
         for y, p in enumerate(preds):
             ax_bar.text(min(p.probability + 0.02, 0.8), y, f"{p.probability:.1%}", va="center", fontsize=7)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save(plt, fig, out)

@@ -5,15 +5,14 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from .grid import _figure
-from .montage import show_image
+from .figure import figure, save, show_image
 
 
 def neighbour_grid(results: Sequence, out: str | os.PathLike, *, max_queries: int = 20) -> Path:
     """PNG: one row per query (first column, red title) then its neighbours left to right."""
     shown = list(results)[:max_queries]
     cols = 1 + max([len(r.neighbours) for r in shown] + [1])
-    plt, fig, axes = _figure(max(1, len(shown)), cols, (1.8, 2.0))
+    plt, fig, axes = figure(max(1, len(shown)), cols, (1.8, 2.0))
     for ax in axes.flat:
         ax.axis("off")
     for row, r in zip(axes, shown):
@@ -25,9 +24,4 @@ def neighbour_grid(results: Sequence, out: str | os.PathLike, *, max_queries: in
             continue
         for ax, nb in zip(row[1:], r.neighbours):
             show_image(ax, nb.path, f"{nb.score:.3f}\n{Path(nb.path).name[:20]}")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return save(plt, fig, out, dpi=90)

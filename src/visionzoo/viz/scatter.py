@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from ..data.decode import ImageDecodeError
-from .grid import _figure, thumbnail
+from .figure import figure, save, thumbnail
 
 MAX_LEGEND = 20
 
@@ -28,7 +28,7 @@ def _palette(n: int) -> list[str]:
 def scatter_png(xy: np.ndarray, labels: Sequence[str], out: str | os.PathLike, title: str = "") -> Path:
     names = sorted(set(labels))
     colours = dict(zip(names, _palette(len(names))))
-    plt, fig, axes = _figure(1, 1, (8, 7))
+    plt, fig, axes = figure(1, 1, (8, 7))
     ax = axes[0][0]
     lab = np.array(labels)
     for name in names:
@@ -40,12 +40,7 @@ def scatter_png(xy: np.ndarray, labels: Sequence[str], out: str | os.PathLike, t
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save(plt, fig, out)
 
 
 def _thumb_b64(path: str, size: int) -> str:

@@ -9,21 +9,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..data.decode import ImageDecodeError
-from .grid import _figure, thumbnail
-
-
-def _save(plt, fig, out: str | os.PathLike) -> Path:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110, bbox_inches="tight")  # keeps two-line titles inside the picture
-    plt.close(fig)
-    return out
+from .figure import figure, save, thumbnail
 
 
 def learning_curves(history: Sequence[dict[str, Any]], out: str | os.PathLike) -> Path:
     """Loss and accuracy per epoch (train and validation); a dotted line where a new phase starts."""
-    plt, fig, axes = _figure(1, 2, (4.5, 3.4))
+    plt, fig, axes = figure(1, 2, (4.5, 3.4))
     epochs = [int(r["epoch"]) for r in history]
     for ax, key in zip(axes[0], ("loss", "acc")):
         for prefix, style in (("", "-o"), ("val_", "-s")):
@@ -38,13 +29,13 @@ def learning_curves(history: Sequence[dict[str, Any]], out: str | os.PathLike) -
         ax.set_title("accuracy" if key == "acc" else "loss")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    return _save(plt, fig, out)
+    return save(plt, fig, out)
 
 
 def confusion_matrix_plot(matrix: Sequence[Sequence[int]], labels: Sequence[str], out: str | os.PathLike) -> Path:
     cm = np.asarray(matrix)
     size = min(12.0, 2.5 + 0.45 * len(labels))
-    plt, fig, axes = _figure(1, 1, (size + 1, size))
+    plt, fig, axes = figure(1, 1, (size + 1, size))
     ax = axes[0][0]
     ax.imshow(cm, cmap="Blues")
     ticks = range(len(labels))
@@ -57,7 +48,7 @@ def confusion_matrix_plot(matrix: Sequence[Sequence[int]], labels: Sequence[str]
             for j in ticks:
                 ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
                         color="white" if cm[i, j] > cm.max() / 2 else "black")
-    return _save(plt, fig, out)
+    return save(plt, fig, out)
 
 
 def misclassified_grid(items: Sequence[dict[str, Any]], out: str | os.PathLike, *, per_row: int = 6,
@@ -65,7 +56,7 @@ def misclassified_grid(items: Sequence[dict[str, Any]], out: str | os.PathLike, 
     """Each wrongly predicted image titled with its true label, the prediction and its probability."""
     shown = list(items)[:max_images]
     rows = max(1, -(-len(shown) // per_row))
-    plt, fig, axes = _figure(rows, per_row, (2.0, 2.3))
+    plt, fig, axes = figure(rows, per_row, (2.0, 2.3))
     for ax in axes.flat:
         ax.axis("off")
     if not shown:
@@ -77,7 +68,7 @@ def misclassified_grid(items: Sequence[dict[str, Any]], out: str | os.PathLike, 
             pass
         ax.set_title(f"true: {str(item['true'])[:18]}\npred: {str(item['predicted'])[:18]} "
                      f"({item['probability']:.0%})", fontsize=7)
-    return _save(plt, fig, out)
+    return save(plt, fig, out)
 
 
 def roc_pr_curves(y_true: np.ndarray, scores: np.ndarray, positive: str, out: str | os.PathLike) -> Path:
@@ -86,7 +77,7 @@ def roc_pr_curves(y_true: np.ndarray, scores: np.ndarray, positive: str, out: st
 
     fpr, tpr, _ = skm.roc_curve(y_true, scores)
     precision, recall, _ = skm.precision_recall_curve(y_true, scores)
-    plt, fig, axes = _figure(1, 2, (4.0, 3.6))
+    plt, fig, axes = figure(1, 2, (4.0, 3.6))
     roc, pr = axes[0]
     roc.plot(fpr, tpr, label=f"AUC {skm.auc(fpr, tpr):.3f}")
     roc.plot([0, 1], [0, 1], ":", color="gray")
@@ -96,4 +87,4 @@ def roc_pr_curves(y_true: np.ndarray, scores: np.ndarray, positive: str, out: st
     for ax in (roc, pr):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right" if ax is roc else "lower left")
-    return _save(plt, fig, out)
+    return save(plt, fig, out)

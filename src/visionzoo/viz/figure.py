@@ -1,0 +1,46 @@
+"""What every picture shares: a grid of axes, thumbnails drawn into them, saving to PNG."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..data.decode import ImageDecodeError, load_rgb
+
+
+def figure(rows: int, cols: int, cell: tuple[float, float]):
+    """(pyplot, fig, 2-D axes array) with the non-interactive backend: safe on servers and in CI."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * cell[0], rows * cell[1]), squeeze=False)
+    return plt, fig, axes
+
+
+def save(plt, fig, out: str | os.PathLike, dpi: int = 110) -> Path:
+    """Lay out, write the PNG (creating its folder), free the figure."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=dpi, bbox_inches="tight")  # keeps two-line titles inside the picture
+    plt.close(fig)
+    return out
+
+
+def thumbnail(path: str, size: int = 256):
+    img = load_rgb(path, target_size=size)
+    img.thumbnail((size, size))
+    return img
+
+
+def show_image(ax, path: str, caption: str | None = None, size: int = 160) -> None:
+    """Draw `path` into a matplotlib axis (a note instead when it cannot be decoded)."""
+    ax.axis("off")
+    try:
+        ax.imshow(thumbnail(path, size))
+    except ImageDecodeError as exc:
+        ax.text(0.5, 0.5, f"unreadable:\n{exc.reason}", ha="center", va="center", fontsize=6, color="crimson",
+                wrap=True, transform=ax.transAxes)
+    if caption:
+        ax.set_title(caption, fontsize=7)
