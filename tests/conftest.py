@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ from PIL import Image
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 os.environ.setdefault("VISIONZOO_OFFLINE", "1")  # tests never touch the network
+# ONNX exports go to a fresh cache per test worker: a warm user cache must not hide export bugs.
+os.environ["VISIONZOO_ONNX_CACHE"] = tempfile.mkdtemp(prefix="vz-onnx-")
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "camera")
 
