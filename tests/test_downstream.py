@@ -181,8 +181,10 @@ def test_folder_query_uses_stored_rows_and_usage_errors(lfw_features, lfw_dir, t
     idx = build_index(lfw_features)
     results = search(idx, str(lfw_dir / "nonface"), k=3)  # stored files: no model needed, never themselves
     assert len(results) == 100 and all(r.neighbours and r.neighbours[0].path != r.query for r in results)
-    with pytest.raises(UsageError, match="not an index"):
+    with pytest.raises(UsageError, match="neither an index folder nor a feature file"):
         search(tmp_path, "x.jpg")
+    direct = search(lfw_features, str(lfw_dir / "nonface"), k=3)  # a feature file is indexed in memory
+    assert [[n.path for n in r.neighbours] for r in direct] == [[n.path for n in r.neighbours] for r in results]
     with pytest.raises(UsageError, match=".png or .html"):
         feature_map(lfw_features, tmp_path / "map.pdf")
     with pytest.raises(UsageError, match="between 1 and"):

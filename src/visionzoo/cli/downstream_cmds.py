@@ -40,7 +40,7 @@ def index(
 
 @app.command()
 def search(
-    index_dir: Path = typer.Argument(..., metavar="INDEX", help="Index folder from `visionzoo index`."),
+    index_dir: Path = typer.Argument(..., metavar="INDEX", help="Index folder from `visionzoo index`, or a feature file (indexed in memory)."),
     queries: List[str] = typer.Argument(..., help="Images, folders or globs to embed, or paths stored in the index."),
     k: int = typer.Option(10, "--k", "-k", min=1, help="Neighbours per query."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write results to FILE.json."),
