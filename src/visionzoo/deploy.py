@@ -5,6 +5,7 @@ import json
 import os
 from pathlib import Path
 
+from .atomic import atomic_path
 from .errors import UsageError
 from .runtime.onnx_backend import export_onnx
 from .tasks.common import ModelArg, as_model
@@ -43,7 +44,6 @@ def export(
             "weights_sha256": weights_digest(module), "input": "images", "output": "features"}
     entry = proto.metadata_props.add()
     entry.key, entry.value = "visionzoo", json.dumps(info, default=str)
-    tmp = path.with_name(f".{path.name}.tmp")
-    onnx.save(proto, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        onnx.save(proto, str(tmp))
     return path

@@ -17,12 +17,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..atomic import write_json
 from ..data import expand_inputs
 from ..errors import UsageError
-from ..store import FORMATS, Layout, finalize, finished_shards, layout_for, package_versions, write_shard
-from ..store.manifest import read_json, write_json_atomic
-from ..tasks.embed import DEFAULT_LAYER, check_layer, feature_runner, weights_digest
+from ..store import FORMATS, Layout, finalize, finished_shards, layout_for, write_shard
+from ..store.manifest import read_json
 from ..tasks.common import as_model
+from ..tasks.embed import DEFAULT_LAYER, check_layer, feature_runner, weights_digest
+from ..versions import package_versions
 from .reader import default_workers, iter_multi_batches, usable_cpus
 
 DTYPES = ("float32", "float16")
@@ -230,7 +232,7 @@ def run(inputs, out: str | os.PathLike, cfg: ExtractConfig) -> ExtractResult:
     for job in jobs:
         if pending and any(k not in job.done for k, _, _ in pending):
             job.layout.shards.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(job.layout.running_manifest, job.manifest)
+            write_json(job.layout.running_manifest, job.manifest)
 
     preps = list(dict.fromkeys(j.preprocessing for j in jobs))
     plan = _BatchPlan(pending, cfg.batch_size)

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..atomic import atomic_path, write_json
 from ..errors import UsageError
 from .features import FeaturesArg, l2_normalize, open_features
 
@@ -147,15 +148,14 @@ class SimilarityIndex:
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        faiss.write_index(self.index, str(out / (INDEX_FILE + ".tmp")))
-        os.replace(out / (INDEX_FILE + ".tmp"), out / INDEX_FILE)
-        (out / PATHS_FILE).write_text(json.dumps(self.paths), "utf-8")
+        with atomic_path(out / INDEX_FILE) as tmp:
+            faiss.write_index(self.index, str(tmp))
+        write_json(out / PATHS_FILE, self.paths)
         meta = {"format": FORMAT, "version": 1, "kind": self.kind, "count": self.index.ntotal, "dim": self.index.d,
                 "nlist": getattr(self.index, "nlist", None), "nprobe": getattr(self.index, "nprobe", None),
                 "recall_at_10": self.recall,
                 "features": self.source, "manifest": self.manifest}
-        (out / (META_FILE + ".tmp")).write_text(json.dumps(meta, indent=2, default=str), "utf-8")
-        os.replace(out / (META_FILE + ".tmp"), out / META_FILE)  # written last: marks a complete index
+        write_json(out / META_FILE, meta)  # written last: marks a complete index
         return out
 
 

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..atomic import atomic_path, write_json
 from ..errors import UsageError
 from .features import FeaturesArg, l2_normalize, labels_for, open_features
 
@@ -70,7 +71,11 @@ def train_probe(
     allow_pickle: bool = False,
 ) -> ProbeReport:
     """Cross-validate a `model` ("logreg" | "knn") on labelled rows, then fit on all and save to `out`."""
-    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+    from sklearn.metrics import (
+        accuracy_score,
+        f1_score,
+        precision_recall_fscore_support,
+    )
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     fs = open_features(features, allow_pickle=allow_pickle)
@@ -114,15 +119,12 @@ def _save(out: Path, kind: str, est, x: np.ndarray, y: np.ndarray, classes: list
     else:
         arrays = {"train": x, "targets": y.astype(np.int64), "k": np.array([est.n_neighbors], np.int64)}
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / (ARRAYS_FILE + ".tmp")
-    save_file({k: np.ascontiguousarray(v, dtype=np.int64 if v.dtype.kind == "i" else np.float32)
-               for k, v in arrays.items()}, str(tmp))
-    os.replace(tmp, out / ARRAYS_FILE)
+    with atomic_path(out / ARRAYS_FILE) as tmp:
+        save_file({k: np.ascontiguousarray(v, dtype=np.int64 if v.dtype.kind == "i" else np.float32)
+                   for k, v in arrays.items()}, str(tmp))
     meta = {"format": FORMAT, "version": 1, "kind": kind, "labels": classes, "features": fs.source,
             "manifest": fs.manifest, "metrics": report.to_dict()}
-    tmp = out / (PROBE_FILE + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, default=str), "utf-8")
-    os.replace(tmp, out / PROBE_FILE)
+    write_json(out / PROBE_FILE, meta)
     return out
 
 

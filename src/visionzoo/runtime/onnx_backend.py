@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..atomic import atomic_path
 from ..errors import UsageError
 
 INPUT, OUTPUT = "images", "features"
@@ -71,36 +72,33 @@ def export_onnx(
     """Export `fn(module, images)` with a dynamic batch axis, check it against PyTorch, write atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     wrapper = _Features(module.eval().cpu(), fn).eval()
     example = torch.randn(2, *input_size)
     try:
-        with warnings.catch_warnings(), torch.inference_mode():
-            warnings.simplefilter("ignore")
-            # The TorchScript-based exporter traces through Python (incl. the stage hooks) and
-            # exports in seconds; the dynamo exporter is the fallback where it is unavailable.
-            try:
-                torch.onnx.export(wrapper, (example,), str(tmp), dynamo=False, input_names=[INPUT],
-                                  output_names=[OUTPUT], opset_version=opset,
-                                  dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
-            except Exception:
-                torch.onnx.export(wrapper, (example,), str(tmp), dynamo=True, input_names=[INPUT],
-                                  output_names=[OUTPUT], external_data=False,
-                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
-        check = torch.randn(3, *input_size)
-        with torch.inference_mode():
-            expected = wrapper(check).numpy()
-        got = _session(tmp, threads=1).run(None, {INPUT: check.numpy()})[0]
-        cos = (expected * got).sum(1) / (np.linalg.norm(expected, axis=1) * np.linalg.norm(got, axis=1) + 1e-12)
-        if got.shape != expected.shape or float(cos.min()) < MIN_COSINE:
-            raise UsageError(f"the ONNX export does not reproduce PyTorch's output (cosine {float(cos.min()):.6f})")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:  # renamed into the cache only once it checks out
+            with warnings.catch_warnings(), torch.inference_mode():
+                warnings.simplefilter("ignore")
+                # The TorchScript-based exporter traces through Python (incl. the stage hooks) and
+                # exports in seconds; the dynamo exporter is the fallback where it is unavailable.
+                try:
+                    torch.onnx.export(wrapper, (example,), str(tmp), dynamo=False, input_names=[INPUT],
+                                      output_names=[OUTPUT], opset_version=opset,
+                                      dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
+                except Exception:
+                    torch.onnx.export(wrapper, (example,), str(tmp), dynamo=True, input_names=[INPUT],
+                                      output_names=[OUTPUT], external_data=False,
+                                      dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+            check = torch.randn(3, *input_size)
+            with torch.inference_mode():
+                expected = wrapper(check).numpy()
+            got = _session(tmp, threads=1).run(None, {INPUT: check.numpy()})[0]
+            cos = (expected * got).sum(1) / (np.linalg.norm(expected, axis=1) * np.linalg.norm(got, axis=1) + 1e-12)
+            if got.shape != expected.shape or float(cos.min()) < MIN_COSINE:
+                raise UsageError(f"the ONNX export does not reproduce PyTorch's output (cosine {float(cos.min()):.6f})")
     except UsageError:
         raise
     except Exception as exc:
         raise UsageError(f"cannot export this model to ONNX ({type(exc).__name__}: {str(exc)[:300]})") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -4,10 +4,10 @@ Every format carries a manifest (model, weights hash, preprocessing, layer, pool
 counts, failures, package versions), so whoever opens the file later knows what made it.
 """
 from .formats import FORMATS, Layout, finalize, layout_for, load_features
-from .manifest import package_versions, read_manifest
+from .manifest import read_manifest
 from .shards import finished_shards, write_shard
 
 __all__ = [
     "FORMATS", "Layout", "finalize", "finished_shards", "layout_for", "load_features",
-    "package_versions", "read_manifest", "write_shard",
+    "read_manifest", "write_shard",
 ]

@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_path, write_json
 from ..errors import UsageError
-from .manifest import MANIFEST_FILE, read_json, sidecar, write_json_atomic
+from .manifest import MANIFEST_FILE, read_json, sidecar
 from .shards import iter_shards, read_table_features, shard_failures, shard_rows
 
 FORMATS = ("parquet", "npy", "pkl")
@@ -78,21 +79,18 @@ def finalize(layout: Layout, manifest: dict[str, Any]) -> dict[str, Any]:
 
         table = pa.table({"path": pa.array([f["path"] for f in failures], pa.string()),
                           "reason": pa.array([f["reason"] for f in failures], pa.string())})
-        tmp = layout.out / "._failures.parquet.tmp"
-        pq.write_table(table, tmp)
-        os.replace(tmp, layout.out / FAILURES_FILE)
+        with atomic_path(layout.out / FAILURES_FILE) as tmp:
+            pq.write_table(table, tmp)
     elif layout.fmt == "npy":
         _write_npy(layout, manifest["dtype"], manifest["dim"])
     else:
         table = {p: v.astype(manifest["dtype"]) for _, paths, block, _ in iter_shards(layout.shards)
                  for p, v in zip(paths, block)}
-        tmp = layout.out.with_name(f".{layout.out.name}.tmp")
-        with open(tmp, "wb") as f:
+        with atomic_path(layout.out) as tmp, open(tmp, "wb") as f:
             pickle.dump(table, f, protocol=4)
-        os.replace(tmp, layout.out)
     manifest = {**manifest, "count": rows, "failures": failures, "status": "complete",
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    write_json_atomic(layout.manifest, manifest)
+    write_json(layout.manifest, manifest)
     if layout.shards != layout.out:
         shutil.rmtree(layout.shards)
     return manifest
@@ -100,19 +98,16 @@ def finalize(layout: Layout, manifest: dict[str, Any]) -> dict[str, Any]:
 
 def _write_npy(layout: Layout, dtype: str, dim: int) -> None:
     """Stream the shards into a memory-mapped .npy, so memory stays flat however many rows."""
-    tmp = layout.out.with_name(f".{layout.out.stem}.tmp.npy")
-    paths_tmp = layout.out.with_name(f".{layout.out.stem}.paths.tmp")
-    matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(shard_rows(layout.shards), dim))
-    start = 0
-    with open(paths_tmp, "w", encoding="utf-8") as f:
-        for _, paths, block, _ in iter_shards(layout.shards):
-            matrix[start:start + len(paths)] = block
-            start += len(paths)
-            f.writelines(p + "\n" for p in paths)
-    matrix.flush()
-    del matrix
-    os.replace(paths_tmp, paths_file(layout.out))
-    os.replace(tmp, layout.out)
+    with atomic_path(layout.out) as tmp, atomic_path(paths_file(layout.out)) as paths_tmp:
+        matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(shard_rows(layout.shards), dim))
+        start = 0
+        with open(paths_tmp, "w", encoding="utf-8") as f:
+            for _, paths, block, _ in iter_shards(layout.shards):
+                matrix[start:start + len(paths)] = block
+                start += len(paths)
+                f.writelines(p + "\n" for p in paths)
+        matrix.flush()
+        del matrix
 
 
 def paths_file(npy: Path) -> Path:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -12,28 +11,6 @@ from ..errors import UsageError
 MANIFEST_FILE = "_manifest.json"     # inside a Parquet dataset folder and a run's shard folder
 META_KEY = b"visionzoo"              # Parquet schema metadata: the run's manifest
 FAILURES_KEY = b"visionzoo.failures"  # Parquet schema metadata: the shard's failed inputs
-
-_PACKAGES = ("visionzoo", "torch", "torchvision", "timm", "numpy", "pillow", "pyarrow", "onnxruntime")
-
-
-def package_versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in _PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
 
 def read_json(path: Path) -> dict[str, Any]:
     try:

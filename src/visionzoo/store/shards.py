@@ -1,4 +1,4 @@
-"""Shards: one Parquet file per input partition, written atomically (temp file + os.replace).
+"""Shards: one Parquet file per input partition, written atomically (visionzoo.atomic).
 
 A shard that exists is complete, so resuming after a crash or `kill -9` skips it and recomputes
 only unfinished partitions. Its schema metadata holds the run's manifest and the partition's
@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ..atomic import atomic_path
 from .manifest import FAILURES_KEY, META_KEY
 
 SHARD_NAME = "part-{:05d}.parquet"
@@ -49,12 +50,8 @@ def write_shard(folder: Path, index: int, paths: list[str], matrix: np.ndarray, 
             FAILURES_KEY: json.dumps([{"path": p, "reason": r} for p, r in failures]).encode()}
     table = features_table(paths, matrix, dtype, meta)
     final = shard_path(folder, index)
-    tmp = folder / f".{final.name}.tmp"
-    with open(tmp, "wb") as f:
-        pq.write_table(table, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
+    with atomic_path(final) as tmp:
+        pq.write_table(table, tmp)
     return final
 
 

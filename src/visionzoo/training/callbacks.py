@@ -6,11 +6,12 @@ killed run continues exactly where its last completed epoch left it.
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
+
+from ..atomic import atomic_path
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -76,9 +77,8 @@ class BestCheckpoint(Callback):
             from safetensors.torch import save_model
 
             self.best, self.best_epoch = key, epoch
-            tmp = self.path.with_suffix(".tmp")
-            save_model(trainer.module, str(tmp), force_contiguous=True)
-            os.replace(tmp, self.path)
+            with atomic_path(self.path) as tmp:
+                save_model(trainer.module, str(tmp), force_contiguous=True)
 
     def load_best(self, module: torch.nn.Module) -> None:
         if self.path.is_file():
@@ -105,13 +105,11 @@ class CSVLogger(Callback):
 
     def on_epoch_end(self, trainer, epoch, logs):
         self.rows.append({"epoch": epoch, "phase": trainer.phase, **logs})
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w", newline="", encoding="utf-8") as f:
+        with atomic_path(self.path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=self.COLUMNS, extrasaction="ignore")
             writer.writeheader()
             for row in self.rows:
                 writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-        os.replace(tmp, self.path)
 
     def state(self):
         return {"rows": self.rows}
@@ -154,9 +152,8 @@ class ResumeCheckpoint(Callback):
             "scheduler": trainer.scheduler.state_dict(),
             "callbacks": {type(cb).__name__: cb.state() for cb in self.callbacks},
         }
-        tmp = self.path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.path)
+        with atomic_path(self.path) as tmp:
+            torch.save(state, tmp)
 
 
 def read_checkpoint(run_dir: Path) -> dict[str, Any] | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
@@ -25,6 +24,7 @@ from ..data import eval_transform, train_transform
 from ..data.datasets import LabeledDataset, Split, kfold_splits, load_dataset
 from ..errors import UsageError
 from ..runtime import pick_device
+from ..versions import package_versions
 from ..zoo import load_model
 from ..zoo.rundir import is_run_dir, read_config, save_run_model
 from . import callbacks as cb
@@ -35,18 +35,6 @@ from .trainer import Trainer, seed_everything, warmup_cosine
 
 ARGS_FILE = "train_args.json"
 Log = Callable[[str], None]
-
-
-def _versions() -> dict[str, str]:
-    import sklearn
-    import timm
-    import torchvision
-
-    from .. import __version__
-
-    return {"visionzoo": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "timm": timm.__version__, "scikit-learn": sklearn.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
 
 
 def build_model(cfg: TrainConfig, labels: list[str]) -> nn.Module:
@@ -202,7 +190,7 @@ def _finish_run(module: nn.Module, cfg: TrainConfig, ds_info: dict, labels: list
         "epochs_run": len(history),
         "best_epoch": summary["best_epoch"],
         "metrics": {"best_epoch": {k: v for k, v in best_logs.items() if isinstance(v, float)}},
-        "versions": _versions(),
+        "versions": package_versions(),
     }
     save_run_model(module, run_dir, extra)
     if history:

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from torch import nn
 
+from ..atomic import atomic_path, write_json
 from .spec import ModelSpec
 
 CONFIG_FILE = "config.json"
@@ -57,11 +58,8 @@ def save_run_model(model: nn.Module, run_dir: str | os.PathLike, extra: dict[str
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / (WEIGHTS_FILE + ".tmp")
-    save_model(model, str(tmp))
-    os.replace(tmp, run_dir / WEIGHTS_FILE)
+    with atomic_path(run_dir / WEIGHTS_FILE) as tmp:
+        save_model(model, str(tmp))
     config = {"format": "visionzoo-run", "version": 1, **(extra or {}), "spec": model.zoo_spec.to_dict()}
-    tmp = run_dir / (CONFIG_FILE + ".tmp")
-    tmp.write_text(json.dumps(config, indent=2, default=str), "utf-8")
-    os.replace(tmp, run_dir / CONFIG_FILE)
+    write_json(run_dir / CONFIG_FILE, config)
     return run_dir
