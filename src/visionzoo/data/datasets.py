@@ -123,22 +123,30 @@ def kfold_splits(split: Split, k: int, seed: int) -> list[tuple[Split, Split]]:
     return [(split.subset(tr), split.subset(va)) for tr, va in folds.split(np.zeros(len(split)), split.targets)]
 
 
-def read_csv_split(path: Path) -> tuple[dict[str, list[str]], list[str]]:
-    """CSV of `path,label` (header optional; relative paths are relative to the CSV's folder)."""
-    classes: dict[str, list[str]] = {}
-    missing = []
+def read_label_csv(path: Path) -> list[tuple[str, str]]:
+    """Rows of a `path,label` CSV as written (header optional, blank and '#' lines skipped).
+
+    The one reader for label CSVs: training datasets and feature probes both take them."""
     with path.open(newline="", encoding="utf-8-sig") as f:
-        rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+        rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r) and not r[0].startswith("#")]
     if rows and [c.strip().lower() for c in rows[0][:2]] in (["path", "label"], ["file", "label"], ["filename", "label"]):
         rows = rows[1:]
     for n, row in enumerate(rows, 1):
         if len(row) < 2 or not row[0].strip() or not row[1].strip():
             raise UsageError(f"{path}: row {n} is not 'path,label': {row}")
-        file = Path(row[0].strip())
+    return [(row[0].strip(), row[1].strip()) for row in rows]
+
+
+def read_csv_split(path: Path) -> tuple[dict[str, list[str]], list[str]]:
+    """CSV of `path,label` (relative paths are relative to the CSV's folder)."""
+    classes: dict[str, list[str]] = {}
+    missing = []
+    for name, label in read_label_csv(path):
+        file = Path(name)
         file = file if file.is_absolute() else path.parent / file
         if not file.exists():
             missing.append(str(file))
-        classes.setdefault(row[1].strip(), []).append(str(file))
+        classes.setdefault(label, []).append(str(file))
     if missing:
         raise UsageError(f"{path}: {len(missing)} listed file(s) do not exist, e.g. {missing[0]}")
     return {name: sorted(set(files)) for name, files in sorted(classes.items())}, []

@@ -85,22 +85,16 @@ def labels_for(paths: Sequence[str], labels: str | os.PathLike | Sequence[str]) 
 
 
 def _labels_from_csv(paths: Sequence[str], csv_path: Path) -> list[str | None]:
-    import csv
+    from ..data.datasets import read_label_csv
 
     if not csv_path.is_file():
         raise UsageError(f"--labels: no such CSV file: {csv_path} (or use FOLDER_NAMES)")
-    with csv_path.open(newline="", encoding="utf-8-sig") as f:
-        rows = [r for r in csv.reader(f) if r and not r[0].startswith("#")]
-    if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
-        rows = rows[1:]
-    bad = [r for r in rows if len(r) < 2 or not r[1].strip()]
-    if bad:
-        raise UsageError(f"{csv_path}: expected rows 'path,label', got {bad[0]!r}")
-    by_path = {r[0]: r[1].strip() for r in rows}
-    by_abs = {os.path.abspath(r[0]): r[1].strip() for r in rows}
+    rows = read_label_csv(csv_path)
+    by_path = dict(rows)
+    by_abs = {os.path.abspath(p): label for p, label in rows}
     names: dict[str, list[str]] = {}
-    for r in rows:
-        names.setdefault(os.path.basename(r[0]), []).append(r[1].strip())
+    for p, label in rows:
+        names.setdefault(os.path.basename(p), []).append(label)
     out: list[str | None] = []
     for p in paths:
         label = by_path.get(p) or by_abs.get(os.path.abspath(p))
