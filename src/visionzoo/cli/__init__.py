@@ -8,6 +8,8 @@ from . import demo_cmd, zoo_cmds  # noqa: F401  (register commands)
 from . import extract_cmds  # noqa: F401  (extract, layers, export)
 from . import train_cmds  # noqa: F401  (train, evaluate, predict)
 from . import downstream_cmds  # noqa: F401  (index, search, dedup, cluster, probe, map)
+from . import detect_cmds, segment_cmds, faces_cmds, caption_cmds  # noqa: F401  (task models)
+from . import serve_cmds  # noqa: F401  (serve)
 from ._app import app, err_console
 
 

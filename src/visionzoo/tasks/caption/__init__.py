@@ -1,0 +1,1 @@
+"""Image captioning (CNN encoder + LSTM decoder): train, predict, evaluate (issue 12)."""
