@@ -34,6 +34,14 @@ def export(
     out = Path(out)
     if out.exists() and not overwrite:
         raise UsageError(f"{out} already exists; remove it or choose another --out")
+    from .tasks.registry import task_module, task_of
+
+    task = task_of(model) if isinstance(model, (str, os.PathLike)) else "classify"
+    if task != "classify":  # a detection / segmentation run: its package knows its graph and outputs
+        exporter = getattr(task_module(task), "export_onnx", None)
+        if exporter is None:
+            raise UsageError(f"{model} is a {task} run; ONNX export is not available for {task} models")
+        return Path(exporter(model, out))
     module, spec = as_model(model)
     check_layer(module, layer, pool)
     path = export_onnx(module, feature_fn(layer, pool, normalize), spec.preprocessing.input_size, out)

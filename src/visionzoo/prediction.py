@@ -31,6 +31,29 @@ def predict(
     if not is_run_dir(run_dir):
         raise UsageError(f"{run_dir} is not a saved run (a folder written by `visionzoo train`)")
     from .tasks.classify import classify
+    from .tasks.registry import run_task
+
+    task = run_task(run_dir)
+    if task != "classify":
+        raise UsageError(f"{run_dir} is a {task} run: use predict_any, or `visionzoo predict`")
 
     return classify(inputs, model=run_dir, top_k=top_k, batch_size=batch_size, workers=workers,
                     device=device, progress=progress)
+
+
+def predict_any(run_dir: str | os.PathLike, inputs: str | os.PathLike | Sequence[str | os.PathLike], *,
+                top_k: int = 5, batch_size: int | None = None, workers: int | None = None, device: str = "auto",
+                progress: bool = False) -> list[dict]:
+    """Any saved run (classification, detection, segmentation, captioning...) on files, folders or
+    globs: one JSON-able dict per file with "path" and "error", shaped as that task's own command
+    writes it. The run's config.json "task" picks the package (tasks/registry.py)."""
+    from .tasks.registry import run_task, task_module
+
+    if is_run_dir(run_dir) and run_task(run_dir) != "classify":
+        options = {"workers": workers, "device": device, "progress": progress}
+        if batch_size is not None:
+            options["batch_size"] = batch_size
+        return task_module(run_task(run_dir)).predict(run_dir, inputs, **options)
+    results = predict(run_dir, inputs, top_k=top_k, batch_size=batch_size or 32, workers=workers, device=device,
+                      progress=progress)
+    return [r.to_dict() for r in results]

@@ -31,10 +31,12 @@ def show_progress(quiet: bool) -> bool:
 
 
 def report_failures(results, skipped: list[str] | None = None) -> int:
-    """Print each failed input with its reason; return the exit status (1 if any failed)."""
-    failed = [r for r in results if r.error]
+    """Print each failed input with its reason; return the exit status (1 if any failed).
+    `results` are ImageResults or the JSON dicts of the task commands (both have path and error)."""
+    rows = [r if isinstance(r, dict) else {"path": r.path, "error": r.error} for r in results]
+    failed = [r for r in rows if r.get("error")]
     for r in failed:
-        err_console.print(f"[red]failed[/red] {r.path}: {r.error}", highlight=False)
+        err_console.print(f"[red]failed[/red] {r['path']}: {r['error']}", highlight=False)
     if skipped:
         err_console.print(f"skipped {len(skipped)} file(s) without an image extension under the input folders"
                           f" (e.g. {skipped[0]})", highlight=False)

@@ -96,11 +96,23 @@ def predict(
     device: str = typer.Option("auto", "--device"),
     quiet: bool = QuietOpt,
 ):
-    """Labels and probabilities from a trained run; same output as `classify`."""
+    """Run any saved run on images: labels (same output as `classify`), or the JSON of its task's own
+    `predict` command for detection, segmentation and captioning runs."""
     from ..data import expand_inputs
-    from ..prediction import predict as run_predict
+    from ..prediction import predict as run_predict, predict_any
+    from ..tasks.registry import task_of
 
     listed = expand_inputs(inputs)
+    if task_of(run_dir) != "classify":
+        rows = predict_any(run_dir, listed.files, workers=workers, device=device, progress=show_progress(quiet))
+        if out is not None:
+            from ..atomic import write_json
+
+            write_json(out, rows)
+            _say(f"wrote {out}")
+        else:
+            console.print_json(data=rows)
+        raise typer.Exit(report_failures(rows, listed.skipped))
     results = run_predict(run_dir, listed.files, top_k=top_k, batch_size=batch_size, workers=workers, device=device,
                           progress=show_progress(quiet))
     print_predictions(results, title=f"{run_dir}: top-{top_k}")
