@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 
@@ -38,15 +38,16 @@ def score(logs: dict[str, float]) -> tuple[float, float]:
 
 
 class EarlyStopping(Callback):
-    """Stop when the validation score has not improved for `patience` epochs."""
+    """Stop when the validation score (`score_fn`, higher is better) has not improved for `patience` epochs."""
 
-    def __init__(self, patience: int):
+    def __init__(self, patience: int, score_fn: Callable[[dict[str, float]], tuple[float, ...]] = score):
         self.patience = patience
+        self.score_fn = score_fn
         self.best: tuple[float, float] | None = None
         self.wait = 0
 
     def on_epoch_end(self, trainer, epoch, logs):
-        key = score(logs)
+        key = self.score_fn(logs)
         if self.best is None or key > tuple(self.best):
             self.best, self.wait = key, 0
             return
@@ -66,13 +67,14 @@ class EarlyStopping(Callback):
 class BestCheckpoint(Callback):
     """Keep the weights of the best epoch (by validation score) in RUN_DIR/best.safetensors."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, score_fn: Callable[[dict[str, float]], tuple[float, ...]] = score):
         self.path = Path(run_dir) / BEST_FILE
+        self.score_fn = score_fn
         self.best: tuple[float, float] | None = None
         self.best_epoch: int | None = None
 
     def on_epoch_end(self, trainer, epoch, logs):
-        key = score(logs)
+        key = self.score_fn(logs)
         if self.best is None or key > tuple(self.best):
             from safetensors.torch import save_model
 
@@ -99,14 +101,15 @@ class CSVLogger(Callback):
 
     COLUMNS = ("epoch", "phase", "loss", "acc", "val_loss", "val_acc", "lr", "seconds")
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, columns: Sequence[str] = COLUMNS):
         self.path = Path(run_dir) / HISTORY_FILE
+        self.columns = tuple(columns)
         self.rows: list[dict[str, Any]] = []
 
     def on_epoch_end(self, trainer, epoch, logs):
         self.rows.append({"epoch": epoch, "phase": trainer.phase, **logs})
         with atomic_path(self.path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=self.COLUMNS, extrasaction="ignore")
+            writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
             writer.writeheader()
             for row in self.rows:
                 writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
@@ -119,16 +122,18 @@ class CSVLogger(Callback):
 
 
 class LogLine(Callback):
-    """One line per epoch: loss, accuracy, validation loss and accuracy, learning rate, seconds."""
+    """One line per epoch: loss, accuracy (or `keys`), their validation values, learning rate, seconds."""
 
-    def __init__(self, total_epochs: int, printer: Callable[[str], None]):
+    def __init__(self, total_epochs: int, printer: Callable[[str], None], keys: Sequence[str] = ("loss", "acc")):
         self.total = total_epochs
         self.printer = printer
+        self.keys = tuple(keys)
 
     def on_epoch_end(self, trainer, epoch, logs):
-        parts = [f"epoch {epoch}/{self.total} [{trainer.phase}]", f"loss {logs['loss']:.4f}", f"acc {logs['acc']:.4f}"]
+        parts = [f"epoch {epoch}/{self.total} [{trainer.phase}]"]
+        parts += [f"{k} {logs[k]:.4f}" for k in self.keys if k in logs]
         if "val_loss" in logs:
-            parts += [f"val_loss {logs['val_loss']:.4f}", f"val_acc {logs['val_acc']:.4f}"]
+            parts += [f"val_{k} {logs[f'val_{k}']:.4f}" for k in self.keys if f"val_{k}" in logs]
         parts += [f"lr {logs['lr']:.2e}", f"{logs['seconds']:.1f}s"]
         self.printer("  ".join(parts))
 

@@ -12,11 +12,12 @@ from ..data.decode import ImageDecodeError
 from .figure import figure, save, thumbnail
 
 
-def learning_curves(history: Sequence[dict[str, Any]], out: str | os.PathLike) -> Path:
-    """Loss and accuracy per epoch (train and validation); a dotted line where a new phase starts."""
-    plt, fig, axes = figure(1, 2, (4.5, 3.4))
+def learning_curves(history: Sequence[dict[str, Any]], out: str | os.PathLike,
+                    keys: Sequence[str] = ("loss", "acc")) -> Path:
+    """Loss and accuracy (or `keys`) per epoch, train and validation; a dotted line where a new phase starts."""
+    plt, fig, axes = figure(1, len(keys), (4.5, 3.4))
     epochs = [int(r["epoch"]) for r in history]
-    for ax, key in zip(axes[0], ("loss", "acc")):
+    for ax, key in zip(axes[0], keys):
         for prefix, style in (("", "-o"), ("val_", "-s")):
             values = [r.get(prefix + key) for r in history]
             if any(v not in (None, "") for v in values):
@@ -26,7 +27,7 @@ def learning_curves(history: Sequence[dict[str, Any]], out: str | os.PathLike) -
             if row.get("phase") != prev.get("phase"):
                 ax.axvline(int(row["epoch"]) - 0.5, color="gray", ls=":", lw=1)
         ax.set_xlabel("epoch")
-        ax.set_title("accuracy" if key == "acc" else "loss")
+        ax.set_title("accuracy" if key == "acc" else key)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return save(plt, fig, out)

@@ -17,11 +17,18 @@ from .spec import ModelSpec
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+RUN_FORMAT = "visionzoo-run"
 
 
 def is_run_dir(path: str | os.PathLike) -> bool:
+    """A folder written by save_run_model (not, say, a Hugging Face model folder, which has the same file names)."""
     p = Path(path)
-    return p.is_dir() and (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file()
+    if not (p.is_dir() and (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file()):
+        return False
+    try:
+        return read_config(p).get("format") == RUN_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
@@ -60,6 +67,6 @@ def save_run_model(model: nn.Module, run_dir: str | os.PathLike, extra: dict[str
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(run_dir / WEIGHTS_FILE) as tmp:
         save_model(model, str(tmp))
-    config = {"format": "visionzoo-run", "version": 1, **(extra or {}), "spec": model.zoo_spec.to_dict()}
+    config = {"format": RUN_FORMAT, "version": 1, **(extra or {}), "spec": model.zoo_spec.to_dict()}
     write_json(run_dir / CONFIG_FILE, config)
     return run_dir
