@@ -1,0 +1,107 @@
+"""Pictures of detections: boxes (and masks) drawn on an image, the PR curve, the worst images,
+and the training curves. Figures go through `viz.figure` like every other picture."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from ...atomic import atomic_path
+from ...viz.figure import figure, save
+
+PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
+           (240, 50, 230), (210, 245, 60), (0, 128, 128), (170, 110, 40)]
+
+
+def _colour(label: str) -> tuple[int, int, int]:
+    return PALETTE[sum(map(ord, label)) % len(PALETTE)]
+
+
+def render(img: Image.Image, detections: Sequence[dict[str, Any]], truth: Sequence[dict[str, Any]] = ()) -> Image.Image:
+    """A copy of `img` with masks tinted, predicted boxes in their class colour (label and score),
+    and ground-truth boxes (if any) in white."""
+    from .masks import decode_segmentation
+
+    out = img.convert("RGB").copy()
+    for d in detections:
+        if "mask" in d:
+            m = decode_segmentation(d["mask"], out.height, out.width).astype(bool)
+            arr = np.asarray(out).copy()
+            arr[m] = (0.5 * arr[m] + 0.5 * np.array(_colour(d["label"]))).astype(np.uint8)
+            out = Image.fromarray(arr)
+    pen = ImageDraw.Draw(out)
+    width = max(2, round(max(out.size) / 300))
+    for t in truth:
+        pen.rectangle(t["box"], outline=(255, 255, 255), width=width)
+    for d in detections:
+        colour = _colour(d["label"])
+        pen.rectangle(d["box"], outline=colour, width=width)
+        text = f"{d['label']} {d['score']:.2f}"
+        x, y = d["box"][0], max(0, d["box"][1] - 12)
+        left, top, right, bottom = pen.textbbox((x, y), text)
+        pen.rectangle((left - 1, top - 1, right + 1, bottom + 1), fill=colour)
+        pen.text((x, y), text, fill=(255, 255, 255))
+    return out
+
+
+def draw_detections(img: Image.Image, detections: Sequence[dict[str, Any]], out: str | os.PathLike) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        render(img, detections).save(tmp, format="JPEG", quality=90)
+    return out
+
+
+def pr_curve_plot(curves: dict[str, dict[str, list[float]]], out: str | os.PathLike, title: str) -> Path:
+    """Precision against recall at IoU 0.5, one line per class (and all classes)."""
+    plt, fig, axes = figure(1, 1, (5.0, 4.0))
+    ax = axes[0][0]
+    for name, c in list(curves.items())[:12]:
+        if c["recall"]:
+            ax.plot(c["recall"], c["precision"], lw=2.5 if name == "all classes" else 1.2, label=name)
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    return save(plt, fig, out)
+
+
+def worst_grid(items: Sequence[dict[str, Any]], out: str | os.PathLike, *, per_row: int = 4) -> Path:
+    """Images with the most errors at the threshold: truth in white, predictions in colour."""
+    from ...data.decode import ImageDecodeError, load_rgb
+
+    rows = max(1, -(-len(items) // per_row))
+    plt, fig, axes = figure(rows, per_row, (3.2, 2.8))
+    for ax in axes.flat:
+        ax.axis("off")
+    if not items:
+        axes[0][0].text(0, 0.5, "no errors at this threshold", fontsize=10)
+    for ax, item in zip(axes.flat, items):
+        try:
+            ax.imshow(render(load_rgb(item["path"]), item["detections"], item["truth"]))
+        except ImageDecodeError:
+            pass
+        ax.set_title(f"{Path(item['path']).name[:28]}\n{item['false_positives']} false, {item['false_negatives']} missed",
+                     fontsize=7)
+    return save(plt, fig, out)
+
+
+def training_curves(history: Sequence[dict[str, Any]], out: str | os.PathLike) -> Path:
+    """Training losses (total and parts) and validation mAP per epoch."""
+    plt, fig, axes = figure(1, 2, (4.5, 3.4))
+    epochs = [int(r["epoch"]) for r in history]
+    losses, maps = axes[0]
+    keys = [k for k in history[0] if k == "loss" or k.startswith("loss_")] if history else []
+    for key in keys:
+        losses.plot(epochs, [float(r[key]) for r in history], "-o" if key == "loss" else "-", ms=3, label=key)
+    for key, style in (("val_map50", "-o"), ("val_map", "-s")):
+        if history and key in history[0]:
+            maps.plot(epochs, [float(r[key]) for r in history], style, ms=3, label=key.removeprefix("val_"))
+    losses.set(title="training loss", xlabel="epoch")
+    maps.set(title="validation mAP", xlabel="epoch", ylim=(0, 1))
+    for ax in (losses, maps):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return save(plt, fig, out)

@@ -1,0 +1,101 @@
+"""`visionzoo detect evaluate`: a detector on an annotated set -> report.json, predictions.json,
+pr_curve.png and worst.png. Boxes come from the Predictor (the `predict` path) at a near-zero
+threshold; `predictions.json` holds exactly the boxes the AP was computed on."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ...atomic import write_json
+from ...errors import UsageError
+from .datasets import Sample, load_detection_data
+from .metrics import evaluate_predictions
+from .predictor import EVAL_CONF, Predictor, iter_predict_files
+
+REPORT_JSON = "report.json"
+
+
+def predict_samples(predictor: Predictor, samples: Sequence[Sample], *, workers: int | None = None,
+                    progress: bool = False) -> list[dict[str, Any]]:
+    """Predictor outputs for the samples' images, in their order (an unreadable image gets an error)."""
+    return list(iter_predict_files(predictor, [s.path for s in samples], workers=workers, progress=progress))
+
+
+def score_samples(samples: Sequence[Sample], predictions: Sequence[dict[str, Any]], classes: Sequence[str], *,
+                  conf: float, masks: bool = False) -> dict[str, Any]:
+    """Box (and mask) metrics of predictions; images that failed to decode are left out and listed."""
+    keep = [i for i, p in enumerate(predictions) if not p.get("error")]
+    kept_samples, kept_preds = [samples[i] for i in keep], [predictions[i] for i in keep]
+    if not kept_samples:
+        raise UsageError("none of the images could be read")
+    report = evaluate_predictions(kept_samples, kept_preds, classes, conf=conf)
+    for entry, i in zip(report["per_image"], keep):
+        entry["path"] = samples[i].path
+    if masks:
+        segm = evaluate_predictions(kept_samples, kept_preds, classes, conf=conf, iou_type="segm")
+        report["mask"] = {k: segm[k] for k in ("map50", "map", "precision", "recall")}
+        report["mask"]["per_class"] = segm["per_class"]
+    report["failures"] = [{"path": p["path"], "error": p["error"]} for p in predictions if p.get("error")]
+    return report
+
+
+def write_report(out: str | os.PathLike, samples: Sequence[Sample], predictions: Sequence[dict[str, Any]],
+                 report: dict[str, Any], classes: Sequence[str], *, title: str, worst: int = 12) -> dict[str, Any]:
+    """report.json, predictions.json, pr_curve.png and worst.png (most errors at the threshold first)."""
+    from .draw import pr_curve_plot, worst_grid
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"title": title, **report}
+    write_json(out / "predictions.json", list(predictions))
+    pr_curve_plot({"all classes": report["pr_curve"]}, out / "pr_curve.png",
+                  f"PR at IoU 0.5 (mAP50 {report['map50']:.3f})")
+    by_path = {s.path: s for s in samples}
+    preds = {p["path"]: p for p in predictions}
+    bad = sorted((e for e in report["per_image"] if e["false_positives"] + e["false_negatives"]),
+                 key=lambda e: -(e["false_positives"] + e["false_negatives"]))[:worst]
+    items = []
+    for e in bad:
+        s = by_path[e["path"]]
+        truth = [{"box": b.tolist()} for b in s.boxes]
+        dets = [d for d in preds[e["path"]]["detections"] if d["score"] >= report["conf"]]
+        items.append({**e, "truth": truth, "detections": [{k: v for k, v in d.items() if k != "mask"} for d in dets]})
+    worst_grid(items, out / "worst.png")
+    report["worst_images"] = [e["path"] for e in bad]
+    write_json(out / REPORT_JSON, report)
+    return report
+
+
+def summary_line(report: dict[str, Any]) -> str:
+    text = (f"mAP50 {report['map50']:.4f}, mAP50-95 {report['map']:.4f}, precision {report['precision']:.3f} / "
+            f"recall {report['recall']:.3f} at score >= {report['conf']:.2f}, on {report['n_images']} images")
+    if "mask" in report:
+        text += f"; masks: mAP50 {report['mask']['map50']:.4f}, mAP50-95 {report['mask']['map']:.4f}"
+    return text
+
+
+def evaluate(run_or_name: str | os.PathLike, data: str | os.PathLike, *, out: str | os.PathLike | None = None,
+             annotations: str | os.PathLike | None = None, conf: float | None = None,
+             weights: str | os.PathLike | None = None, batch_size: int = 4, workers: int | None = None,
+             device: str = "auto", progress: bool = False, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """mAP of a detection run (or COCO detector name) on an annotated set; the report goes to `out`
+    [default: RUN/eval]. Boxes of classes the model does not know are reported and ignored."""
+    from .model import load_detector
+
+    detector = load_detector(run_or_name, weights)
+    data_set = load_detection_data(data, annotations, classes=detector.classes)
+    for issue in data_set.issues:
+        (log or (lambda _m: None))(f"{'skipped' if issue.skipped else 'note'} {issue.file}: {issue.reason}")
+    conf = float(conf if conf is not None else detector.config.get("conf", 0.25))
+    predictor = Predictor(detector, conf=EVAL_CONF, device=device, batch_size=batch_size)
+    predictions = predict_samples(predictor, data_set.samples, workers=workers, progress=progress)
+    report = score_samples(data_set.samples, predictions, detector.classes, conf=conf, masks=predictor.has_masks)
+    report["issues"] = [{"file": i.file, "reason": i.reason, "skipped": i.skipped} for i in data_set.issues]
+    if out is None:
+        if not Path(run_or_name).is_dir():
+            raise UsageError("pass --out DIR for the report when evaluating a pretrained detector by name")
+        out = Path(run_or_name) / "eval"
+    return write_report(out, data_set.samples, predictions, report, detector.classes,
+                        title=f"{Path(str(run_or_name)).name} on {data}")

@@ -1,0 +1,84 @@
+"""`visionzoo export RUN` for detection runs: the whole torchvision detector (resize, backbone,
+heads, box decoding, NMS) as one ONNX graph, checked against PyTorch with ONNX Runtime.
+
+Input "image": one float32 image, 3 x H x W, RGB in [0, 1], any size. Outputs "boxes" (N x 4,
+x1 y1 x2 y2 in the input's pixels), "scores" (N) and "labels" (N, 1-based ids into the
+metadata's "classes"); plus "masks" (N x 1 x H x W probabilities) for Mask R-CNN runs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...atomic import atomic_path
+from ...errors import UsageError
+
+OPSET = 17
+
+
+class _OneImage(torch.nn.Module):
+    """A torchvision detector called on one tensor (not a list), returning tensors (not dicts)."""
+
+    def __init__(self, module: torch.nn.Module, masks: bool):
+        super().__init__()
+        self.module, self.masks = module, masks
+
+    def forward(self, image: torch.Tensor):
+        out = self.module([image])[0]
+        keys = ("boxes", "scores", "labels", "masks") if self.masks else ("boxes", "scores", "labels")
+        return tuple(out[k] for k in keys)
+
+
+def export_onnx(run_dir: str | os.PathLike, out: str | os.PathLike, *, check_image: str | None = None) -> Path:
+    """Write the detection run `run_dir` as ONNX to `out` and check it reproduces PyTorch's boxes."""
+    from .model import load_detector
+
+    detector = load_detector(run_dir)
+    wrapper = _OneImage(detector.module.eval().cpu(), detector.has_masks).eval()
+    names = ["boxes", "scores", "labels"] + (["masks"] if detector.has_masks else [])
+    size = int(detector.config.get("img_size", 384))
+    example = torch.rand(3, size, size * 4 // 3)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        with warnings.catch_warnings(), torch.inference_mode():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(wrapper, (example,), str(tmp), dynamo=False, opset_version=OPSET,
+                              input_names=["image"], output_names=names,
+                              dynamic_axes={"image": {1: "height", 2: "width"}, **{n: {0: "detections"} for n in names}})
+        import onnx
+
+        proto = onnx.load(str(tmp))
+        entry = proto.metadata_props.add()
+        entry.key = "visionzoo"
+        entry.value = json.dumps({"task": "detect", "classes": detector.classes, "names_by_label": detector.names,
+                                  "arch": detector.config.get("arch"), "conf": detector.config.get("conf", 0.25),
+                                  "input": "image: float32 3xHxW RGB in [0, 1]", "outputs": names})
+        onnx.save(proto, str(tmp))
+        _check(wrapper, tmp, check_image)
+    return out
+
+
+def _check(wrapper: torch.nn.Module, path: Path, image: str | None) -> None:
+    """Same boxes from ONNX Runtime as from PyTorch on a real-sized input (on a photo if given)."""
+    import onnxruntime as ort
+
+    if image is not None:
+        from ...data.decode import load_rgb
+
+        x = torch.from_numpy(np.asarray(load_rgb(image), dtype=np.float32) / 255).permute(2, 0, 1).contiguous()
+    else:
+        x = torch.rand(3, 300, 420, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected = [t.numpy() for t in wrapper(x)]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"image": x.numpy()})
+    keep = expected[1] > 0.05  # boxes whose scores sit at the threshold may drop in or out by rounding
+    n = int(keep.sum())
+    if got[0].shape[0] < n or not np.allclose(got[0][:n], expected[0][:n], atol=0.5):
+        raise UsageError(f"the exported ONNX detector does not reproduce PyTorch's boxes ({path}); not written")

@@ -1,0 +1,313 @@
+"""Detectors: torchvision's detection models (anchors, losses, NMS, FPN are theirs) on a zoo backbone,
+and torchvision's COCO-pretrained detectors by name.
+
+A trained detector is rebuilt from `DetectorConfig` (stored in the run's config.json) and its
+safetensors; the backbone is a timm `features_only` network of the zoo architecture, loaded with
+the zoo's weights (offline for EfficientNet-Lite), so nothing but the zoo decides the weights.
+"""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field, fields
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ...errors import UsageError, WeightsUnavailableError
+
+ARCHS = ("fasterrcnn", "retinanet", "fcos", "ssdlite", "maskrcnn")
+DEFAULT_BACKBONE = "efficientnet_lite0"
+BACKGROUND = "__background__"
+
+
+@dataclass
+class DetectorConfig:
+    """Everything needed to rebuild a trained detector's network (weights aside)."""
+
+    arch: str = "fasterrcnn"
+    backbone: str = DEFAULT_BACKBONE            # the zoo name the backbone weights came from
+    backbone_arch: str = "tf_efficientnet_lite0"
+    num_classes: int = 1                        # object classes, background excluded
+    img_size: int = 384                         # short side fed to the network (square side for ssdlite)
+    max_size: int = 640                         # cap on the long side
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    fpn_channels: int = 128
+    min_stride: int = 8                         # finest backbone level used (8: strides 8-32)
+    box_head: int = 1024                        # Faster/Mask R-CNN: width of the two-layer box head
+    train_rois: int = 128                       # Faster/Mask R-CNN: sampled RoIs per image in training
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DetectorConfig":
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        for key in ("mean", "std"):
+            if key in d:
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+
+class ZooFeatures(nn.Module):
+    """A timm `features_only` backbone + torchvision FPN: images -> OrderedDict of feature maps."""
+
+    def __init__(self, body: nn.Module, in_channels: list[int], out_channels: int, extra_blocks: nn.Module | None):
+        super().__init__()
+        from torchvision.ops import FeaturePyramidNetwork
+
+        self.body = body
+        self.fpn = FeaturePyramidNetwork(in_channels, out_channels, extra_blocks=extra_blocks)
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+        return self.fpn(OrderedDict((str(i), f) for i, f in enumerate(self.body(x))))
+
+
+class ZooSSDFeatures(nn.Module):
+    """SSDLite's feature maps: the backbone's stride-16 and stride-32 maps, then four extra
+    depthwise-separable blocks halving the resolution each (as torchvision's SSDLite does)."""
+
+    def __init__(self, body: nn.Module, in_channels: list[int], extra: tuple[int, ...] = (256, 256, 128, 128)):
+        super().__init__()
+        from torchvision.ops.misc import Conv2dNormActivation
+
+        norm = partial(nn.BatchNorm2d, eps=0.001, momentum=0.03)
+        self.body = body
+        blocks, prev = [], in_channels[-1]
+        for out in extra:
+            mid = out // 2
+            blocks.append(nn.Sequential(
+                Conv2dNormActivation(prev, mid, 1, norm_layer=norm, activation_layer=nn.ReLU6),
+                Conv2dNormActivation(mid, mid, 3, stride=2, groups=mid, norm_layer=norm, activation_layer=nn.ReLU6),
+                Conv2dNormActivation(mid, out, 1, norm_layer=norm, activation_layer=nn.ReLU6),
+            ))
+            prev = out
+        self.extra = nn.ModuleList(blocks)
+        self.out_channels = [*in_channels, *extra]
+
+    def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+        feats = list(self.body(x))
+        for block in self.extra:
+            feats.append(block(feats[-1]))
+        return OrderedDict((str(i), f) for i, f in enumerate(feats))
+
+
+# --------------------------------------------------------------------------- zoo backbone
+def _timm_arch(backbone: str) -> tuple[str, Any]:
+    """(timm architecture, ModelSpec) of a zoo name or classification run folder."""
+    from ...zoo import resolve
+
+    spec = resolve(backbone)
+    if spec.library != "timm":
+        raise UsageError(f"backbone {backbone!r} is a torchvision classifier; detection needs a timm architecture "
+                         f"with feature stages (e.g. efficientnet_lite0, resnet_v1_50, mobilenet_v2)")
+    return spec.arch, spec
+
+
+def _features_body(arch: str, min_stride: int, max_levels: int | None) -> tuple[nn.Module, list[int]]:
+    """timm `features_only` network returning the stages with stride >= min_stride (the last
+    `max_levels` of them), and their channel counts."""
+    import timm
+
+    try:
+        probe = timm.create_model(arch, pretrained=False, features_only=True)
+    except Exception as exc:
+        raise UsageError(f"backbone {arch!r} has no feature stages timm can return ({exc})") from None
+    info = probe.feature_info
+    indices = [i for i, r in enumerate(info.reduction()) if r >= min_stride]
+    if max_levels:
+        indices = indices[-max_levels:]
+    if not indices:
+        raise UsageError(f"backbone {arch!r} has no feature stage with stride >= {min_stride}")
+    body = timm.create_model(arch, pretrained=False, features_only=True, out_indices=tuple(indices))
+    return body, body.feature_info.channels()
+
+
+def load_backbone_weights(body: nn.Module, backbone: str) -> str:
+    """Copy the zoo model's pretrained weights into the features network; returns their source."""
+    from ...zoo import load_model
+
+    classifier = load_model(backbone)
+    source = classifier.state_dict()
+    target = body.state_dict()
+    missing = [k for k in target if k not in source]
+    if missing:
+        raise UsageError(f"the weights of {backbone!r} do not cover its feature stages (e.g. {missing[0]})")
+    body.load_state_dict({k: source[k] for k in target})
+    return str(classifier.zoo_spec.weights)
+
+
+def backbone_groups(body: nn.Module, arch: str) -> list[list[nn.Parameter]]:
+    """The backbone's parameters in timm's coarse groups (stem, then each stage), input side first."""
+    import timm
+    from timm.models import group_parameters
+
+    with torch.device("meta"):
+        matcher = timm.create_model(arch, pretrained=False).group_matcher(coarse=True)
+    named = dict(body.named_parameters())
+    groups = group_parameters(body, matcher)
+    return [[named[n] for n in names] for _, names in sorted(groups.items()) if names]
+
+
+# --------------------------------------------------------------------------- building
+def build_detector(cfg: DetectorConfig, *, pretrained_backbone: bool = True) -> nn.Module:
+    """The torchvision detector for `cfg`; with `pretrained_backbone` the zoo's weights are loaded."""
+    from torchvision.models.detection import FCOS, FasterRCNN, MaskRCNN, RetinaNet
+    from torchvision.models.detection.ssd import SSD
+    from torchvision.models.detection.anchor_utils import AnchorGenerator, DefaultBoxGenerator
+    from torchvision.models.detection.faster_rcnn import TwoMLPHead
+    from torchvision.models.detection.fcos import FCOSHead
+    from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+    from torchvision.models.detection.retinanet import RetinaNetHead
+    from torchvision.models.detection.ssdlite import SSDLiteHead
+    from torchvision.ops import MultiScaleRoIAlign
+    from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
+
+    if cfg.arch not in ARCHS:
+        raise UsageError(f"unknown detector arch {cfg.arch!r}; use one of {', '.join(ARCHS)}")
+    n = cfg.num_classes + 1  # torchvision counts the background as class 0
+    common = dict(min_size=cfg.img_size, max_size=cfg.max_size, image_mean=list(cfg.mean), image_std=list(cfg.std))
+    ch = cfg.fpn_channels
+    if cfg.arch == "ssdlite":
+        body, channels = _features_body(cfg.backbone_arch, 16, 2)
+        features = ZooSSDFeatures(body, channels)
+        anchors = DefaultBoxGenerator([[2, 3] for _ in features.out_channels], min_ratio=0.2, max_ratio=0.95)
+        head = SSDLiteHead(features.out_channels, anchors.num_anchors_per_location(), n,
+                           partial(nn.BatchNorm2d, eps=0.001, momentum=0.03))
+        model: nn.Module = SSD(features, anchors, (cfg.img_size, cfg.img_size), n, image_mean=list(cfg.mean),
+                               image_std=list(cfg.std), head=head, score_thresh=0.001, nms_thresh=0.5,
+                               detections_per_img=100, topk_candidates=300)
+    else:
+        body, channels = _features_body(cfg.backbone_arch, cfg.min_stride, 3)
+        strides = [cfg.min_stride * 2 ** i for i in range(len(channels))]
+        if cfg.arch in ("fasterrcnn", "maskrcnn"):
+            features = ZooFeatures(body, channels, ch, LastLevelMaxPool())
+            levels = [*strides, strides[-1] * 2]
+            anchors = AnchorGenerator(tuple((4 * s, 6 * s) for s in levels), ((0.5, 1.0, 2.0),) * len(levels))
+            names = [str(i) for i in range(len(channels))]
+            kwargs = dict(
+                rpn_anchor_generator=anchors,
+                box_roi_pool=MultiScaleRoIAlign(names, 7, 2),
+                box_head=TwoMLPHead(ch * 49, cfg.box_head),
+                box_batch_size_per_image=cfg.train_rois,
+                rpn_pre_nms_top_n_train=1000, rpn_post_nms_top_n_train=1000,
+                rpn_pre_nms_top_n_test=500, rpn_post_nms_top_n_test=500,
+                box_score_thresh=0.001,
+            )
+            if cfg.arch == "fasterrcnn":
+                model = FasterRCNN(features, n, **kwargs, **common)
+            else:
+                from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+
+                model = MaskRCNN(features, None, box_predictor=FastRCNNPredictor(cfg.box_head, n), mask_roi_pool=MultiScaleRoIAlign(names, 14, 2),
+                                 mask_head=MaskRCNNHeads(ch, (ch, ch), 1), mask_predictor=MaskRCNNPredictor(ch, ch, n),
+                                 **kwargs, **common)
+        else:
+            features = ZooFeatures(body, channels, ch, LastLevelP6P7(ch, ch))
+            levels = [*strides, strides[-1] * 2, strides[-1] * 4]
+            if cfg.arch == "retinanet":
+                anchors = AnchorGenerator(tuple((4 * s, int(4 * s * 2 ** (1 / 3)), int(4 * s * 2 ** (2 / 3))) for s in levels),
+                                          ((0.5, 1.0, 2.0),) * len(levels))
+                head = RetinaNetHead(ch, anchors.num_anchors_per_location()[0], n, norm_layer=partial(nn.GroupNorm, 16))
+                model = RetinaNet(features, n, anchor_generator=anchors, head=head, score_thresh=0.001, **common)
+            else:
+                anchors = AnchorGenerator(tuple((s,) for s in levels), ((1.0,),) * len(levels))
+                head = FCOSHead(ch, 1, n, num_convs=2)
+                model = FCOS(features, n, anchor_generator=anchors, head=head, score_thresh=0.001, **common)
+    if pretrained_backbone:
+        load_backbone_weights(body, cfg.backbone)
+    return model
+
+
+# --------------------------------------------------------------------------- COCO detectors by name
+def pretrained_names() -> list[str]:
+    """torchvision's COCO-trained box / mask detectors (keypoint models aside)."""
+    import torchvision.models as tvm
+
+    return [n for n in tvm.list_models(module=tvm.detection) if not n.startswith("keypoint")]
+
+
+def pretrained_weights_file(name: str) -> Path:
+    """Where torch hub keeps (and we look for) the COCO weights of `name`."""
+    import torchvision.models as tvm
+
+    url = tvm.get_model_weights(name).DEFAULT.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+
+
+def build_pretrained(name: str, weights: str | os.PathLike | None = None) -> tuple[nn.Module, list[str], str]:
+    """(model, COCO label names by label id, weights source). The builder runs without weights;
+    they come from `weights`, the torch hub cache, or a download when the hubs can be reached."""
+    import torchvision.models as tvm
+
+    from ...zoo.weights import hubs_reachable, read_state_dict
+
+    meta = tvm.get_model_weights(name).DEFAULT
+    model = tvm.get_model(name, weights=None, weights_backbone=None)
+    cached = pretrained_weights_file(name)
+    if weights is not None:
+        state, source = read_state_dict(weights), str(weights)
+    elif cached.is_file():
+        state, source = read_state_dict(cached), str(cached)
+    elif hubs_reachable():
+        state, source = meta.get_state_dict(progress=True, check_hash=True), meta.url
+    else:
+        raise WeightsUnavailableError(
+            f"No weights for '{name}' offline: download {meta.url} and put {cached.name} in {cached.parent}, "
+            f"or pass --weights FILE."
+        )
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise UsageError(f"weights {source} do not fit {name}: {str(exc)[:300]}") from None
+    return model.eval(), list(meta.meta["categories"]), source
+
+
+@dataclass
+class Detector:
+    """A detector ready to run: the network, label names by label id (0 = background), and where it came from."""
+
+    module: nn.Module
+    names: list[str]
+    source: str
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_masks(self) -> bool:
+        return hasattr(getattr(self.module, "roi_heads", None), "mask_predictor") and \
+            self.module.roi_heads.mask_predictor is not None
+
+    @property
+    def classes(self) -> list[str]:
+        """Object class names (label ids 1..K), as a trained run records them."""
+        return self.names[1:]
+
+
+def load_detector(run_or_name: str | os.PathLike, weights: str | os.PathLike | None = None) -> Detector:
+    """A detection run folder, or a torchvision COCO detector name."""
+    from ...zoo.rundir import WEIGHTS_FILE, is_run_dir, read_config
+
+    if is_run_dir(run_or_name):
+        config = read_config(run_or_name)
+        if config.get("task") != "detect":
+            raise UsageError(f"{run_or_name} is a {config.get('task', 'classification')} run, not a detection run")
+        cfg = DetectorConfig.from_dict(config["detector"])
+        module = build_detector(cfg, pretrained_backbone=False)
+        from safetensors.torch import load_model
+
+        load_model(module, str(Path(run_or_name) / WEIGHTS_FILE), strict=True, device="cpu")
+        return Detector(module.eval(), [BACKGROUND, *config["classes"]], str(run_or_name), config)
+    name = os.fspath(run_or_name)
+    if name in pretrained_names():
+        module, names, source = build_pretrained(name, weights)
+        return Detector(module, names, source, {"task": "detect", "arch": name, "classes": names[1:]})
+    if Path(name).exists():
+        raise UsageError(f"{name} is not a run folder (needs model.safetensors and config.json)")
+    raise UsageError(f"unknown detector {name!r}: pass a run folder written by `visionzoo detect train` or one of "
+                     f"{', '.join(pretrained_names())}")

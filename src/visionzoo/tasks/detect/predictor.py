@@ -1,0 +1,226 @@
+"""The one prediction path: `predict`, `evaluate` and the per-epoch validation all call a Predictor,
+so the boxes a user gets are the boxes the reported AP was computed on.
+
+A Predictor takes PIL images (already oriented) and returns, per image, JSON-able detections in
+that image's pixels: it shrinks the image to the network's size itself (PIL, antialiased, as in
+training), and scales the boxes and masks back.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ...data.decode import ImageDecodeError, load_rgb
+from ...data.inputs import expand_inputs
+from ...errors import UsageError
+from ...runtime import pick_device
+from .augment import fit_size
+from .datasets import _image_frame, displayed_size
+from .masks import encode_mask, write_mask_png
+from .model import Detector, load_detector
+
+DEFAULT_CONF, DEFAULT_IOU = 0.25, 0.5
+EVAL_CONF = 0.001  # evaluation keeps (almost) every box: COCO AP integrates over all scores
+
+
+def network_size(module: torch.nn.Module) -> tuple[int, int, tuple[int, int] | None]:
+    """(short side, long-side cap, fixed size or None) that the detector's transform resizes to."""
+    t = module.transform
+    return int(t.min_size[-1]), int(t.max_size), (tuple(t.fixed_size) if t.fixed_size else None)
+
+
+def set_thresholds(module: torch.nn.Module, conf: float, iou: float) -> None:
+    """Score threshold and NMS IoU on whichever torchvision detector this is."""
+    heads = getattr(module, "roi_heads", None)
+    target = heads if heads is not None else module
+    target.score_thresh, target.nms_thresh = float(conf), float(iou)
+
+
+class Predictor:
+    """`predictor(images) -> [{"width", "height", "detections": [{label, score, box[, mask]}]}]`."""
+
+    task = "detect"
+
+    def __init__(self, detector: Detector, *, conf: float = DEFAULT_CONF, iou: float = DEFAULT_IOU,
+                 device: str = "auto", batch_size: int = 4):
+        if not 0 <= conf <= 1 or not 0 < iou <= 1:
+            raise UsageError(f"--conf must be in [0, 1] and --iou in (0, 1], got {conf} and {iou}")
+        self.detector = detector
+        self.conf, self.iou, self.batch_size = conf, iou, batch_size
+        self.device = pick_device(device)
+        self.module = detector.module.eval().to(self.device)
+        set_thresholds(self.module, conf, iou)
+        self.short, self.long, self.fixed = network_size(self.module)
+
+    @property
+    def names(self) -> list[str]:
+        return self.detector.names
+
+    @property
+    def has_masks(self) -> bool:
+        return self.detector.has_masks
+
+    def network_input(self, img: Image.Image) -> Image.Image:
+        """The image shrunk (never enlarged) towards the size the network's transform resizes to."""
+        if self.fixed:
+            scale = min(self.fixed[1] / img.width, self.fixed[0] / img.height)
+        else:
+            scale = fit_size(img.width, img.height, self.short, self.long)
+        if scale >= 1:
+            return img
+        return img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BILINEAR)
+
+    @torch.inference_mode()
+    def __call__(self, images: Sequence[Image.Image]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = [img.convert("RGB") for img in images[start:start + self.batch_size]]
+            small = [self.network_input(img) for img in chunk]
+            tensors = [torch.from_numpy(np.asarray(s, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255)
+                       .to(self.device) for s in small]
+            raw = self.module(tensors)
+            for img, s, r in zip(chunk, small, raw):
+                out.append(self._to_dict(r, img.size, s.size))
+        return out
+
+    def _to_dict(self, r: dict[str, torch.Tensor], size: tuple[int, int], net_size: tuple[int, int]) -> dict[str, Any]:
+        w, h = size
+        sx, sy = w / net_size[0], h / net_size[1]
+        boxes = (r["boxes"].float().cpu() * torch.tensor([sx, sy, sx, sy])).numpy()
+        boxes = np.clip(boxes, 0, [w, h, w, h])
+        scores, labels = r["scores"].float().cpu().numpy(), r["labels"].cpu().numpy()
+        masks = r.get("masks")
+        if masks is not None:
+            masks = masks[:, 0].float().cpu()
+            if masks.shape[-2:] != (h, w):
+                masks = torch.nn.functional.interpolate(masks[None], size=(h, w), mode="bilinear",
+                                                        align_corners=False)[0]
+            masks = (masks > 0.5).numpy()
+        detections = []
+        for k in range(len(scores)):
+            label = int(labels[k])
+            d = {"label": self.names[label] if 0 <= label < len(self.names) else str(label),
+                 "score": round(float(scores[k]), 5),
+                 "box": [round(float(v), 2) for v in boxes[k]]}
+            if masks is not None:
+                d["mask"] = encode_mask(masks[k])
+            detections.append(d)
+        return {"width": w, "height": h, "detections": detections}
+
+
+def load_predictor(run_or_name: str | os.PathLike, *, conf: float = DEFAULT_CONF, iou: float = DEFAULT_IOU,
+                   weights: str | os.PathLike | None = None, device: str = "auto", batch_size: int = 4) -> Predictor:
+    """A detection run folder or a torchvision COCO detector name, loaded once, ready to call."""
+    return Predictor(load_detector(run_or_name, weights), conf=conf, iou=iou, device=device, batch_size=batch_size)
+
+
+# --------------------------------------------------------------------------- files
+def decode_for(predictor: Predictor, path: str) -> tuple[Image.Image, tuple[int, int]]:
+    """(decoded image, displayed size of the file). Big JPEGs decode at reduced scale (draft) when
+    the network needs far fewer pixels; boxes are then scaled up to the file's displayed size."""
+    img = load_rgb(path, target_size=predictor.fixed[0] if predictor.fixed else predictor.short)
+    try:
+        size = displayed_size(*_image_frame(path))
+    except Exception:
+        size = img.size
+    return img, size
+
+
+class _Decoded(torch.utils.data.Dataset):
+    def __init__(self, predictor: Predictor, paths: Sequence[str]):
+        self.predictor, self.paths = predictor, list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        try:
+            img, size = decode_for(self.predictor, self.paths[i])
+            return i, self.predictor.network_input(img), size, None
+        except ImageDecodeError as exc:
+            return i, None, None, exc.reason
+
+
+def _rescale(result: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
+    """A result in decoded pixels -> the file's displayed pixels."""
+    w, h = size
+    if (result["width"], result["height"]) == (w, h):
+        return result
+    sx, sy = w / result["width"], h / result["height"]
+    for d in result["detections"]:
+        x1, y1, x2, y2 = d["box"]
+        d["box"] = [round(min(x1 * sx, w), 2), round(min(y1 * sy, h), 2), round(min(x2 * sx, w), 2),
+                    round(min(y2 * sy, h), 2)]
+        if "mask" in d:
+            from .masks import decode_segmentation
+
+            m = decode_segmentation(d["mask"], result["height"], result["width"])
+            d["mask"] = encode_mask(np.asarray(Image.fromarray(m * 255).resize((w, h), Image.BILINEAR)) > 127)
+    result["width"], result["height"] = w, h
+    return result
+
+
+def iter_predict_files(predictor: Predictor, paths: Sequence[str], *, workers: int | None = None,
+                       progress: bool = False) -> Iterator[dict[str, Any]]:
+    """Per file, in order: {"path", "width", "height", "detections", "error"}; memory holds one batch."""
+    from tqdm.auto import tqdm
+
+    from ...data.loader import default_workers
+
+    workers = default_workers(len(paths), 4 * predictor.batch_size) if workers is None else workers
+    loader = torch.utils.data.DataLoader(_Decoded(predictor, paths), batch_size=predictor.batch_size,
+                                         num_workers=workers, collate_fn=list)
+    with tqdm(total=len(paths), unit="img", disable=not progress, desc="detect") as bar:
+        for batch in loader:
+            good = [(i, img, size) for i, img, size, err in batch if err is None]
+            results = predictor([img for _, img, _ in good]) if good else []
+            by_index = {i: _rescale(r, size) for (i, _, size), r in zip(good, results)}
+            for i, _, _, err in batch:
+                if err is None:
+                    yield {"path": paths[i], **by_index[i], "error": None}
+                else:
+                    yield {"path": paths[i], "width": None, "height": None, "detections": [], "error": err}
+            bar.update(len(batch))
+
+
+def output_name(path: str, root: str | None, out_dir: Path, suffix: str) -> Path:
+    """out_dir / the file's path below the inputs' common folder, with `suffix` (no clashes between folders)."""
+    rel = Path(os.path.relpath(path, root)) if root else Path(Path(path).name)
+    if rel.parts and rel.parts[0] == "..":
+        rel = Path(Path(path).name)
+    return out_dir / rel.with_suffix(suffix)
+
+
+def predict(run_or_name: str | os.PathLike, inputs: str | os.PathLike | Sequence[str | os.PathLike], *,
+            conf: float = DEFAULT_CONF, iou: float = DEFAULT_IOU, weights: str | os.PathLike | None = None,
+            draw: str | os.PathLike | None = None, masks_dir: str | os.PathLike | None = None,
+            batch_size: int = 4, workers: int | None = None, device: str = "auto",
+            progress: bool = False) -> list[dict[str, Any]]:
+    """Detect objects in files, folders or globs: per file {"path", "width", "height", "detections":
+    [{"label", "score", "box": [x1, y1, x2, y2]}], "error"} in the file's displayed pixels (EXIF
+    rotation applied). `draw` writes each picture with its boxes; `masks_dir` one PNG per detected
+    mask (its path in the detection's "mask_png"); masks also ride along as COCO RLE ("mask")."""
+    from .draw import draw_detections
+
+    files = expand_inputs(inputs).files
+    predictor = load_predictor(run_or_name, conf=conf, iou=iou, weights=weights, device=device, batch_size=batch_size)
+    root = os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in files])
+    results = []
+    for r in iter_predict_files(predictor, files, workers=workers, progress=progress):
+        if not r["error"] and masks_dir is not None:
+            for k, d in enumerate(d for d in r["detections"] if "mask" in d):
+                png = output_name(os.path.abspath(r["path"]), root, Path(masks_dir), f".mask{k}.png")
+                d["mask_png"] = str(write_mask_png(d["mask"], png))
+        if not r["error"] and draw is not None:
+            try:
+                draw_detections(load_rgb(r["path"]), r["detections"],
+                                output_name(os.path.abspath(r["path"]), root, Path(draw), ".jpg"))
+            except ImageDecodeError as exc:
+                r["error"] = exc.reason
+        results.append(r)
+    return results

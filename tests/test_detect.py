@@ -1,0 +1,207 @@
+"""Detection: VOC / YOLO / COCO sets as labelling tools write them, training on the bundled backbone,
+predict in original pixels (EXIF, resize), evaluate with COCO mAP agreeing with predict, Mask R-CNN
+on polygons, ONNX export, COCO detectors by name from a local weights file, bad annotations."""
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from visionzoo.errors import UsageError, WeightsUnavailableError
+from visionzoo.tasks import detect
+from visionzoo.tasks.detect.datasets import load_detection_data
+
+pytestmark = pytest.mark.xdist_group("detect")
+COLOURS = {"red": (220, 40, 40), "blue": (40, 60, 220)}
+
+
+def _scene(rng: random.Random, size=(160, 120)) -> tuple[Image.Image, list[tuple[str, list[int]]]]:
+    """A noisy background with one or two solid rectangles; their classes and boxes."""
+    w, h = size
+    noise = np.random.default_rng(rng.randrange(1 << 30)).integers(90, 160, (h, w, 3), dtype=np.uint8)
+    img = Image.fromarray(noise)
+    d = ImageDraw.Draw(img)
+    objects = []
+    for name in rng.sample(list(COLOURS), rng.choice([1, 2])):
+        bw, bh = rng.randint(30, 60), rng.randint(30, 50)
+        x1, y1 = rng.randint(0, w - bw - 1), rng.randint(0, h - bh - 1)
+        d.rectangle([x1, y1, x1 + bw, y1 + bh], fill=COLOURS[name])
+        objects.append((name, [x1, y1, x1 + bw, y1 + bh]))
+    return img, objects
+
+
+def _voc_xml(filename: str, size, objects) -> str:
+    objs = "".join(f"<object><name>{n}</name><difficult>0</difficult><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin>"
+                   f"<xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>" for n, b in objects)
+    return (f"<annotation><filename>{filename}</filename><path>C:\\Users\\someone\\Desktop\\{filename}</path>"
+            f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>{objs}</annotation>")
+
+
+@pytest.fixture(scope="module")
+def voc(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("voc")
+    (root / "images").mkdir()
+    (root / "annotations").mkdir()
+    rng = random.Random(0)
+    for i in range(16):
+        img, objects = _scene(rng)
+        img.save(root / "images" / f"img{i:02d}.jpg", quality=95)
+        (root / "annotations" / f"img{i:02d}.xml").write_text(_voc_xml(f"img{i:02d}.jpg", img.size, objects))
+    (root / "annotations" / "broken.xml").write_text("<annotation><filename>x.jpg</filename>")  # unparsable
+    Image.new("RGB", (50, 50)).save(root / "images" / "unlabelled.jpg")                     # no annotation
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(voc, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("detrun") / "run"
+    detect.train(voc, out, log=None, epochs=2, img_size=128, batch_size=4, freeze=1, val_split=0.25)
+    return out
+
+
+def test_voc_reading_reports_bad_files_and_ignores_foreign_paths(voc):
+    data = load_detection_data(voc)
+    assert data.format == "voc" and sorted(data.classes) == ["blue", "red"] and len(data.samples) == 16
+    reasons = {Path(i.file).name: i.reason for i in data.issues}
+    assert "broken.xml" in reasons and "unlabelled.jpg" in reasons, reasons
+    assert all(Path(s.path).parent == voc / "images" for s in data.samples)  # <path> C:\Users\... ignored
+
+
+def test_yolo_and_coco_readers_give_pixel_boxes(tmp_path):
+    yolo = tmp_path / "yolo"
+    (yolo / "images").mkdir(parents=True)
+    (yolo / "labels").mkdir()
+    Image.new("RGB", (200, 100)).save(yolo / "images" / "a.jpg")
+    Image.new("RGB", (200, 100)).save(yolo / "images" / "b.jpg")
+    (yolo / "labels" / "a.txt").write_text("1 0.5 0.5 0.2 0.4\n")
+    (yolo / "labels" / "b.txt").write_text("0 0.5 0.5 0.2 0.4\n7 0.5 0.5 0.1 0.1\n")
+    (yolo / "data.yaml").write_text("names: [cat, dog]\n")
+    data = load_detection_data(yolo)
+    assert data.format == "yolo" and data.classes == ["cat", "dog"] and len(data.samples) == 1
+    np.testing.assert_allclose(data.samples[0].boxes[0], [80, 30, 120, 70])
+    assert any("b.txt" in i.file and "class 7" in i.reason for i in data.issues)  # reported, image left out
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 200, "height": 100}],
+            "categories": [{"id": 3, "name": "dog"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [10, 20, 30, 40], "iscrowd": 0,
+                             "area": 1200}]}
+    (tmp_path / "c.json").write_text(json.dumps(coco))
+    data = load_detection_data(yolo / "images", tmp_path / "c.json")
+    np.testing.assert_allclose(data.samples[0].boxes[0], [10, 20, 40, 60])
+    with pytest.raises(UsageError, match="annotation format"):
+        load_detection_data(tmp_path / "yolo" / "labels")
+
+
+def test_run_folder_predict_and_evaluate_agree(run, voc, tmp_path):
+    config = json.loads((run / "config.json").read_text())
+    assert config["task"] == "detect" and sorted(config["classes"]) == ["blue", "red"]
+    assert config["dataset"]["val_images"] == 4 and len(config["dataset"]["val_split"]["files"]) == 4
+    assert (run / "curves.png").is_file() and (run / "report.json").is_file()
+    report = detect.evaluate(run, voc, out=tmp_path / "ev")
+    for key in ("map50", "map", "precision", "recall", "per_class"):
+        assert key in report
+    assert 0 <= report["map"] <= report["map50"] <= 1
+    assert (tmp_path / "ev" / "pr_curve.png").is_file() and (tmp_path / "ev" / "worst.png").is_file()
+    scored = {p["path"]: p for p in json.loads((tmp_path / "ev" / "predictions.json").read_text())}
+    some = sorted(scored)[:3]
+    predicted = detect.predict(run, some, conf=0.001)
+    for p in predicted:
+        got = [d["box"] for d in p["detections"]]
+        want = [d["box"] for d in scored[p["path"]]["detections"]]
+        np.testing.assert_allclose(got, want, atol=0.05)
+
+
+def test_predict_is_in_original_pixels_for_rotated_and_resized_inputs(run, voc, tmp_path):
+    src = Image.open(voc / "images" / "img00.jpg")
+    big = src.resize((src.width * 3, src.height * 3))
+    big.save(tmp_path / "big.jpg", quality=95)
+    rotated = src.transpose(Image.Transpose.ROTATE_90)   # stored sideways, EXIF says turn it back
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated.save(tmp_path / "rotated.png", exif=exif)  # lossless: same pixels once turned
+    (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
+    results = detect.predict(run, [voc / "images" / "img00.jpg", tmp_path / "big.jpg", tmp_path / "rotated.png",
+                                   tmp_path / "bad.jpg"], conf=0.001, draw=tmp_path / "drawn")
+    base, big_r, rot_r, bad = (next(r for r in results if Path(r["path"]).name == name)
+                               for name in ("img00.jpg", "big.jpg", "rotated.png", "bad.jpg"))
+    assert (big_r["width"], big_r["height"]) == big.size and (rot_r["width"], rot_r["height"]) == src.size
+    assert bad["error"] and "bad.jpg" in bad["path"]
+    top = base["detections"][0]["box"]
+    np.testing.assert_allclose(rot_r["detections"][0]["box"], top, atol=0.5)        # same photo, same place
+    scaled = np.array(big_r["detections"][0]["box"]) / 3                               # 3x the pixels, same place
+    assert max(_iou(scaled, np.array(d["box"])) for d in base["detections"][:5]) > 0.6
+    assert len(list((tmp_path / "drawn").rglob("*.jpg"))) == 3
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return float(w * h / union)
+
+
+def test_cli_exit_codes_and_onnx_export(run, voc, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "visionzoo", "detect", "predict", str(run),
+                             str(voc / "images" / "img01.jpg"), str(tmp_path / "missing.jpg"), "--out",
+                             str(tmp_path / "p.json")], capture_output=True, text=True)
+    assert result.returncode == 2 and "missing.jpg" in result.stderr   # a path that does not exist: usage error
+    onnx_path = detect.export_onnx(run, tmp_path / "det.onnx", check_image=str(voc / "images" / "img01.jpg"))
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    meta = json.loads(session.get_modelmeta().custom_metadata_map["visionzoo"])
+    assert meta["task"] == "detect" and sorted(meta["classes"]) == ["blue", "red"]
+    generic = subprocess.run([sys.executable, "-m", "visionzoo", "export", str(run), "--out", str(tmp_path / "g.onnx")],
+                             capture_output=True, text=True)
+    assert generic.returncode == 0 and (tmp_path / "g.onnx").is_file(), generic.stderr
+
+
+def test_maskrcnn_trains_on_coco_polygons_and_predicts_masks(tmp_path):
+    rng = random.Random(1)
+    images, anns = [], []
+    (tmp_path / "imgs").mkdir()
+    for i in range(6):
+        img, objects = _scene(rng)
+        img.save(tmp_path / "imgs" / f"m{i}.png")
+        images.append({"id": i + 1, "file_name": f"m{i}.png", "width": img.width, "height": img.height})
+        for name, (x1, y1, x2, y2) in objects:
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": 1 if name == "red" else 2,
+                         "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0,
+                         "segmentation": [[x1, y1, x2, y1, x2, y2, x1, y2]]})
+    coco = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "red"}, {"id": 2, "name": "blue"}]}
+    (tmp_path / "coco.json").write_text(json.dumps(coco))
+    out = tmp_path / "mask_run"
+    detect.train(tmp_path / "imgs", out, annotations=tmp_path / "coco.json", arch="maskrcnn", log=None, epochs=1,
+                 img_size=128, batch_size=2, val_split=0.34)
+    preds = detect.predict(out, [tmp_path / "imgs" / "m0.png"], conf=0.0, masks_dir=tmp_path / "masks")
+    dets = preds[0]["detections"]
+    assert dets and all("mask" in d and Path(d["mask_png"]).is_file() for d in dets)
+    mask = np.asarray(Image.open(dets[0]["mask_png"]))
+    assert mask.shape == (120, 160)
+    plain = {**coco, "annotations": [{k: v for k, v in a.items() if k != "segmentation"} for a in anns]}
+    (tmp_path / "boxes.json").write_text(json.dumps(plain))
+    with pytest.raises(UsageError, match="masks"):   # boxes-only data cannot train Mask R-CNN
+        detect.train(tmp_path / "imgs", tmp_path / "r2", annotations=tmp_path / "boxes.json", arch="maskrcnn",
+                     log=None, epochs=1, img_size=128)
+
+
+def test_coco_detector_by_name_from_a_local_weights_file(tmp_path, monkeypatch, photo_dir):
+    import torch
+    import torchvision
+
+    monkeypatch.setenv("VISIONZOO_OFFLINE", "1")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(WeightsUnavailableError, match="ssdlite320_mobilenet_v3_large"):
+        detect.load_predictor("ssdlite320_mobilenet_v3_large")
+    model = torchvision.models.get_model("ssdlite320_mobilenet_v3_large", weights=None, weights_backbone=None)
+    torch.save(model.state_dict(), tmp_path / "ssd.pth")
+    predictor = detect.load_predictor("ssdlite320_mobilenet_v3_large", weights=tmp_path / "ssd.pth", conf=0.0)
+    out = predictor([Image.open(photo_dir / "chelsea.jpg").convert("RGB")])[0]
+    labels = {d["label"] for d in out["detections"]}
+    assert labels and labels <= set(torchvision.models.get_model_weights("ssdlite320_mobilenet_v3_large")
+                                    .DEFAULT.meta["categories"])
