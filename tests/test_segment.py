@@ -1,0 +1,164 @@
+"""Segmentation: mask layouts (index, palette, 0/255), bad pairs reported, a U-Net on the bundled encoder
+learns a generated set, tiled prediction equals untiled, masks at the original size and orientation,
+evaluate / ONNX export of a run, torchvision segmenters by name from a local weights file."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from visionzoo.errors import UsageError, WeightsUnavailableError
+from visionzoo.tasks import segment
+from visionzoo.tasks.segment.data import load_seg_dataset
+from visionzoo.tasks.segment.infer import label_map
+
+pytestmark = pytest.mark.xdist_group("segment")
+MEMBRANE = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "membrane"
+
+
+def _blobs(rng: np.random.Generator, size=(160, 128)) -> tuple[Image.Image, np.ndarray]:
+    """Dark textured background with bright discs: the discs are class 1."""
+    w, h = size
+    img = Image.fromarray(rng.integers(20, 90, (h, w, 3), dtype=np.uint8))
+    mask = Image.new("L", size, 0)
+    d, m = ImageDraw.Draw(img), ImageDraw.Draw(mask)
+    for _ in range(3):
+        r = int(rng.integers(10, 24))
+        cx, cy = int(rng.integers(r, w - r)), int(rng.integers(r, h - r))
+        d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=tuple(int(v) for v in rng.integers(170, 255, 3)))
+        m.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
+    return img, np.asarray(mask)
+
+
+@pytest.fixture(scope="module")
+def blobs(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("blobs")
+    (root / "images").mkdir()
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(14):
+        img, mask = _blobs(rng)
+        img.save(root / "images" / f"b{i:02d}.jpg", quality=95)
+        Image.fromarray(mask).save(root / "masks" / f"b{i:02d}.png")          # binary 0/255
+    Image.new("RGB", (40, 40)).save(root / "images" / "lonely.jpg")             # no mask
+    Image.new("L", (50, 50)).save(root / "masks" / "b00_other_size.png")         # no image
+    Image.new("RGB", (64, 64)).save(root / "images" / "wrong.jpg")
+    Image.new("L", (32, 32)).save(root / "masks" / "wrong.png")                   # other size
+    (root / "classes.txt").write_text("background\nblob\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(blobs, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("segrun") / "run"
+    result = segment.train(blobs, out, log=None, epochs=8, img_size=96, batch_size=4, workers=0)
+    return out, result
+
+
+def test_dataset_pairs_and_bad_files(blobs, tmp_path):
+    ds = load_seg_dataset(blobs)
+    assert ds.labels == ["background", "blob"] and len(ds.train) + len(ds.val) == 14
+    reasons = " | ".join(f"{Path(p).name}: {r}" for p, r in ds.failures)
+    for name in ("lonely.jpg", "b00_other_size.png", "wrong"):
+        assert name in reasons, reasons
+    # Palette masks are read by index, not colour; values outside the classes are reported.
+    pal = tmp_path / "pal"
+    (pal / "image").mkdir(parents=True)
+    (pal / "label").mkdir()
+    for i, top in enumerate((2, 5)):
+        Image.new("RGB", (32, 32)).save(pal / "image" / f"p{i}.png")
+        m = Image.fromarray(np.array([[0] * 32] * 16 + [[top] * 32] * 16, dtype=np.uint8), mode="P")
+        m.putpalette([0, 0, 0, 200, 0, 0, 0, 200, 0] + [9] * (253 * 3))
+        m.save(pal / "label" / f"p{i}.png")
+    ds = load_seg_dataset(pal, classes=["bg", "a", "b"], val_split=0)
+    assert [Path(s.image).name for s in ds.train] == ["p0.png"]
+    assert any("p1.png" in p for p, _ in ds.failures)
+    with pytest.raises(UsageError):
+        load_seg_dataset(tmp_path / "nowhere")
+
+
+def test_unet_learns_generated_blobs_and_saves_a_run(run):
+    out, result = run
+    assert result["report"]["miou"] >= 0.75, result["report"]    # bright discs on a dark ground
+    config = json.loads((out / "config.json").read_text())
+    assert config["task"] == "segment" and config["classes"] == ["background", "blob"]
+    for name in ("model.safetensors", "history.csv", "curves.png", "report.json", "confusion_matrix.png"):
+        assert (out / name).is_file(), name
+
+
+def test_tiled_prediction_equals_untiled_on_a_3000x2000_image(run):
+    from visionzoo.tasks.segment.model import load_segmenter
+
+    seg = load_segmenter(run[0])
+    rng = np.random.default_rng(1)
+    tiles = [np.asarray(_blobs(rng, (600, 500))[0]) for _ in range(20)]
+    big = np.concatenate([np.concatenate(tiles[r * 5:(r + 1) * 5], axis=1) for r in range(4)], axis=0)
+    image = torch.from_numpy(big[:2000, :3000].copy()).permute(2, 0, 1)
+    with torch.inference_mode():
+        whole = label_map(seg.module, image, seg.mean, seg.std, tile=None)
+        tiled = label_map(seg.module, image, seg.mean, seg.std, tile=512, overlap=0.25)
+    assert tiled.shape == (2000, 3000)
+    assert (whole == tiled).float().mean() > 0.995
+
+
+def test_predict_masks_at_original_size_and_orientation(run, blobs, tmp_path):
+    out, _ = run
+    src = Image.open(blobs / "images" / "b01.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6     # stored turned a quarter, displayed upright
+    src.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "rotated.png", exif=exif)
+    src.convert("RGBA").save(tmp_path / "rgba.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG nope")
+    rows = segment.predict(out, [tmp_path], out=tmp_path / "pred")
+    by_name = {Path(r["path"]).name: r for r in rows}
+    assert by_name["broken.png"]["error"] and by_name["rgba.png"]["error"] is None
+    plain = np.asarray(Image.open(segment.predict(out, [blobs / "images" / "b01.jpg"], out=tmp_path / "p1")[0]["mask_png"]))
+    for name in ("rotated.png", "rgba.png"):
+        mask = np.asarray(Image.open(by_name[name]["mask_png"]))
+        assert mask.shape == (src.height, src.width)
+        assert (mask == plain).mean() > 0.97
+    assert abs(sum(by_name["rgba.png"]["shares"].values()) - 1) < 1e-4
+
+
+def test_cli_evaluate_and_onnx_export(run, blobs, tmp_path):
+    out, _ = run
+    result = subprocess.run([sys.executable, "-m", "visionzoo", "segment", "evaluate", str(out), str(blobs),
+                             "--out", str(tmp_path / "ev")], capture_output=True, text=True)
+    assert result.returncode == 1, result.stderr          # the bad pairs are listed, and counted
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert report["miou"] >= 0.7 and {"iou", "dice"} <= set(report["per_class"]["blob"])
+    assert (tmp_path / "ev" / "worst.png").is_file()
+    onnx_path = segment.export_onnx(out, tmp_path / "seg.onnx")
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    img = np.asarray(Image.open(blobs / "images" / "b02.jpg").convert("RGB").resize((160, 128)), dtype=np.float32)
+    logits = session.run(None, {"images": (img / 255).transpose(2, 0, 1)[None]})[0]
+    assert logits.shape == (1, 2, 128, 160)
+
+
+def test_pretrained_segmenter_by_name_from_a_local_weights_file(tmp_path, monkeypatch, photo_dir):
+    import torchvision
+
+    monkeypatch.setenv("VISIONZOO_OFFLINE", "1")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(WeightsUnavailableError, match="lraspp_mobilenet_v3_large"):
+        segment.load_predictor("lraspp_mobilenet_v3_large")
+    model = torchvision.models.get_model("lraspp_mobilenet_v3_large", weights=None, weights_backbone=None)
+    torch.save(model.state_dict(), tmp_path / "lraspp.pth")
+    predictor = segment.load_predictor("lraspp_mobilenet_v3_large", weights=tmp_path / "lraspp.pth")
+    out = predictor([Image.open(photo_dir / "coffee.jpg").convert("RGB")])[0]
+    assert out["mask"].shape == (out["height"], out["width"]) and "background" in out["shares"]
+
+
+@pytest.mark.skipif(not MEMBRANE.is_dir(), reason="../shared/datasets/membrane is not beside the repo")
+def test_membrane_set_is_read_as_binary_masks():
+    ds = load_seg_dataset(MEMBRANE, val_split=0.2)
+    assert len(ds.train) == 16 and len(ds.val) == 4 and not ds.failures
+    assert all(s.binary for s in ds.train) and len(ds.labels) == 2
