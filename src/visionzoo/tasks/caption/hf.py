@@ -8,7 +8,6 @@ sentence naming the cache and the offline alternative, at once (no minutes of re
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Sequence
 

@@ -12,7 +12,6 @@ import os
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ...atomic import atomic_path
