@@ -104,7 +104,7 @@ def test_classic_pickle_needs_explicit_permission(lfw_features, tmp_path):
 
 @pytest.mark.parametrize("kind", ["logreg", "knn"])
 def test_probe_cross_validated_accuracy_and_predict(lfw_features, lfw_dir, tmp_path, kind):
-    report = train_probe(lfw_features, "FOLDER_NAMES", tmp_path / "probe", model=kind, cv=5)
+    report = train_probe(lfw_features, out=tmp_path / "probe", classifier=kind, cv=5)
     print(f"{kind} probe on lfw_subset: CV accuracy {report.accuracy:.3f}, macro F1 {report.macro_f1:.3f}")
     assert report.accuracy >= 0.95 and report.folds == 5 and report.count == 200
     assert set(report.per_class) == {"face", "nonface"} and min(m["f1"] for m in report.per_class.values()) >= 0.9
@@ -125,11 +125,16 @@ def test_saved_logreg_probe_matches_sklearn(lfw_features, tmp_path):
     from visionzoo.downstream.features import l2_normalize
     from visionzoo.downstream.probe import Probe, _estimator
 
-    train_probe(lfw_features, "FOLDER_NAMES", tmp_path / "probe")
+    train_probe(lfw_features, out=tmp_path / "probe")
     paths, x = load_features(lfw_features)
     y = np.array([label(p) == "nonface" for p in paths], int)
     reference = _estimator("logreg", len(y)).fit(l2_normalize(x.copy()), y).predict_proba(l2_normalize(x.copy()))
     np.testing.assert_allclose(Probe(tmp_path / "probe").probabilities(x), reference, atol=1e-4)
+    # The CLI: folder labels by default, `--classifier` (not `--model`, which names a backbone elsewhere).
+    res = runner.invoke(app, ["probe", str(lfw_features), "--classifier", "knn", "--cv", "3"])
+    assert res.exit_code == 0, res.output
+    assert "knn probe" in res.output and "nonface" in res.output
+    assert runner.invoke(app, ["probe", str(lfw_features), "--model", "knn"]).exit_code == 2
 
 
 def test_probe_labels_from_csv_and_errors(lfw_features, tmp_path):

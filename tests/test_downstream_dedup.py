@@ -1,4 +1,4 @@
-"""`dedup` on real photos: every planted resized / recompressed / byte-identical copy is found,
+"""`dedup` on real photos: every planted resized / recompressed / cropped / byte-identical copy is found,
 the original is the one kept, and distinct photos are never paired."""
 from __future__ import annotations
 
@@ -22,9 +22,40 @@ PHOTOS = ("astronaut", "camera", "chelsea", "coffee", "rocket", "hubble_deep_fie
           "retina", "stereo_motorcycle", "clock", "coins", "moon", "brick", "grass", "gravel", "page", "text")
 
 
+RACCOON = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "raccoon" / "images"
+# Raccoon photos that are not themselves copies of one another (the set holds 11=116 and 52=74).
+REAL = [f"raccoon-{n}.jpg" for n in (1, 3, 6, 8, 12, 17, 21, 23, 31, 41, 47, 62, 67, 73, 88, 96, 102, 131)]
+ASPECTS = (None, 16 / 9, 3 / 4, 1.0, 2.0)   # originals cut to several aspect ratios (None: as shot)
+
+
+def _cut(img: Image.Image, aspect: float | None) -> Image.Image:
+    if aspect is None:
+        return img
+    w, h = img.size
+    if w / h > aspect:
+        nw = round(h * aspect)
+        return img.crop(((w - nw) // 2, 0, (w - nw) // 2 + nw, h))
+    nh = round(w / aspect)
+    return img.crop((0, (h - nh) // 2, w, (h - nh) // 2 + nh))
+
+
+def _copy(img: Image.Image, kind: int) -> tuple[Image.Image, int]:
+    """A realistic copy: resized 0.4-0.9x, re-saved at quality 30-90, cropped by up to 5%."""
+    w, h = img.size
+    scale, quality, crop = [(0.4, 85, 0.0), (0.9, 30, 0.0), (1.0, 90, 0.05), (0.6, 40, 0.05), (0.75, 60, 0.03)][kind % 5]
+    if crop:
+        dx, dy = round(w * crop), round(h * crop)
+        img = img.crop((dx // 2 + kind % 2, dy - dy // 2, w - dx + dx // 2 + kind % 2, h - dy // 2))
+    return img.resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS), quality
+
+
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory) -> tuple[Path, dict[str, set[str]]]:
-    """Folder of originals plus copies; returns it and {original name: names of its copies}."""
+    """Folder of originals plus copies; returns it and {original name: names of its copies}.
+
+    skimage's photos get resized / hard-recompressed / byte-identical copies; the real raccoon
+    photos (when shared/datasets is there) are cut to several aspect ratios and each gets a copy
+    resized, recompressed or lightly cropped."""
     from skimage import data
 
     folder = tmp_path_factory.mktemp("dedup") / "photos"
@@ -40,13 +71,20 @@ def planted(tmp_path_factory) -> tuple[Path, dict[str, set[str]]]:
             img.resize((w // 2, h // 2), Image.LANCZOS).save(folder / f"{name}_small.jpg", quality=90)
             made.add(f"{name}_small.jpg")
         if n % 3 == 0:  # recompressed hard
-            img.save(folder / f"{name}_q25.jpg", quality=25)
-            made.add(f"{name}_q25.jpg")
+            img.save(folder / f"{name}_q30.jpg", quality=30)
+            made.add(f"{name}_q30.jpg")
         if n == 4:  # byte-identical copy under another name
             shutil.copy(folder / f"{name}.jpg", folder / "copy_of_rocket.jpg")
             made.add("copy_of_rocket.jpg")
         if made:
             copies[f"{name}.jpg"] = made
+    if RACCOON.is_dir():
+        for n, name in enumerate(REAL):
+            img = _cut(Image.open(RACCOON / name).convert("RGB"), ASPECTS[n % len(ASPECTS)])
+            img.save(folder / name, quality=95)
+            copy, quality = _copy(img, n)
+            copy.save(folder / f"copy{n}_{name}", quality=quality)
+            copies[name] = {f"copy{n}_{name}"}
     return folder, copies
 
 
@@ -77,12 +115,12 @@ def test_distinct_photos_alone_have_no_duplicates(planted, features, tmp_path):
     from visionzoo.store import load_features
 
     paths, x = load_features(features)
-    originals = [i for i, p in enumerate(paths) if Path(p).stem in PHOTOS]
-    assert len(originals) == len(PHOTOS)
+    originals = [i for i, p in enumerate(paths) if Path(p).stem in PHOTOS or Path(p).name in REAL]
+    assert len(originals) == len(PHOTOS) + (len(REAL) if RACCOON.is_dir() else 0)
     report = find_duplicates(([paths[i] for i in originals], x[originals]))
     assert report.groups == []
-    # Features alone with a loose threshold do pair distinct photos: the pixel check keeps them apart.
-    loose = find_duplicates(([paths[i] for i in originals], x[originals]), pixel_threshold=None, threshold=0.3)
+    # Features alone with a loose threshold do pair distinct photos: the hash check keeps them apart.
+    loose = find_duplicates(([paths[i] for i in originals], x[originals]), max_distance=None, threshold=0.3)
     assert loose.groups
 
 
@@ -113,3 +151,22 @@ def test_dedup_cli_csv_and_unreadable_file(planted, features, tmp_path):
         assert res.exit_code == 1 and "astronaut_small.jpg" in res.output
     finally:
         shutil.move(moved, gone)
+
+
+def test_whole_real_folder_pairs_only_true_copies():
+    """Every pair of the 160 raccoon photos by hash: only the set's own copies are within the limit.
+
+    The set holds two byte-level duplicates (11 = 116, 52 = 74) and one burst (186, 199: two
+    frames a moment apart, same framing), which is a near-duplicate by any perceptual measure."""
+    if not RACCOON.is_dir():
+        pytest.skip(f"real photos not found at {RACCOON} (shared/datasets is not beside the repo)")
+    from itertools import combinations
+
+    from visionzoo.downstream.dedup import DEFAULT_MAX_DISTANCE, fingerprint, hash_distance
+
+    paths = sorted(RACCOON.glob("*.jpg"))
+    prints = [fingerprint(str(p)) for p in paths]
+    close = sorted((paths[i].name, paths[j].name) for i, j in combinations(range(len(paths)), 2)
+                   if hash_distance(prints[i], prints[j]) <= DEFAULT_MAX_DISTANCE)
+    assert close == [("raccoon-11.jpg", "raccoon-116.jpg"), ("raccoon-186.jpg", "raccoon-199.jpg"),
+                     ("raccoon-52.jpg", "raccoon-74.jpg")]

@@ -116,11 +116,11 @@ def test_torchvision_models_expose_stages():
 
 
 def test_several_models_decode_each_image_once(photo_dir, tiny_run, torch_prelogits, tmp_path, monkeypatch):
-    import visionzoo.data.loader as loader
+    import visionzoo.batch.reader as reader
 
     calls = []
-    real = loader.load_rgb
-    monkeypatch.setattr(loader, "load_rgb", lambda path, *a, **k: calls.append(path) or real(path, *a, **k))
+    real = reader.load_rgb
+    monkeypatch.setattr(reader, "load_rgb", lambda path, *a, **k: calls.append(path) or real(path, *a, **k))
     result = visionzoo.extract([photo_dir], tmp_path / "both", model=f"efficientnet_lite0,{tiny_run}",
                                workers=0, backend="torch")
     assert len(calls) == 5 and len(result.outputs) == 2

@@ -4,7 +4,6 @@ Later features add a step function to STEPS; a step returns its exit status (0 o
 """
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Callable
 
@@ -12,15 +11,8 @@ from rich.console import Console
 
 from .batch.demo_step import extract_step
 from .downstream.demo_step import similar_step
+from .samples import sample_images
 from .training.demo_step import train_step
-
-
-def sample_dir() -> Path:
-    return Path(str(resources.files("visionzoo.resources").joinpath("samples")))
-
-
-def sample_images() -> list[str]:
-    return sorted(str(p) for p in sample_dir().glob("*.jpg"))
 
 
 def classify_step(out: Path, console: Console) -> int:

@@ -9,7 +9,7 @@ from rich.console import Console
 
 
 def extract_step(out: Path, console: Console) -> int:
-    from ..demo import sample_images
+    from ..samples import sample_images
     from ..store import load_features, read_manifest
     from .runner import extract
 

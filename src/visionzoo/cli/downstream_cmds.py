@@ -12,7 +12,7 @@ from ._app import QuietOpt, app, console, err_console, report_failures, show_pro
 FeaturesArg = typer.Argument(..., help="Feature file from `visionzoo extract` (Parquet folder/file, .npy or .pkl).")
 PickleOpt = typer.Option(False, "--allow-pickle", help="Allow reading a .pkl feature file (unpickling can run code: "
                          "only for files you trust).")
-LabelsHelp = "FOLDER_NAMES (each image's parent folder) or a CSV of path,label."
+LabelsHelp = "A CSV of path,label [default: each image's parent folder]."
 
 
 def _wrote(*paths) -> None:
@@ -82,17 +82,18 @@ def dedup(
     features: Path = FeaturesArg,
     threshold: float = typer.Option(0.5, "--threshold", "-t", min=-1, max=1,
                                     help="Feature cosine for a candidate pair."),
-    pixel_threshold: float = typer.Option(0.9, "--pixel-threshold", min=0, max=1,
-                                          help="Correlation of the two files' 32x32 gray layouts that confirms a "
-                                          "pair; 0 = trust the features alone (then raise --threshold)."),
+    max_distance: int = typer.Option(28, "--max-distance", min=-1, max=128,
+                                     help="Most bits (of 128) the two files' perceptual hashes (pHash + dHash) may "
+                                     "differ by to confirm a pair; -1 = trust the features alone (then raise "
+                                     "--threshold)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write groups to FILE.csv (keep/drop per image)."),
     allow_pickle: bool = PickleOpt,
 ):
-    """Groups of near-duplicate images (exact, resized, recompressed) with a keep/drop suggestion."""
+    """Groups of near-duplicate images (exact, resized, recompressed, lightly cropped) with a keep/drop suggestion."""
     from ..downstream import find_duplicates
     from ..downstream.dedup import write_csv
 
-    report = find_duplicates(features, threshold=threshold, pixel_threshold=pixel_threshold or None,
+    report = find_duplicates(features, threshold=threshold, max_distance=None if max_distance < 0 else max_distance,
                              allow_pickle=allow_pickle)
     for n, group in enumerate(report.groups, 1):
         console.print(f"[bold]group {n}[/bold]")
@@ -133,8 +134,8 @@ def cluster(
 @app.command()
 def probe(
     features: Path = FeaturesArg,
-    labels: str = typer.Option("FOLDER_NAMES", "--labels", "-l", help=LabelsHelp),
-    model: str = typer.Option("logreg", "--model", "-m", help="logreg or knn."),
+    labels: Optional[str] = typer.Option(None, "--labels", "-l", help=LabelsHelp),
+    classifier: str = typer.Option("logreg", "--classifier", "-c", help="logreg or knn."),
     cv: int = typer.Option(5, "--cv", min=2, help="Cross-validation folds."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Probe folder to write (for `visionzoo predict`)."),
     allow_pickle: bool = PickleOpt,
@@ -144,7 +145,7 @@ def probe(
 
     from ..downstream import train_probe
 
-    report = train_probe(features, labels, out, model=model, cv=cv, allow_pickle=allow_pickle)
+    report = train_probe(features, labels, out, classifier=classifier, cv=cv, allow_pickle=allow_pickle)
     table = Table(title=f"{report.kind} probe, {report.folds}-fold CV on {report.count} image(s): accuracy "
                   f"{report.accuracy:.3f} (+/- {report.accuracy_std:.3f}), macro F1 {report.macro_f1:.3f}")
     for col in ("label", "precision", "recall", "F1", "support"):
@@ -163,8 +164,8 @@ def map_(
     features: Path = FeaturesArg,
     out: Path = typer.Option(Path("map.png"), "--out", "-o", help="FILE.png (scatter) or FILE.html "
                              "(thumbnails on hover)."),
-    labels: Optional[str] = typer.Option(None, "--labels", "-l", help=LabelsHelp + " [default: colour by "
-                                         "k-means cluster]"),
+    labels: Optional[str] = typer.Option(None, "--labels", "-l", help="A CSV of path,label, or FOLDER_NAMES "
+                                         "(each image's parent folder) [default: colour by k-means cluster]."),
     method: str = typer.Option("auto", "--method", help="auto (UMAP if installed, else t-SNE), tsne, umap, pca."),
     max_points: int = typer.Option(5000, "--max-points", min=2, help="Map a random sample of this many images."),
     allow_pickle: bool = PickleOpt,

@@ -8,6 +8,7 @@ import typer
 
 from ._app import (ModelOpt, QuietOpt, WeightsOpt, app, console, print_predictions, report_failures,
                    show_progress, write_results)
+from .extract_cmds import EngineOpt, NumWorkersOpt, RayAddressOpt
 
 
 @app.command()
@@ -43,6 +44,9 @@ def classify(
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Decoding processes [default: auto]."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps."),
+    engine: str = EngineOpt,
+    ray_address: Optional[str] = RayAddressOpt,
+    num_workers: Optional[int] = NumWorkersOpt,
     quiet: bool = QuietOpt,
 ):
     """Top-k ImageNet labels (or a saved run's labels) with probabilities."""
@@ -51,7 +55,8 @@ def classify(
 
     listed = expand_inputs(inputs)
     results = run_classify(listed.files, model=model, weights=weights, top_k=top_k, batch_size=batch_size,
-                           workers=workers, device=device, progress=show_progress(quiet))
+                           workers=workers, device=device, progress=show_progress(quiet), engine=engine,
+                           ray_address=ray_address, num_workers=num_workers)
     print_predictions(results, title=f"{model or 'efficientnet_lite0'}: top-{top_k}")
     write_results(results, out)
     if grid:

@@ -11,7 +11,7 @@ def similar_step(out: Path, console: Console) -> int:
     from PIL import Image
 
     from .. import extract
-    from ..demo import sample_images
+    from ..samples import sample_images
     from ..viz.neighbours import neighbour_grid
     from . import build_index, find_duplicates, search
     from .dedup import write_csv

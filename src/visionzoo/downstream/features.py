@@ -68,19 +68,21 @@ def open_features(features: FeaturesArg, *, allow_pickle: bool = False) -> Featu
     return FeatureSet(list(paths), matrix, manifest, str(path))
 
 
-def labels_for(paths: Sequence[str], labels: str | os.PathLike | Sequence[str]) -> list[str | None]:
-    """Label per path: "FOLDER_NAMES" (parent folder), a CSV of path,label, or a list.
+def labels_for(paths: Sequence[str], labels: str | os.PathLike | Sequence[str] | None = None) -> list[str | None]:
+    """Label per path: None (the default: each image's parent folder), a CSV of path,label, or a list.
+
+    "FOLDER_NAMES", the old spelling of the default, still means parent folders.
 
     CSV rows match a stored path as written, by absolute path, or else by file name when that is
     unique; paths without a label get None.
     """
+    if labels is None or str(labels) == "FOLDER_NAMES":
+        return [Path(p).parent.name for p in paths]
     if not isinstance(labels, (str, os.PathLike)):
         labels = list(labels)
         if len(labels) != len(paths):
             raise UsageError(f"{len(labels)} label(s) for {len(paths)} feature row(s)")
         return [str(x) for x in labels]
-    if str(labels) == "FOLDER_NAMES":
-        return [Path(p).parent.name for p in paths]
     return _labels_from_csv(paths, Path(labels))
 
 
@@ -88,7 +90,7 @@ def _labels_from_csv(paths: Sequence[str], csv_path: Path) -> list[str | None]:
     from ..data.datasets import read_label_csv
 
     if not csv_path.is_file():
-        raise UsageError(f"--labels: no such CSV file: {csv_path} (or use FOLDER_NAMES)")
+        raise UsageError(f"--labels: no such CSV file: {csv_path} (leave --labels out for folder names)")
     rows = read_label_csv(csv_path)
     by_path = dict(rows)
     by_abs = {os.path.abspath(p): label for p, label in rows}

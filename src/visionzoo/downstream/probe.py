@@ -57,20 +57,20 @@ def _estimator(kind: str, n_train: int):
     if kind == "knn":
         # Rows are L2-normalised, so Euclidean neighbours are cosine neighbours.
         return KNeighborsClassifier(n_neighbors=max(1, min(KNN_K, n_train - 1)))
-    raise UsageError(f"unknown probe model {kind!r}; use one of {', '.join(KINDS)}")
+    raise UsageError(f"unknown probe classifier {kind!r}; use one of {', '.join(KINDS)}")
 
 
 def train_probe(
     features: FeaturesArg,
-    labels: str | os.PathLike | Sequence[str] = "FOLDER_NAMES",
+    labels: str | os.PathLike | Sequence[str] | None = None,
     out: str | os.PathLike | None = None,
     *,
-    model: str = "logreg",
+    classifier: str = "logreg",
     cv: int = 5,
     seed: int = 0,
     allow_pickle: bool = False,
 ) -> ProbeReport:
-    """Cross-validate a `model` ("logreg" | "knn") on labelled rows, then fit on all and save to `out`."""
+    """Cross-validate a `classifier` ("logreg" | "knn") on labelled rows (labels None: parent folders), then fit on all and save to `out`."""
     from sklearn.metrics import (
         accuracy_score,
         f1_score,
@@ -93,11 +93,11 @@ def train_probe(
         rare = min(counts, key=counts.get)
         raise UsageError(f"label {rare!r} has {counts[rare]} example(s); cross-validation needs >= 2 per label")
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    pred = cross_val_predict(_estimator(model, len(y) * (folds - 1) // folds), x, y, cv=splitter)
+    pred = cross_val_predict(_estimator(classifier, len(y) * (folds - 1) // folds), x, y, cv=splitter)
     fold_acc = [float((pred[te] == y[te]).mean()) for _, te in splitter.split(x, y)]
     p, r, f, s = precision_recall_fscore_support(y, pred, labels=range(len(classes)), zero_division=0)
     report = ProbeReport(
-        kind=model, labels=classes, count=len(y), folds=folds,
+        kind=classifier, labels=classes, count=len(y), folds=folds,
         accuracy=round(float(accuracy_score(y, pred)), 6), accuracy_std=round(float(np.std(fold_acc)), 6),
         macro_f1=round(float(f1_score(y, pred, average="macro")), 6),
         per_class={c: {"precision": round(float(p[i]), 6), "recall": round(float(r[i]), 6),
@@ -105,8 +105,8 @@ def train_probe(
         unlabelled=len(fs.paths) - len(keep), fold_accuracy=[round(a, 6) for a in fold_acc],
     )
     if out is not None:
-        final = _estimator(model, len(y)).fit(x, y)
-        report.out = str(_save(Path(out), model, final, x, y, classes, fs, report))
+        final = _estimator(classifier, len(y)).fit(x, y)
+        report.out = str(_save(Path(out), classifier, final, x, y, classes, fs, report))
     return report
 
 

@@ -41,9 +41,19 @@ def classify(
     workers: int | None = None,
     device: str = "auto",
     progress: bool = False,
+    engine: str = "local",
+    ray_address: str | None = None,
+    num_workers: int | None = None,
 ) -> list[ImageResult]:
-    """Classify files, folders (recursive) or globs; one ImageResult per file, in sorted order."""
+    """Classify files, folders (recursive) or globs; one ImageResult per file, in sorted order.
+    `engine="ray"` classifies slices of the files as Ray tasks (`ray_address`, `num_workers`)."""
     files = expand_inputs(inputs).files
+    if engine != "local":
+        from ..batch.ray_engine import check_engine, classify_on_ray
+
+        check_engine(engine)
+        return classify_on_ray(files, model, top_k=top_k, weights=weights, batch_size=batch_size, workers=workers,
+                               device=device, ray_address=ray_address, num_workers=num_workers, progress=progress)
     module, spec = as_model(model, weights)
     runner = TorchRunner(module, device=device)
     labels = label_names(spec)

@@ -108,8 +108,9 @@ def _score(logs: dict[str, float]) -> tuple[float, ...]:
 
 
 def _repeats(samples: list[Sample], size: int) -> list[int]:
-    """Crops per image per epoch: about as many as tile its area, so big images are seen whole."""
-    return [max(1, min(16, round(s.width * s.height / (size * size)))) for s in samples]
+    """Crops per image per epoch: about half as many as tile its area (at most 8), so an epoch sees
+    much of every image and a small set still makes a few steps per epoch."""
+    return [max(1, min(8, round(s.width * s.height / (2 * size * size)))) for s in samples]
 
 
 def train(data: str | os.PathLike, out: str | os.PathLike, *, classes: list[str] | None = None,
