@@ -7,7 +7,6 @@ which works the same for timm models, torchvision models and saved run folders.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -20,6 +19,7 @@ from tqdm.auto import tqdm
 from ..data import eval_transform, expand_inputs, iter_batches
 from ..errors import UsageError
 from ..runtime import TorchRunner
+from ..zoo.weights import weights_digest  # noqa: F401  (re-exported: the digest feature manifests record)
 from .common import ModelArg, as_model
 
 DEFAULT_LAYER = "pre_logits"
@@ -176,17 +176,6 @@ def list_layers(model: ModelArg = None) -> list[LayerInfo]:
             channels = shape[0] if out.ndim == 4 else shape[-1]
             rows.append(LayerInfo(name, int(channels), reduction, shape))
     return rows
-
-
-def weights_digest(model: nn.Module) -> str:
-    """SHA-256 of every parameter and buffer (name, dtype, shape, bytes): identifies the weights
-    a model computes with, whatever file format or folder they came from."""
-    h = hashlib.sha256()
-    for name, t in model.state_dict().items():
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- backends

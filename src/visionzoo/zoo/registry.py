@@ -25,7 +25,7 @@ from .weights import (
     align_state_dict,
     bundled_weights_path,
     ensure_downloadable,
-    file_sha256,
+    weights_digest,
     read_state_dict,
 )
 
@@ -274,10 +274,10 @@ def load_model(
                 spec.labels = labels_for(rows, spec.label_offset)
             _load_tensors(model, sd)
             spec.weights = source
-            if source and Path(source).is_file():
-                spec.weights_sha256 = file_sha256(source)
         if spec.library == "torchvision":
             model = TorchvisionClassifier(model)
+        if sd is not None:
+            spec.weights_sha256 = weights_digest(model)  # the same digest feature manifests record
         model.zoo_spec = spec
     if num_classes is not None and num_classes != model.zoo_spec.num_classes:
         model.reset_classifier(num_classes)

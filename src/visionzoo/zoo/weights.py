@@ -82,11 +82,15 @@ def align_state_dict(source: dict[str, torch.Tensor], target: dict[str, torch.Te
     return mapped
 
 
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+def weights_digest(model: "torch.nn.Module") -> str:
+    """SHA-256 of every parameter and buffer (name, dtype, shape, bytes): identifies the weights
+    a model computes with, whatever file format or folder they came from. This is what
+    `weights_sha256` means everywhere (model specs, feature manifests, ONNX metadata, the server)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
+    for name, t in model.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 
