@@ -29,7 +29,12 @@ def save(plt, fig, out: str | os.PathLike, dpi: int = 110) -> Path:
 
 
 def thumbnail(path: str, size: int = 256):
-    img = load_rgb(path, target_size=size)
+    from ..data.regions import split_region_key
+
+    path, _, box = split_region_key(path)  # a face row `PATH#face0@x1,y1,x2,y2` shows that region
+    img = load_rgb(path) if box else load_rgb(path, target_size=size)
+    if box:
+        img = img.crop(box)
     img.thumbnail((size, size))
     return img
 
