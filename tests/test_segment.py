@@ -162,3 +162,14 @@ def test_membrane_set_is_read_as_binary_masks():
     ds = load_seg_dataset(MEMBRANE, val_split=0.2)
     assert len(ds.train) == 16 and len(ds.val) == 4 and not ds.failures
     assert all(s.binary for s in ds.train) and len(ds.labels) == 2
+
+
+@pytest.mark.parametrize("arch", ["unet", "deeplabv3plus", "fpn"])
+def test_each_decoder_builds_on_the_zoo_encoder_and_keeps_the_input_size(arch):
+    from visionzoo.tasks.segment.model import SegConfig, build_segmenter
+
+    model = build_segmenter(SegConfig(arch=arch, num_classes=3), pretrained_backbone=False).eval()
+    with torch.inference_mode():
+        assert model(torch.rand(1, 3, 96, 128)).shape == (1, 3, 96, 128)
+    with pytest.raises(UsageError, match="unknown --arch"):
+        build_segmenter(SegConfig(arch="segformer"), pretrained_backbone=False)

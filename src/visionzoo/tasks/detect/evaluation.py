@@ -3,7 +3,6 @@ pr_curve.png and worst.png. Boxes come from the Predictor (the `predict` path) a
 threshold; `predictions.json` holds exactly the boxes the AP was computed on."""
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Callable, Sequence

@@ -78,7 +78,8 @@ def _check(wrapper: torch.nn.Module, path: Path, image: str | None) -> None:
         expected = [t.numpy() for t in wrapper(x)]
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"image": x.numpy()})
-    keep = expected[1] > 0.05  # boxes whose scores sit at the threshold may drop in or out by rounding
-    n = int(keep.sum())
+    # Boxes scoring near the model's own threshold may drop in or out by rounding; the confident ones
+    # (and at least the top three, so an untrained model is compared too) must come back the same.
+    n = max(int((expected[1] > 0.05).sum()), min(3, len(expected[1])))
     if got[0].shape[0] < n or not np.allclose(got[0][:n], expected[0][:n], atol=0.5):
         raise UsageError(f"the exported ONNX detector does not reproduce PyTorch's boxes ({path}); not written")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -40,7 +40,7 @@ class DetectTrainConfig:
 
     arch: str = "fasterrcnn"
     backbone: str = DEFAULT_BACKBONE
-    epochs: int = 8
+    epochs: int = 4
     img_size: int = 384                # short side at evaluation; training draws from img_size x scales
     scales: tuple[float, ...] = (0.75, 0.875, 1.0, 1.125)
     freeze: int = 3                    # leading backbone groups kept frozen (stem = 1)
