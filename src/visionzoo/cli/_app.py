@@ -11,7 +11,8 @@ from rich.console import Console
 
 app = typer.Typer(
     name="visionzoo",
-    help="Pretrained vision models: model zoo, classification, features at scale, transfer learning.",
+    help="Pretrained vision models: model zoo, classification, features at scale, transfer learning, "
+         "detection, segmentation, faces, captioning, serving.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
