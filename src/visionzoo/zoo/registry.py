@@ -27,6 +27,7 @@ from .weights import (
     ensure_downloadable,
     weights_digest,
     read_state_dict,
+    torch_hub_file,
 )
 
 TV_PREFIX = "torchvision:"
@@ -178,7 +179,7 @@ def _hub_state_dict(spec: ModelSpec) -> tuple[dict[str, torch.Tensor], str]:
         weights = _tv_weights(spec.arch[len(TV_PREFIX):])
         if weights is None:
             raise WeightsUnavailableError(f"torchvision has no pretrained weights for '{spec.name}'")
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+        cached = torch_hub_file(weights.url)
         if cached.is_file():
             return read_state_dict(cached), str(cached)
         ensure_downloadable(spec.name)

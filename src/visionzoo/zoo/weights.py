@@ -94,6 +94,29 @@ def weights_digest(model: "torch.nn.Module") -> str:
     return h.hexdigest()
 
 
+def torch_hub_file(url: str) -> Path:
+    """Where torch hub keeps (and we look for) the file downloaded from `url`."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+
+
+def torchvision_state_dict(name: str, weights: str | os.PathLike | None = None) -> tuple[dict[str, torch.Tensor], str, object]:
+    """(state dict, source, torchvision's weights entry) of torchvision's default weights for the
+    task model `name` (a detector, a segmenter): from `weights`, the torch hub cache, or a
+    download when the hubs can be reached; offline, one sentence naming the file and its place."""
+    import torchvision.models as tvm
+
+    meta = tvm.get_model_weights(name).DEFAULT
+    cached = torch_hub_file(meta.url)
+    if weights is not None:
+        return read_state_dict(weights), str(weights), meta
+    if cached.is_file():
+        return read_state_dict(cached), str(cached), meta
+    if hubs_reachable():
+        return meta.get_state_dict(progress=True, check_hash=True), meta.url, meta
+    raise WeightsUnavailableError(f"No weights for '{name}' offline: download {meta.url} and put {cached.name} "
+                                  f"in {cached.parent}, or pass --weights FILE.")
+
+
 def offline_forced() -> bool:
     return any(os.environ.get(v, "") not in ("", "0") for v in ("VISIONZOO_OFFLINE", "HF_HUB_OFFLINE"))
 

@@ -7,21 +7,12 @@ Integration contract: `load_predictor(run_or_name) -> predictor(images) -> [{"ca
 """
 from __future__ import annotations
 
-from typing import Any
+from ..lazy import lazy_exports
 
 __all__ = ["evaluate", "load_predictor", "predict", "read_captions", "train"]
 
-
-def __getattr__(name: str) -> Any:
-    """Lazy: importing the package (e.g. for `visionzoo --help`) loads no torch."""
-    if name in ("load_predictor", "predict"):
-        from . import predictor as module
-    elif name == "train":
-        from . import training as module
-    elif name == "evaluate":
-        from . import evaluation as module
-    elif name == "read_captions":
-        from . import data as module
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(module, name)
+__getattr__ = lazy_exports(
+    __name__,
+    {"load_predictor": "predictor", "predict": "predictor", "train": "training", "evaluate": "evaluation",
+     "read_captions": "data"},
+)

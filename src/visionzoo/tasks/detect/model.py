@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...errors import UsageError, WeightsUnavailableError
+from ...errors import UsageError
 
 ARCHS = ("fasterrcnn", "retinanet", "fcos", "ssdlite", "maskrcnn")
 DEFAULT_BACKBONE = "efficientnet_lite0"
@@ -233,35 +233,15 @@ def pretrained_names() -> list[str]:
     return [n for n in tvm.list_models(module=tvm.detection) if not n.startswith("keypoint")]
 
 
-def pretrained_weights_file(name: str) -> Path:
-    """Where torch hub keeps (and we look for) the COCO weights of `name`."""
-    import torchvision.models as tvm
-
-    url = tvm.get_model_weights(name).DEFAULT.url
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
-
-
 def build_pretrained(name: str, weights: str | os.PathLike | None = None) -> tuple[nn.Module, list[str], str]:
     """(model, COCO label names by label id, weights source). The builder runs without weights;
     they come from `weights`, the torch hub cache, or a download when the hubs can be reached."""
     import torchvision.models as tvm
 
-    from ...zoo.weights import hubs_reachable, read_state_dict
+    from ...zoo.weights import torchvision_state_dict
 
-    meta = tvm.get_model_weights(name).DEFAULT
+    state, source, meta = torchvision_state_dict(name, weights)
     model = tvm.get_model(name, weights=None, weights_backbone=None)
-    cached = pretrained_weights_file(name)
-    if weights is not None:
-        state, source = read_state_dict(weights), str(weights)
-    elif cached.is_file():
-        state, source = read_state_dict(cached), str(cached)
-    elif hubs_reachable():
-        state, source = meta.get_state_dict(progress=True, check_hash=True), meta.url
-    else:
-        raise WeightsUnavailableError(
-            f"No weights for '{name}' offline: download {meta.url} and put {cached.name} in {cached.parent}, "
-            f"or pass --weights FILE."
-        )
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

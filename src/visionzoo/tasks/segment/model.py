@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...errors import UsageError, WeightsUnavailableError
+from ...errors import UsageError
 
 ARCHS = {"unet": "Unet", "deeplabv3plus": "DeepLabV3Plus", "fpn": "FPN"}
 DEFAULT_BACKBONE = "efficientnet_lite0"
@@ -100,31 +100,14 @@ class Segmenter:
     config: dict[str, Any] = field(default_factory=dict)
 
 
-def pretrained_weights_file(name: str) -> Path:
-    import torchvision.models as tvm
-
-    url = tvm.get_model_weights(name).DEFAULT.url
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
-
-
 def load_pretrained(name: str, weights: str | os.PathLike | None = None) -> Segmenter:
     """torchvision's VOC-label segmenter `name`: weights from `weights`, the torch hub cache, or a download."""
     import torchvision.models as tvm
 
-    from ...zoo.weights import hubs_reachable, read_state_dict
+    from ...zoo.weights import torchvision_state_dict
 
-    meta = tvm.get_model_weights(name).DEFAULT
+    state, source, meta = torchvision_state_dict(name, weights)
     model = tvm.get_model(name, weights=None, weights_backbone=None, aux_loss=None)
-    cached = pretrained_weights_file(name)
-    if weights is not None:
-        state, source = read_state_dict(weights), str(weights)
-    elif cached.is_file():
-        state, source = read_state_dict(cached), str(cached)
-    elif hubs_reachable():
-        state, source = meta.get_state_dict(progress=True, check_hash=True), meta.url
-    else:
-        raise WeightsUnavailableError(f"No weights for '{name}' offline: download {meta.url} and put {cached.name} "
-                                      f"in {cached.parent}, or pass --weights FILE.")
     state = {k: v for k, v in state.items() if not k.startswith("aux_classifier.")}
     try:
         model.load_state_dict(state, strict=False)
