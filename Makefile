@@ -29,14 +29,18 @@ test: $(TSTAMP)
 
 bench: $(TSTAMP)
 	$(BIN)/python benchmarks/extract_bench.py
+	$(BIN)/python benchmarks/int8_bench.py
 	$(BIN)/python benchmarks/train_bench.py
 	$(BIN)/python benchmarks/search_bench.py
+	$(BIN)/python benchmarks/dedup_bench.py
 	$(BIN)/python benchmarks/detect_bench.py
 	$(BIN)/python benchmarks/segment_bench.py
 	$(BIN)/python benchmarks/faces_bench.py
 	$(BIN)/python benchmarks/caption_bench.py
 	$(BIN)/python benchmarks/serve_bench.py
 	$(BIN)/python benchmarks/scale_bench.py
+	$(BIN)/python benchmarks/ddp_bench.py
+	$(BIN)/python benchmarks/remote_store_bench.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -83,3 +83,42 @@ def test_expand_inputs_folders_globs_and_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UsageError, match="no image files"):
         expand_inputs([tmp_path / "empty"])
+
+
+@pytest.mark.parametrize("pre", [
+    dict(),                                                            # timm's ImageNet default, bicubic
+    dict(input_size=(3, 260, 260), interpolation="bilinear", crop_pct=1.0, mean=(0.5,) * 3, std=(0.5,) * 3),
+    dict(input_size=(3, 240, 240), crop_pct=0.882),
+    dict(crop_pct=1.15),                                               # crop larger than the resize: padding
+    dict(crop_mode="squash"),                                          # timm's own transform, as arrays
+])
+def test_array_transform_equals_the_torch_transform(pre, photo_dir):
+    from visionzoo.data import eval_array_transform, eval_transform
+    from visionzoo.zoo.spec import Preprocessing
+
+    p = Preprocessing(**pre)
+    reference, arrays = eval_transform(p), eval_array_transform(p)
+    cat = Image.open(photo_dir / "chelsea.jpg").convert("RGB")
+    for img in (cat, cat.resize((199, 601)), cat.resize((256, 300)), cat.resize((90, 70)), cat.resize((257, 256))):
+        got = arrays(img)
+        assert got.dtype == np.float32 and got.shape == tuple(p.input_size)
+        np.testing.assert_array_equal(got, reference(img).numpy())
+
+
+def test_ordered_map_keeps_order_and_stays_a_bounded_way_ahead():
+    import time
+
+    from visionzoo.ordered import ordered_map
+
+    started = []
+
+    def slow(x: int) -> int:
+        started.append(x)
+        time.sleep(0.002 * (x % 4))  # later items often finish first
+        return x
+
+    results = ordered_map(slow, range(40), 2)
+    assert next(results) == 0
+    time.sleep(0.05)
+    assert len(started) <= 4  # workers + 1 ahead, then one more: memory stays flat on any folder
+    assert list(results) == list(range(1, 40))

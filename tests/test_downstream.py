@@ -65,7 +65,7 @@ def test_search_cli_image_queries_grid_and_bad_file(lfw_features, lfw_dir, tmp_p
     Image.open(lfw_dir / "face" / "007.png").resize((50, 50)).save(tmp_path / "query.jpg", quality=80)
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     res = runner.invoke(app, ["search", str(tmp_path / "idx"), str(tmp_path / "query.jpg"),
-                              str(tmp_path / "broken.jpg"), "--k", "5", "--out", str(tmp_path / "s.json"),
+                              str(tmp_path / "broken.jpg"), "--top-k", "5", "--out", str(tmp_path / "s.json"),
                               "--grid", str(tmp_path / "g.png")])
     assert res.exit_code == 1, res.output
     out = {Path(r["query"]).name: r for r in json.loads((tmp_path / "s.json").read_text())}
@@ -150,7 +150,7 @@ def test_probe_labels_from_csv_and_errors(lfw_features, tmp_path):
 
 
 def test_cluster_auto_finds_faces_and_nonfaces(lfw_features, tmp_path):
-    res = runner.invoke(app, ["cluster", str(lfw_features), "--k", "auto", "--out", str(tmp_path / "c")])
+    res = runner.invoke(app, ["cluster", str(lfw_features), "--clusters", "auto", "--out", str(tmp_path / "c")])
     assert res.exit_code == 0, res.output
     summary = json.loads((tmp_path / "c" / "clusters.json").read_text())
     rows = (tmp_path / "c" / "assignments.csv").read_text().splitlines()[1:]
@@ -168,7 +168,7 @@ def test_cluster_auto_finds_faces_and_nonfaces(lfw_features, tmp_path):
 
 
 def test_map_png_and_html_keep_neighbourhoods(lfw_features, tmp_path):
-    result = feature_map(lfw_features, tmp_path / "map.html", labels="FOLDER_NAMES", method="tsne")
+    result = feature_map(lfw_features, tmp_path / "map.html", method="tsne")
     assert result.xy.shape == (200, 2) and result.method == "tsne"
     page = (tmp_path / "map.html").read_text()
     assert page.count("data:image/jpeg;base64,") == 200 and "mousemove" in page and "<script src" not in page
@@ -194,4 +194,4 @@ def test_folder_query_uses_stored_rows_and_usage_errors(lfw_features, lfw_dir, t
         feature_map(lfw_features, tmp_path / "map.pdf")
     with pytest.raises(UsageError, match="between 1 and"):
         cluster(lfw_features, 500)
-    assert isinstance(runner.invoke(app, ["cluster", str(lfw_features), "--k", "many"]).exception, UsageError)
+    assert isinstance(runner.invoke(app, ["cluster", str(lfw_features), "--clusters", "many"]).exception, UsageError)

@@ -193,3 +193,41 @@ def test_embed_like_reproduces_a_feature_file_and_refuses_other_weights(photo_di
     assert cos.min() >= 0.9999
     with pytest.raises(UsageError, match="differ"):
         embed_like({**manifest, "weights_sha256": "0" * 64}, [photo_dir / "rocket.jpg"])
+
+
+def _extract_in_fresh_process(inputs, out, model, cache) -> bool:
+    """Run extract in a new Python; True when it had to import torch."""
+    code = textwrap.dedent(f"""
+        import sys, visionzoo
+        visionzoo.extract([{str(inputs)!r}], {str(out)!r}, model={str(model)!r})
+        print("torch" in sys.modules)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], env={**ENV, "VISIONZOO_ONNX_CACHE": str(cache)},
+                          capture_output=True, text=True, check=True)
+    return done.stdout.split()[-1] == "True"
+
+
+def test_a_repeat_run_starts_from_the_export_index_without_torch(photo_dir, tiny_run, tmp_path):
+    import shutil
+
+    from visionzoo.zoo import load_model, save_run_model
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    cache = tmp_path / "onnx"
+    assert _extract_in_fresh_process(photo_dir, tmp_path / "first", run, cache)  # builds, exports, remembers
+    assert not _extract_in_fresh_process(photo_dir, tmp_path / "again", run, cache)  # ONNX Runtime alone
+    first, again = visionzoo.read_manifest(tmp_path / "first"), visionzoo.read_manifest(tmp_path / "again")
+    for key in ("model", "spec", "weights_sha256", "preprocessing", "dim", "backend"):
+        assert first[key] == again[key], key
+    np.testing.assert_array_equal(visionzoo.load_features(tmp_path / "first")[1],
+                                  visionzoo.load_features(tmp_path / "again")[1])
+    # New weights in the same folder miss the index: the model is rebuilt, and the features change.
+    model = load_model(run)
+    with torch.no_grad():
+        model.get_classifier().weight.mul_(0)
+        model.conv_stem.weight.mul_(2)
+    save_run_model(model, run, {"task": "classify"})
+    assert _extract_in_fresh_process(photo_dir, tmp_path / "retrained", run, cache)
+    assert visionzoo.read_manifest(tmp_path / "retrained")["weights_sha256"] != first["weights_sha256"]
+    assert not np.allclose(visionzoo.load_features(tmp_path / "retrained")[1],
+                           visionzoo.load_features(tmp_path / "first")[1])

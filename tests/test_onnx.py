@@ -29,8 +29,8 @@ def photos(photo_dir, lite0):
     return torch.cat([batch, torch.randn(3, 3, 224, 224)])  # real photos (incl. grayscale) and noise
 
 
-def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.cosine_similarity(a, b, dim=1)
+def _cosine(a, b) -> torch.Tensor:
+    return torch.nn.functional.cosine_similarity(torch.as_tensor(a), torch.as_tensor(b), dim=1)
 
 
 @pytest.mark.parametrize("layer,pool,normalize", [("pre_logits", None, False), ("blocks.4", "gem", True)])
@@ -39,7 +39,7 @@ def test_onnx_features_match_pytorch_per_image(lite0, photos, onnx_cache, layer,
     torch_runner, _ = feature_runner(lite0, layer, pool, normalize, backend="torch", device="cpu")
     assert used == "onnx"
     got, expected = ort_runner(photos), torch_runner(photos)
-    assert got.shape == expected.shape and got.dtype == torch.float32
+    assert got.shape == expected.shape and got.dtype == expected.dtype == np.float32
     assert _cosine(got, expected).min().item() >= 0.9999
     # Batch size is dynamic: one image alone gives the same row.
     assert _cosine(ort_runner(photos[2:3]), expected[2:3]).item() >= 0.9999

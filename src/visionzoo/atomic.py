@@ -1,21 +1,28 @@
 """Files appear whole or not at all: write to a temporary name beside the target, then rename.
 
 A crash or `kill -9` mid-write leaves no half file for a reader or a `--resume` to trust.
+`atomic_output` does the same on any pyarrow filesystem (local, s3://, gs://, hdfs://).
 """
 from __future__ import annotations
 
 import json
 import os
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+
+def _tmp_name(name: str) -> str:
+    """Hidden (readers and resume skip it), per writer: concurrent writers, even on two hosts, never collide."""
+    return f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write; on success it is synced and renamed over `path`."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: concurrent writers never collide
+    tmp = path.with_name(_tmp_name(path.name))
     try:
         yield tmp
         fd = os.open(tmp, os.O_RDONLY)
@@ -32,3 +39,35 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, default=str), "utf-8")
     return Path(path)
+
+
+@contextmanager
+def atomic_output(filesystem: Any, path: str) -> Iterator[Any]:
+    """Yield a pyarrow output stream to a temporary name beside `path` on `filesystem` (a
+    pyarrow.fs.FileSystem); when the block ends without error the file is moved over `path`.
+
+    Locally the move is a rename (after fsync). On object stores (S3, GCS) it is a server-side
+    copy, and a copied object appears whole or not at all, so what this relies on is the atomicity
+    of a single object's creation, never of a multi-part upload in progress. A crash can leave a
+    hidden `.NAME.*.tmp` object behind, which readers and `--resume` ignore.
+    """
+    from pyarrow import fs as pafs
+
+    folder, _, name = path.rpartition("/")
+    tmp = f"{folder}/{_tmp_name(name)}" if folder else _tmp_name(name)
+    try:
+        with filesystem.open_output_stream(tmp, compression=None) as out:
+            yield out
+        if isinstance(filesystem, pafs.LocalFileSystem):
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        filesystem.move(tmp, path)
+    except BaseException:
+        try:
+            filesystem.delete_file(tmp)
+        except OSError:
+            pass  # never created, or the store is unreachable: the hidden leftover is harmless
+        raise

@@ -4,8 +4,9 @@ Each task runs the local runner's per-partition steps (reader -> model -> shard 
 its shard atomically into the same folder, so the rows, their order, the manifest and `--resume`
 are the same whichever engine computed a partition. A task whose worker or node dies is retried
 (Ray's max_retries); a task that raises stops the run, and `--resume` under either engine
-finishes it. Every node must see the inputs and the output at the same paths (a shared
-filesystem); workers load each model once and keep it for the partitions that follow.
+finishes it. Every node must see the inputs and the output at the same paths: a shared
+filesystem, or URIs of an object store (s3://, gs://; store/location.py) that each worker opens
+with its own credentials; workers load each model once and keep it for the partitions that follow.
 
 Ray is an optional dependency (`pip install 'visionzoo[ray]'`), imported only here.
 """
@@ -126,27 +127,24 @@ class _TaskOptions:
     dtype: str
 
 
-_MODELS: dict[tuple, tuple[Any, Any, str]] = {}  # per worker process: (runner, preprocessing, backend)
+_MODELS: dict[tuple, Any] = {}  # per worker process: its FeatureModels, loaded once
 
 
-def _feature_model(name: str, manifest: dict[str, Any], opts: _TaskOptions) -> tuple[Any, Any, str]:
+def _feature_model(name: str, manifest: dict[str, Any], opts: _TaskOptions) -> Any:
     """The run's model in this worker, loaded once; refuses weights or preprocessing that differ
     from the driver's (another version on this node would silently change the features)."""
     key = (name, manifest["weights_sha256"], manifest["layer"], manifest["pool"], manifest["normalize"],
            opts.backend, opts.device, opts.threads)
     if key not in _MODELS:
-        from ..tasks.common import as_model
-        from ..tasks.embed import feature_runner, weights_digest
+        from .models import feature_model
 
-        module, spec = as_model(name)
-        if weights_digest(module) != manifest["weights_sha256"]:
+        fm = feature_model(name, manifest["layer"], manifest["pool"], manifest["normalize"], backend=opts.backend,
+                           device=opts.device, threads=opts.threads)
+        if fm.weights_sha256 != manifest["weights_sha256"]:
             raise UsageError(f"model {name!r} on this Ray node has other weights than on the driver")
-        if spec.to_dict()["preprocessing"] != manifest["preprocessing"]:
+        if fm.spec["preprocessing"] != manifest["preprocessing"]:
             raise UsageError(f"model {name!r} on this Ray node has other preprocessing than on the driver")
-        runner, backend = feature_runner(module, manifest["layer"], manifest["pool"], manifest["normalize"],
-                                         backend=opts.backend, device=opts.device, threads=opts.threads,
-                                         digest=manifest["weights_sha256"])
-        _MODELS[key] = (runner, spec.preprocessing, backend)
+        _MODELS[key] = fm
     return _MODELS[key]
 
 
@@ -154,27 +152,31 @@ def _extract_partition(k: int, names: list[str], read: list[str], jobs: list[tup
                        opts: _TaskOptions) -> dict[str, Any]:
     """One Ray task: partition k (files `names`, read from `read`) for each (model, layout,
     manifest) still missing it, written as the local runner writes it."""
-    from .reader import iter_multi_batches
-    from .runner import _BatchPlan, _flush, _Job
+    from .runner import _BatchPlan, _flush, _Job, computed_batches
 
     start = time.perf_counter()
     built = []
     for name, layout, manifest in jobs:
-        runner, prep, backend = _feature_model(name, manifest, opts)
-        built.append(_Job(layout, runner, prep, {**manifest, "backend": backend}, set()))
+        fm = _feature_model(name, manifest, opts)
+        built.append(_Job(layout, fm.runner, fm.preprocessing, {**manifest, "backend": fm.backend}, set(),
+                          parallel=fm.parallel))
     loaded = time.perf_counter()
-    preps = list(dict.fromkeys(j.preprocessing for j in built))
     failures: list[tuple[str, str]] = []
-    for batch in iter_multi_batches(read, preps, _BatchPlan([(k, 0, len(read))], opts.batch_size), opts.workers):
+    plan = _BatchPlan([(k, 0, len(read))], opts.batch_size)
+    for batch in computed_batches(read, built, plan, opts.workers):
         failures += [(names[i], reason) for i, reason in batch.failures]
-        if batch.tensors is not None:
-            for job in built:
-                job.rows.append(job.runner(batch.tensors[preps.index(job.preprocessing)]).numpy())
-                job.paths += [names[i] for i in batch.indices]
+        for job, rows in zip(built, batch.outputs or []):
+            job.rows.append(rows)
+            job.paths += [names[i] for i in batch.indices]
     for job in built:
         _flush(job, k, failures, opts.dtype)
     return {"partition": k, "backends": [j.manifest["backend"] for j in built], "pid": os.getpid(),
             "load_s": loaded - start, "compute_s": time.perf_counter() - loaded}
+
+
+def _absolute(files: list[str]) -> list[str]:
+    """Paths workers can open: absolute (they may not share the driver's directory); URIs as they are."""
+    return [f if "://" in f else os.path.abspath(f) for f in files]
 
 
 def run_partitions(files: list[str], jobs: list[_Job], pending: list[tuple[int, int, int]], cfg: ExtractConfig,
@@ -185,14 +187,14 @@ def run_partitions(files: list[str], jobs: list[_Job], pending: list[tuple[int, 
     """
     if not pending:
         return []
-    absolute = [os.path.abspath(f) for f in files]  # workers may not share the driver's directory
+    absolute = _absolute(files)
     reports: list[dict[str, Any]] = []
     with ray_session(cfg.ray_address) as ray:
         place = placement(ray, cfg.num_workers, cfg.device)
         calls = []
         for k, a, b in pending:
             decoders = place.decoders(b - a, cfg.batch_size, cfg.workers)
-            opts = _TaskOptions(cfg.batch_size, decoders, cfg.threads or max(1, place.cpus - decoders),
+            opts = _TaskOptions(cfg.batch_size, decoders, cfg.threads or place.cpus,
                                 cfg.backend, cfg.device, cfg.dtype)
             todo = [(j.manifest["model"], replace(j.layout, shards=j.layout.shards.resolve()), j.manifest)
                     for j in jobs if k not in j.done]
@@ -239,7 +241,7 @@ def classify_on_ray(files: list[str], model: Any, *, top_k: int, weights: str | 
     from torch import nn
     from tqdm.auto import tqdm
 
-    absolute = [os.path.abspath(f) for f in files]
+    absolute = _absolute(files)
     with ray_session(ray_address) as ray, tqdm(total=len(files), unit="img", disable=not progress,
                                                  desc="classify") as bar:
         place = placement(ray, num_workers, device)

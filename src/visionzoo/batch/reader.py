@@ -4,23 +4,23 @@ Batches never straddle partitions, so the runner can write a partition's shard a
 last batch is back. Models that share preprocessing share the decoded image too.
 
 Threads, not processes: PIL's JPEG decoding and resizing release the GIL, so a thread decodes
-beside ONNX Runtime's inference threads with no second Python (no forked torch, no tensor
-copies between processes: peak memory stays one process). The transform is the one classify
-and embed use, so extract's features equal theirs.
+beside ONNX Runtime's inference threads with no second Python (no forked torch, no copies
+between processes: peak memory stays one process). Batches are NumPy arrays made by
+`eval_array_transform`, equal to the transform classify and embed use, so extract's features
+equal theirs, and reading needs no torch.
 """
 from __future__ import annotations
 
 import os
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
-import torch
+import numpy as np
 
-from ..data import eval_transform
 from ..data.decode import ImageDecodeError, load_rgb
-from ..zoo import Preprocessing
+from ..data.transforms import eval_array_transform
+from ..ordered import ordered_map
+from ..zoo.spec import Preprocessing
 
 
 def usable_cpus() -> int:
@@ -44,11 +44,13 @@ def default_workers(n_images: int, batch_size: int) -> int:
 @dataclass
 class MultiBatch:
     indices: list[int]                        # positions in the input list of the decoded images
-    tensors: list[torch.Tensor] | None        # one (len(indices), C, H, W) per preprocessing
+    tensors: list[np.ndarray] | None          # one float32 (len(indices), C, H, W) per preprocessing
     failures: list[tuple[int, str]] = field(default_factory=list)
+    outputs: list | None = None               # infer(tensors), when the reader was given `infer`
 
 
-def _read_batch(paths: Sequence[str], preps: list[Callable], target: int, positions: list[int]) -> MultiBatch:
+def _read_batch(paths: Sequence[str], preps: list[Callable], target: int, positions: list[int],
+                infer: Callable[[list[np.ndarray]], list] | None = None) -> MultiBatch:
     good, failures = [], []
     for i in positions:
         try:
@@ -58,8 +60,9 @@ def _read_batch(paths: Sequence[str], preps: list[Callable], target: int, positi
             failures.append((i, exc.reason))
         except Exception as exc:  # noqa: BLE001 - a transform choking on a pathological image
             failures.append((i, f"preprocessing failed ({type(exc).__name__}: {exc})"))
-    tensors = [torch.stack([ims[k] for _, ims in good]) for k in range(len(preps))] if good else None
-    return MultiBatch([i for i, _ in good], tensors, failures)
+    tensors = [np.stack([ims[k] for _, ims in good]) for k in range(len(preps))] if good else None
+    outputs = infer(tensors) if infer is not None and tensors is not None else None
+    return MultiBatch([i for i, _ in good], tensors, failures, outputs)
 
 
 def iter_multi_batches(
@@ -67,27 +70,14 @@ def iter_multi_batches(
     preprocessings: Sequence[Preprocessing],
     batches: Sequence[list[int]],
     workers: int,
+    infer: Callable[[list[np.ndarray]], list] | None = None,
 ) -> Iterator[MultiBatch]:
     """Yield one MultiBatch per entry of `batches` (lists of positions), in that order.
 
     `workers` threads decode up to `workers + 1` batches ahead of the consumer; 0 decodes inline.
+    With `infer`, each thread also runs the model(s) on the batch it decoded (`batch.outputs`):
+    a whole pipeline per core, for backends that take calls from several threads at once.
     """
     target = max(p.resize_size for p in preprocessings)
-    preps = [eval_transform(p) for p in preprocessings]
-    if workers <= 0:
-        for positions in batches:
-            yield _read_batch(paths, preps, target, positions)
-        return
-    with ThreadPoolExecutor(workers, thread_name_prefix="vz-decode") as pool:
-        ahead: deque = deque()
-        todo = iter(batches)
-        for positions in todo:
-            ahead.append(pool.submit(_read_batch, paths, preps, target, positions))
-            if len(ahead) > workers:
-                break
-        while ahead:
-            batch = ahead.popleft().result()
-            nxt = next(todo, None)
-            if nxt is not None:
-                ahead.append(pool.submit(_read_batch, paths, preps, target, nxt))
-            yield batch
+    preps = [eval_array_transform(p) for p in preprocessings]
+    yield from ordered_map(lambda positions: _read_batch(paths, preps, target, positions, infer), batches, workers)

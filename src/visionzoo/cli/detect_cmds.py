@@ -34,7 +34,7 @@ def train_cmd(
     arch: str = typer.Option("fasterrcnn", "--arch", help="fasterrcnn, retinanet, fcos, ssdlite or maskrcnn."),
     backbone: str = typer.Option("efficientnet_lite0", "--backbone", "-m", help="Zoo / timm backbone name."),
     epochs: int = typer.Option(4, "--epochs", min=1),
-    img_size: int = typer.Option(384, "--img-size", help="Short side of the network input (multiple of 32)."),
+    img_size: int = typer.Option(384, "--image-size", help="Short side of the network input (multiple of 32)."),
     freeze: int = typer.Option(3, "--freeze", min=0, help="Leading backbone stages kept frozen (stem = 1)."),
     batch_size: int = BatchOpt,
     lr: float = typer.Option(0.01, "--lr", help="SGD learning rate."),

@@ -9,7 +9,7 @@ import typer
 
 from ._app import QuietOpt, app, console, err_console, report_failures, show_progress
 
-FeaturesArg = typer.Argument(..., help="Feature file from `visionzoo extract` (Parquet folder/file, .npy or .pkl).")
+FeaturesArg = typer.Argument(..., help="Feature file from `visionzoo extract` (Parquet folder/file, .npy or .pkl; a local path or a URI such as s3://bucket/feats.parquet).")
 PickleOpt = typer.Option(False, "--allow-pickle", help="Allow reading a .pkl feature file (unpickling can run code: "
                          "only for files you trust).")
 LabelsHelp = "A CSV of path,label [default: each image's parent folder]."
@@ -22,7 +22,7 @@ def _wrote(*paths) -> None:
 
 @app.command()
 def index(
-    features: Path = FeaturesArg,
+    features: str = FeaturesArg,
     out: Path = typer.Option(..., "--out", "-o", help="Index folder to write."),
     exact: Optional[bool] = typer.Option(None, "--exact/--approximate", help="Force the index type "
                                          "[default: exact up to 50,000 images, IVF above]."),
@@ -40,9 +40,9 @@ def index(
 
 @app.command()
 def search(
-    index_dir: Path = typer.Argument(..., metavar="INDEX", help="Index folder from `visionzoo index`, or a feature file (indexed in memory)."),
+    index_dir: str = typer.Argument(..., metavar="INDEX", help="Index folder from `visionzoo index`, or a feature file (indexed in memory), local or s3://..."),
     queries: List[str] = typer.Argument(..., help="Images, folders or globs to embed, or paths stored in the index."),
-    k: int = typer.Option(10, "--k", "-k", min=1, help="Neighbours per query."),
+    k: int = typer.Option(10, "--top-k", "-k", min=1, help="Neighbours per query."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write results to FILE.json."),
     grid: Optional[Path] = typer.Option(None, "--grid", help="Draw each query beside its neighbours to FILE.png."),
     nprobe: Optional[int] = typer.Option(None, "--nprobe", min=1, help="IVF lists scanned per query "
@@ -79,7 +79,7 @@ def search(
 
 @app.command()
 def dedup(
-    features: Path = FeaturesArg,
+    features: str = FeaturesArg,
     threshold: float = typer.Option(0.5, "--threshold", "-t", min=-1, max=1,
                                     help="Feature cosine for a candidate pair."),
     max_distance: int = typer.Option(28, "--max-distance", min=-1, max=128,
@@ -112,8 +112,8 @@ def dedup(
 
 @app.command()
 def cluster(
-    features: Path = FeaturesArg,
-    k: str = typer.Option("auto", "--k", "-k", help="Number of clusters, or 'auto' (highest mean silhouette)."),
+    features: str = FeaturesArg,
+    k: str = typer.Option("auto", "--clusters", "-k", help="Number of clusters, or 'auto' (highest mean silhouette)."),
     out: Path = typer.Option(Path("clusters"), "--out", "-o", help="Folder for assignments.csv, clusters.json "
                              "and one cluster_NN.png montage per cluster."),
     seed: int = typer.Option(0, "--seed"),
@@ -124,7 +124,7 @@ def cluster(
     from ..errors import UsageError
 
     if k != "auto" and not k.isdigit():
-        raise UsageError(f"--k must be a number or 'auto', got {k!r}")
+        raise UsageError(f"--clusters must be a number or 'auto', got {k!r}")
     result = run_cluster(features, k if k == "auto" else int(k), out, seed=seed, allow_pickle=allow_pickle)
     how = f" (auto: best silhouette {result.silhouette[result.k]:.3f})" if result.silhouette else ""
     console.print(f"k = {result.k}{how}; sizes {result.sizes}", highlight=False)
@@ -133,7 +133,7 @@ def cluster(
 
 @app.command()
 def probe(
-    features: Path = FeaturesArg,
+    features: str = FeaturesArg,
     labels: Optional[str] = typer.Option(None, "--labels", "-l", help=LabelsHelp),
     classifier: str = typer.Option("logreg", "--classifier", "-c", help="logreg or knn."),
     cv: int = typer.Option(5, "--cv", min=2, help="Cross-validation folds."),
@@ -161,11 +161,11 @@ def probe(
 
 @app.command(name="map")
 def map_(
-    features: Path = FeaturesArg,
+    features: str = FeaturesArg,
     out: Path = typer.Option(Path("map.png"), "--out", "-o", help="FILE.png (scatter) or FILE.html "
                              "(thumbnails on hover)."),
-    labels: Optional[str] = typer.Option(None, "--labels", "-l", help="A CSV of path,label, or FOLDER_NAMES "
-                                         "(each image's parent folder) [default: colour by k-means cluster]."),
+    labels: Optional[str] = typer.Option(None, "--labels", "-l", help="A CSV of path,label [default: each "
+                                         "image's folder name; k-means clusters when all share one folder]."),
     method: str = typer.Option("auto", "--method", help="auto (UMAP if installed, else t-SNE), tsne, umap, pca."),
     max_points: int = typer.Option(5000, "--max-points", min=2, help="Map a random sample of this many images."),
     allow_pickle: bool = PickleOpt,

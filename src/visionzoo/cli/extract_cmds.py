@@ -23,8 +23,9 @@ NumWorkersOpt = typer.Option(None, "--num-workers", min=1, help="--engine ray: t
 @app.command()
 def extract(
     inputs: List[str] = typer.Argument(..., help="Image files, folders (recursive) or globs."),
-    out: Path = typer.Option(..., "--out", "-o", help="Feature file: a Parquet folder (default), FILE.npy or "
-                             "FILE.pkl. With several models, a folder with one file per model."),
+    out: str = typer.Option(..., "--out", "-o", help="Feature file: a Parquet folder (default), FILE.npy or "
+                            "FILE.pkl, a local path or a URI (s3://bucket/feats.parquet, gs://, hdfs://). "
+                            "With several models, a folder with one file per model."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Zoo name, timm/torchvision name or run "
                                         "folder; several as a,b (each image decoded once) [default: efficientnet_lite0]."),
     layer: str = LayerOpt,
@@ -33,11 +34,13 @@ def extract(
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help="parquet, npy or pkl [default: from OUT's "
                                       "suffix, else parquet]."),
     dtype: str = typer.Option("float32", "--dtype", help="float32 or float16."),
-    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Images per inference call (16: as fast as 32 on CPU, half the ONNX Runtime memory)."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Decoding processes [default: auto]."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per inference call [default: 8 per CPU pipeline, else 16]."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Decoding threads beside PyTorch inference "
+                                          "(ONNX Runtime pipelines decode their own) [default: auto]."),
     backend: str = typer.Option("auto", "--backend", help="auto (ONNX Runtime on CPU, PyTorch on GPU), torch, onnx."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads [default: all cores]."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads; on CPU, ONNX Runtime "
+                                          "pipelines that each decode and run their own batches [default: all cores]."),
     partition_size: int = typer.Option(1024, "--partition-size", min=1, help="Images per shard (resume unit)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run (or add nothing to a done one)."),
     engine: str = EngineOpt,

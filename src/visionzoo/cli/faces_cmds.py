@@ -42,7 +42,7 @@ def detect_cmd(images: List[str] = typer.Argument(..., help="Image files, folder
 def embed_cmd(images: List[str] = typer.Argument(..., help="Image files, folders or globs."),
               out: Path = typer.Option(..., "--out", "-o", help="Feature file: folder (parquet), .npy or .pkl."),
               detector: str = DetectorOpt,
-              fmt: Optional[str] = typer.Option(None, "--format", help="parquet | npy | pkl (default: by --out).")) -> None:
+              fmt: Optional[str] = typer.Option(None, "--format", "-f", help="parquet | npy | pkl (default: by --out).")) -> None:
     """One 128-d row per face (`PATH#faceK@x1,y1,x2,y2`), ready for search, cluster and probe."""
     from ..tasks.faces import embed
 

@@ -35,7 +35,7 @@ def train_cmd(
     classes: Optional[str] = typer.Option(None, "--classes", help="Class names in index order, comma-separated "
                                           "[default: DATA/classes.txt, else from the masks]."),
     epochs: int = typer.Option(30, "--epochs", min=1),
-    img_size: int = typer.Option(256, "--img-size", help="Side of the random training crops (multiple of 32)."),
+    img_size: int = typer.Option(256, "--image-size", help="Side of the random training crops (multiple of 32)."),
     batch_size: int = typer.Option(4, "--batch-size", min=1),
     lr: float = typer.Option(1e-3, "--lr"),
     val_split: float = typer.Option(0.2, "--val-split", help="Held-out fraction when DATA has no val/."),

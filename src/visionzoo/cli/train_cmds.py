@@ -31,8 +31,12 @@ def _print_report(report: dict) -> None:
 def train(
     data: Path = typer.Argument(..., help="Class folders (with or without train/ val/ test/), or a CSV of path,label."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder to write (model, config, history, report)."),
-    model: str = typer.Option("efficientnet_lite0", "--model", "-m", help="Zoo name, timm/torchvision name or run folder."),
-    strategy: str = typer.Option("finetune", "--strategy", "-s", help="linear | finetune | scratch."),
+    model: str = typer.Option("auto", "--model", "-m",
+                              help="Zoo name, timm/torchvision name or run folder; auto: the bundled backbones, "
+                                   "chosen by cross-validation (or a comma list of candidates)."),
+    strategy: str = typer.Option("auto", "--strategy", "-s",
+                                 help="auto | linear | finetune | scratch. auto: a linear head with flip TTA, backbone "
+                                      "and regularisation chosen by k-fold CV on the training images."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1,
                                          help="Total epochs, head phase included [default: linear 100, finetune 12, scratch 60]."),
     head_epochs: int = typer.Option(2, "--head-epochs", min=0, help="finetune: epochs training only the new head."),
@@ -43,9 +47,13 @@ def train(
     val_split: float = typer.Option(0.2, "--val-split", help="Held-out fraction when DATA has no val/ (0 = none)."),
     patience: Optional[int] = typer.Option(None, "--patience", min=1, help="Early stopping patience in epochs."),
     cv: Optional[int] = typer.Option(None, "--cv", min=2, help="K-fold cross-validation (runs in OUT/fold_i)."),
+    time_budget: float = typer.Option(240.0, "--time-budget",
+                                      help="auto: seconds for the run; backbones that would not fit are skipped."),
     resume: bool = typer.Option(False, "--resume", help="Continue a stopped run from its last completed epoch."),
     seed: int = typer.Option(0, "--seed"),
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Decoding processes [default: auto]."),
+    num_workers: int = typer.Option(1, "--num-workers", min=1,
+                                    help="Data-parallel training processes (DDP), each on a slice of every batch."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps."),
     quiet: bool = QuietOpt,
 ):
@@ -55,7 +63,8 @@ def train(
     result = run_train(data, out, resume=resume, progress=show_progress(quiet), log=_say, model=model,
                        strategy=strategy, epochs=epochs, head_epochs=head_epochs, freeze=freeze, lr=lr,
                        batch_size=batch_size, image_size=image_size, val_split=val_split, patience=patience,
-                       cv=cv, seed=seed, workers=workers, device=device)
+                       cv=cv, time_budget=time_budget, seed=seed, workers=workers, num_workers=num_workers,
+                       device=device)
     if "report" in result:
         _print_report(result["report"])
         failed = result["config"]["dataset"]["failures"]

@@ -1,10 +1,11 @@
 """Inputs, robust decoding and transforms derived from the model's spec."""
-from .decode import ImageDecodeError, load_rgb
-from .inputs import IMAGE_EXTENSIONS, InputList, expand_inputs
-from .loader import Batch, iter_batches
-from .transforms import eval_transform, train_transform
+from ..lazy import lazy_exports
 
-__all__ = [
-    "IMAGE_EXTENSIONS", "Batch", "ImageDecodeError", "InputList", "eval_transform",
-    "expand_inputs", "iter_batches", "load_rgb", "train_transform",
-]
+_EXPORTS = {
+    "ImageDecodeError": "decode", "load_rgb": "decode",
+    "IMAGE_EXTENSIONS": "inputs", "InputList": "inputs", "expand_inputs": "inputs",
+    "Batch": "loader", "iter_batches": "loader",
+    "eval_transform": "transforms", "train_transform": "transforms", "eval_array_transform": "transforms",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

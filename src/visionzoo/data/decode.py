@@ -53,6 +53,14 @@ def load_rgb(path: str | bytes, target_size: int | None = None, max_pixels: int 
     """
     if isinstance(path, (bytes, bytearray, memoryview)):
         source, size, path = io.BytesIO(path), len(path), name
+    elif isinstance(path, str) and "://" in path:  # s3://, gs://, hdfs://: read through pyarrow's filesystems
+        from ..store.location import Location
+
+        try:
+            data = Location.of(path).read_bytes()
+        except Exception as exc:  # noqa: BLE001 - missing key, no access, unreachable store
+            raise ImageDecodeError(path, f"cannot read file ({exc})") from None
+        return load_rgb(data, target_size, max_pixels, name=path)
     else:
         source = path
         try:

@@ -38,16 +38,40 @@ def _walk(folder: Path) -> tuple[list[str], list[str]]:
     return files, skipped
 
 
+def _expand_uri(uri: str) -> tuple[list[str], list[str]]:
+    """(files, skipped) of a URI (s3://bucket/key, a prefix, or a glob), listed through pyarrow's
+    filesystems; the files are URIs again, which `load_rgb` reads."""
+    from ..store.location import Location
+
+    loc = Location.of(uri)
+    if glob.has_magic(loc.path):
+        matches = [str(f) for f in loc.glob()]
+        if not matches:
+            raise UsageError(f"no files match {uri!r}")
+        return matches, []
+    if loc.is_file():
+        return [str(loc)], []
+    found = [str(f) for f in loc.walk()]
+    if not found:
+        raise UsageError(f"no such file or folder: {loc}")
+    return [f for f in found if is_image_name(f)], [f for f in found if not is_image_name(f)]
+
+
 def expand_inputs(inputs: str | os.PathLike | list | tuple) -> InputList:
     """Files are taken as given (any extension); folders recursively (image extensions only);
-    globs are expanded. A path that does not exist, or no file at all, is a usage error."""
+    globs are expanded; URIs (s3://bucket/prefix/, gs://...) likewise, through pyarrow's
+    filesystems. A path that does not exist, or no file at all, is a usage error."""
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     files: list[str] = []
     skipped: list[str] = []
     for item in inputs:
         item = os.fspath(item)
-        if os.path.isdir(item):
+        if "://" in item:
+            found, skip = _expand_uri(item)
+            files += found
+            skipped += skip
+        elif os.path.isdir(item):
             found, skip = _walk(Path(item))
             files += found
             skipped += skip

@@ -78,7 +78,7 @@ def cluster(
     scores: dict[int, float] = {}
     if k == "auto":
         if n < 3:
-            raise UsageError(f"--k auto needs at least 3 images, got {n}")
+            raise UsageError(f"--clusters auto needs at least 3 images, got {n}")
         scores = auto_k(x, seed)
         k = max(scores, key=scores.get) if scores else 1
     else:

@@ -55,9 +55,7 @@ def open_features(features: FeaturesArg, *, allow_pickle: bool = False) -> Featu
         return FeatureSet(list(map(str, features[0])), np.asarray(features[1]))
     if hasattr(features, "paths") and hasattr(features, "matrix"):  # tasks.embed.Embeddings
         return FeatureSet(list(features.paths), features.matrix)
-    path = Path(os.fspath(features))
-    if not path.exists():
-        raise UsageError(f"no such feature file: {path}")
+    path = os.fspath(features)  # a local path or a URI (s3://...): the store checks it exists
     from ..store import load_features, read_manifest
 
     paths, matrix = load_features(path, allow_pickle=allow_pickle)

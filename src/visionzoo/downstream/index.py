@@ -182,16 +182,16 @@ def load_index(path: str | os.PathLike) -> SimilarityIndex:
     """An index folder from `build_index`; a feature file is indexed in memory instead."""
     import faiss
 
-    path = Path(path)
+    source, path = os.fspath(path), Path(path)  # source may be a URI (s3://...) of a feature file
     if not (path / META_FILE).is_file() or not (path / INDEX_FILE).is_file():
         from ..store import read_manifest
 
         try:
-            read_manifest(path)
+            read_manifest(source)
         except Exception:
-            raise UsageError(f"{path} is neither an index folder nor a feature file (make them with "
+            raise UsageError(f"{source} is neither an index folder nor a feature file (make them with "
                              f"`visionzoo index FEATURES --out DIR` and `visionzoo extract`)") from None
-        return build_index(path)  # a feature file: index it in memory for this search
+        return build_index(source)  # a feature file: index it in memory for this search
     meta = json.loads((path / META_FILE).read_text("utf-8"))
     index = faiss.read_index(str(path / INDEX_FILE))
     if meta.get("nprobe") and hasattr(index, "nprobe"):

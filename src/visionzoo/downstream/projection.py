@@ -1,6 +1,7 @@
 """2-D maps of a feature file: PCA to 50 dimensions, then t-SNE (or UMAP when installed).
 
-Points are coloured by label (folder names or a CSV) or, without labels, by k-means cluster
+Points are coloured by label (a CSV, else the images' folder names) or, when every image sits in
+one folder, by k-means cluster
 (`k="auto"`). Large collections are mapped on a random sample of `max_points` rows: t-SNE's
 cost grows faster than linearly and a scatter of more points is unreadable anyway.
 """
@@ -74,10 +75,9 @@ def feature_map(
         rows = np.sort(np.random.default_rng(seed).choice(len(rows), size=max_points, replace=False))
     paths = [fs.paths[i] for i in rows]
     x = l2_normalize(fs.matrix[rows])  # fancy indexing copies: the file's rows stay as they are
-    if labels is not None:
-        names = [lab or "(unlabelled)" for lab in labels_for(fs.paths, labels)]
-        names = [names[i] for i in rows]
-    else:
+    names = [lab or "(unlabelled)" for lab in labels_for(fs.paths, labels)]
+    names = [names[i] for i in rows]
+    if labels is None and len(set(names)) < 2:  # one folder: no labels to colour by, so clusters
         from .cluster import cluster
 
         clusters = cluster((paths, x), "auto" if len(x) >= 3 else 1, montages=False)

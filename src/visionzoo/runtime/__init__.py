@@ -1,5 +1,10 @@
 """Inference backends: PyTorch (cpu/cuda, channels_last, autocast) and ONNX Runtime (CPU)."""
-from .onnx_backend import OnnxRunner, cached_onnx, export_onnx, onnx_cache_dir
-from .torch_backend import TorchRunner, pick_device
+from ..lazy import lazy_exports
 
-__all__ = ["OnnxRunner", "TorchRunner", "cached_onnx", "export_onnx", "onnx_cache_dir", "pick_device"]
+_EXPORTS = {
+    "OnnxRunner": "onnx_session", "onnx_cache_dir": "onnx_session",
+    "cached_onnx": "onnx_backend", "export_onnx": "onnx_backend",
+    "TorchRunner": "torch_backend", "pick_device": "torch_backend",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -1,8 +1,8 @@
-"""ONNX Runtime backend: export (model, layer) to ONNX once, cache it, run it with ONNX Runtime.
+"""ONNX export of (model, layer), cached: the torch half of the ONNX Runtime backend.
 
 On CPU ONNX Runtime runs the zoo's CNNs several times faster than PyTorch eager. The exported
 file is checked against PyTorch before it is used or cached, so a bad export can never
-silently change features. onnxruntime is imported only here, when this backend is chosen.
+silently change features. Running an export needs no torch: see onnx_session.py.
 """
 from __future__ import annotations
 
@@ -19,17 +19,9 @@ from torch import nn
 
 from ..atomic import atomic_path
 from ..errors import UsageError
+from .onnx_session import INPUT, OUTPUT, onnx_cache_dir, session
 
-INPUT, OUTPUT = "images", "features"
 MIN_COSINE = 0.9999
-
-
-def onnx_cache_dir() -> Path:
-    """$VISIONZOO_ONNX_CACHE, else $XDG_CACHE_HOME/visionzoo/onnx, else ~/.cache/visionzoo/onnx."""
-    if os.environ.get("VISIONZOO_ONNX_CACHE"):
-        return Path(os.environ["VISIONZOO_ONNX_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "visionzoo" / "onnx"
 
 
 class _Features(nn.Module):
@@ -42,24 +34,6 @@ class _Features(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fn(self.model, x).float()
-
-
-def _session(path: Path, threads: int | None = None, device: str = "cpu"):
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:  # pragma: no cover - onnxruntime is a dependency
-        raise UsageError("the onnx backend needs onnxruntime (pip install onnxruntime)") from exc
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    # Idle threads sleep instead of spinning, leaving the cores to the decoding processes.
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    providers = ["CPUExecutionProvider"]
-    if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-        providers.insert(0, "CUDAExecutionProvider")
-    return ort.InferenceSession(str(path), opts, providers=providers)
 
 
 def export_onnx(
@@ -91,7 +65,7 @@ def export_onnx(
             check = torch.randn(3, *input_size)
             with torch.inference_mode():
                 expected = wrapper(check).numpy()
-            got = _session(tmp, threads=1).run(None, {INPUT: check.numpy()})[0]
+            got = session(tmp, threads=1).run(None, {INPUT: check.numpy()})[0]
             cos = (expected * got).sum(1) / (np.linalg.norm(expected, axis=1) * np.linalg.norm(got, axis=1) + 1e-12)
             if got.shape != expected.shape or float(cos.min()) < MIN_COSINE:
                 raise UsageError(f"the ONNX export does not reproduce PyTorch's output (cosine {float(cos.min()):.6f})")
@@ -117,15 +91,3 @@ def cached_onnx(
     if not path.is_file():
         export_onnx(module, fn, input_size, path)
     return path
-
-
-class OnnxRunner:
-    """`runner(batch) -> float32 CPU tensor`, like TorchRunner, on an ONNX Runtime session."""
-
-    def __init__(self, path: str | os.PathLike, threads: int | None = None, device: str = "cpu"):
-        self.path = Path(path)
-        self.session = _session(self.path, threads, device)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.session.run(None, {INPUT: np.ascontiguousarray(x.numpy(), dtype=np.float32)})[0]
-        return torch.from_numpy(out)

@@ -134,9 +134,9 @@ class ServedClassifier:
         self.features, _ = feature_runner(module, self.embedding["layer"], self.embedding["pool"],
                                           bool(self.embedding["normalize"]), **run)
         self.embedding["dim"] = int(self.features(torch.zeros(1, *self.spec.preprocessing.input_size)).shape[1])
-        self.classify_batcher = _batcher(lambda xs: list(probabilities(logits(torch.stack(xs)), self.spec)),
+        self.classify_batcher = _batcher(lambda xs: list(probabilities(torch.from_numpy(logits(torch.stack(xs))), self.spec)),
                                          cfg, f"{name}-classify")
-        self.embed_batcher = _batcher(lambda xs: list(self.features(torch.stack(xs)).numpy()), cfg, f"{name}-embed")
+        self.embed_batcher = _batcher(lambda xs: list(self.features(torch.stack(xs))), cfg, f"{name}-embed")
 
     def prepare(self, data: bytes, filename: str) -> torch.Tensor:
         """Decode (JPEG draft mode down to the resize size) and preprocess: runs in a request thread."""
@@ -214,7 +214,7 @@ class ServedIndex:
 
     def _embed_and_search(self, items: list[tuple[torch.Tensor, int]]) -> list[list[dict[str, Any]]]:
         """(preprocessed image, k) pairs -> each one's k nearest stored images, one FAISS call per batch."""
-        vectors = self.classifier.features(torch.stack([x for x, _ in items])).numpy()
+        vectors = self.classifier.features(torch.stack([x for x, _ in items]))
         scores, rows = self.index.search_vectors(vectors, max(k for _, k in items))
         return [[{"path": self.index.paths[j], "score": round(float(s), 6)} for s, j in zip(srow[:k], rrow[:k]) if j >= 0]
                 for (_, k), srow, rrow in zip(items, scores, rows)]

@@ -2,12 +2,14 @@
 
 Every format carries a manifest (model, weights hash, preprocessing, layer, pooling, dimension,
 counts, failures, package versions), so whoever opens the file later knows what made it.
+Files live on a local path or behind any URI pyarrow's filesystems open (s3://, gs://, hdfs://).
 """
 from .formats import FORMATS, Layout, finalize, layout_for, load_features
+from .location import Location, is_uri
 from .manifest import read_manifest
 from .shards import finished_shards, write_shard
 
 __all__ = [
-    "FORMATS", "Layout", "finalize", "finished_shards", "layout_for", "load_features",
+    "FORMATS", "Layout", "Location", "finalize", "finished_shards", "is_uri", "layout_for", "load_features",
     "read_manifest", "write_shard",
 ]

@@ -7,23 +7,23 @@
 - pkl: `OUT.pkl`, the classic `{image_path: 1-D numpy array}` dict, and `OUT.pkl.manifest.json`.
 npy and pkl runs stream their shards into `OUT.npy.parts/` (or `.pkl.parts/`) and turn them into
 the final file at the end, then remove that folder.
+OUT is a local path or a URI pyarrow opens (s3://bucket/feats.parquet, gs://, hdfs://): see location.py.
 """
 from __future__ import annotations
 
+import io
 import os
 import pickle
-import shutil
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_path, write_json
 from ..errors import UsageError
+from .location import Location
 from .manifest import MANIFEST_FILE, read_json, sidecar
-from .shards import iter_shards, read_table_features, shard_failures, shard_rows
+from .shards import iter_shards, read_table_features, shard_summary
 
 FORMATS = ("parquet", "npy", "pkl")
 _SUFFIX = {"npy": ".npy", "pkl": ".pkl"}
@@ -33,12 +33,12 @@ FAILURES_FILE = "_failures.parquet"
 @dataclass(frozen=True)
 class Layout:
     fmt: str
-    out: Path           # what the user reads: the Parquet folder, the .npy or the .pkl
-    shards: Path        # where partitions are written as the run goes
-    manifest: Path      # the final manifest
+    out: Location       # what the user reads: the Parquet folder, the .npy or the .pkl
+    shards: Location    # where partitions are written as the run goes
+    manifest: Location  # the final manifest
 
     @property
-    def running_manifest(self) -> Path:
+    def running_manifest(self) -> Location:
         return self.shards / MANIFEST_FILE
 
     def complete(self) -> bool:
@@ -46,22 +46,27 @@ class Layout:
 
     def exists(self) -> bool:
         if self.fmt == "parquet":
-            return self.out.is_dir() and any(self.out.iterdir()) or self.out.is_file()
+            return self.out.is_dir() and bool(self.out.listdir()) or self.out.is_file()
         return self.out.exists() or self.shards.exists() or self.manifest.exists()
 
+    def start(self, manifest: dict[str, Any]) -> None:
+        """Ready the shard folder for a run (or its resumption) with `manifest`."""
+        self.shards.mkdir(parents=True, exist_ok=True)
+        self.running_manifest.write_json(manifest)
 
-def infer_format(out: str | os.PathLike, fmt: str | None = None) -> str:
+
+def infer_format(out: str | os.PathLike | Location, fmt: str | None = None) -> str:
     if fmt is not None:
         if fmt not in FORMATS:
             raise UsageError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
         return fmt
-    suffix = Path(out).suffix.lower()
+    suffix = Location.of(out).suffix.lower()
     return {".npy": "npy", ".pkl": "pkl", ".pickle": "pkl"}.get(suffix, "parquet")
 
 
-def layout_for(out: str | os.PathLike, fmt: str | None = None) -> Layout:
+def layout_for(out: str | os.PathLike | Location, fmt: str | None = None) -> Layout:
     fmt = infer_format(out, fmt)
-    out = Path(out)
+    out = Location.of(out)
     if fmt == "parquet":
         return Layout(fmt, out, out, out / MANIFEST_FILE)
     if out.suffix.lower() not in (_SUFFIX[fmt], ".pickle"):
@@ -71,46 +76,42 @@ def layout_for(out: str | os.PathLike, fmt: str | None = None) -> Layout:
 
 def finalize(layout: Layout, manifest: dict[str, Any]) -> dict[str, Any]:
     """Turn the finished shards into the user's file(s); the manifest is written last."""
-    failures = shard_failures(layout.shards)
-    rows = shard_rows(layout.shards)
+    rows, failures = shard_summary(layout.shards)
     if layout.fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         table = pa.table({"path": pa.array([f["path"] for f in failures], pa.string()),
                           "reason": pa.array([f["reason"] for f in failures], pa.string())})
-        with atomic_path(layout.out / FAILURES_FILE) as tmp:
-            pq.write_table(table, tmp)
+        with (layout.out / FAILURES_FILE).atomic_output() as out:
+            pq.write_table(table, out)
     elif layout.fmt == "npy":
-        _write_npy(layout, manifest["dtype"], manifest["dim"])
+        _write_npy(layout, manifest["dtype"], manifest["dim"], rows)
     else:
         table = {p: v.astype(manifest["dtype"]) for _, paths, block, _ in iter_shards(layout.shards)
                  for p, v in zip(paths, block)}
-        with atomic_path(layout.out) as tmp, open(tmp, "wb") as f:
-            pickle.dump(table, f, protocol=4)
+        with layout.out.atomic_output() as out:
+            pickle.dump(table, out, protocol=4)
     manifest = {**manifest, "count": rows, "failures": failures, "status": "complete",
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    write_json(layout.manifest, manifest)
+    layout.manifest.write_json(manifest)
     if layout.shards != layout.out:
-        shutil.rmtree(layout.shards)
+        layout.shards.remove_tree()
     return manifest
 
 
-def _write_npy(layout: Layout, dtype: str, dim: int) -> None:
-    """Stream the shards into a memory-mapped .npy, so memory stays flat however many rows."""
-    with atomic_path(layout.out) as tmp, atomic_path(paths_file(layout.out)) as paths_tmp:
-        matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(shard_rows(layout.shards), dim))
-        start = 0
-        with open(paths_tmp, "w", encoding="utf-8") as f:
-            for _, paths, block, _ in iter_shards(layout.shards):
-                matrix[start:start + len(paths)] = block
-                start += len(paths)
-                f.writelines(p + "\n" for p in paths)
-        matrix.flush()
-        del matrix
+def _write_npy(layout: Layout, dtype: str, dim: int, rows: int) -> None:
+    """Stream the shards, one at a time, into the .npy (header, then rows in order), so memory
+    stays flat however many rows, on any filesystem."""
+    with layout.out.atomic_output() as matrix, paths_file(layout.out).atomic_output() as names:
+        np.lib.format.write_array_header_1_0(matrix, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                                                      "fortran_order": False, "shape": (rows, dim)})
+        for _, paths, block, _ in iter_shards(layout.shards):
+            matrix.write(np.ascontiguousarray(block, dtype=dtype).tobytes())
+            names.write("".join(p + "\n" for p in paths).encode())
 
 
-def paths_file(npy: Path) -> Path:
+def paths_file(npy: Location) -> Location:
     return npy.with_name(npy.stem + ".paths.txt")
 
 
@@ -121,14 +122,14 @@ def _sorted(paths: list[str], matrix: np.ndarray) -> tuple[list[str], np.ndarray
     return [paths[i] for i in order], matrix[order]
 
 
-def load_features(path: str | os.PathLike, allow_pickle: bool = False) -> tuple[list[str], np.ndarray]:
-    """(paths, float32 matrix (N, D)) from any feature file, rows sorted by path.
+def load_features(path: str | os.PathLike | Location, allow_pickle: bool = False) -> tuple[list[str], np.ndarray]:
+    """(paths, float32 matrix (N, D)) from any feature file, local or a URI (s3://...), rows sorted by path.
 
     A .pkl is only read with `allow_pickle=True`: unpickling a file can run arbitrary code.
     """
     import pyarrow.parquet as pq
 
-    p = Path(path)
+    p = Location.of(path)
     if not p.exists():
         raise UsageError(f"no such feature file: {p}")
     if p.is_dir():
@@ -141,11 +142,13 @@ def load_features(path: str | os.PathLike, allow_pickle: bool = False) -> tuple[
         return _sorted(paths, matrix)
     suffix = p.suffix.lower()
     if suffix == ".parquet":
-        return _sorted(*read_table_features(pq.read_table(p, columns=["path", "feature"])))
+        with p.open_input() as f:
+            return _sorted(*read_table_features(pq.read_table(f, columns=["path", "feature"])))
     if suffix == ".npy":
         if not paths_file(p).is_file():
             raise UsageError(f"{p} has no paths file beside it (expected {paths_file(p)})")
-        matrix = np.load(p, allow_pickle=False).astype(np.float32, copy=False)
+        with p.open_input() as f:
+            matrix = np.load(f, allow_pickle=False).astype(np.float32, copy=False)
         paths = paths_file(p).read_text("utf-8").splitlines()
         if len(paths) != len(matrix):
             raise UsageError(f"{p} has {len(matrix)} rows but {paths_file(p)} lists {len(paths)} paths")
@@ -156,8 +159,7 @@ def load_features(path: str | os.PathLike, allow_pickle: bool = False) -> tuple[
                 f"{p} is a pickle, and unpickling can run arbitrary code; load it only if you trust "
                 f"its source, with load_features(path, allow_pickle=True) (or use parquet/npy)"
             )
-        with open(p, "rb") as f:
-            table = pickle.load(f)
+        table = pickle.load(io.BytesIO(p.read_bytes()))
         if not isinstance(table, dict):
             raise UsageError(f"{p} does not hold a {{path: vector}} dict")
         paths = sorted(table)

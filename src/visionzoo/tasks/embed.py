@@ -19,10 +19,10 @@ from tqdm.auto import tqdm
 from ..data import eval_transform, expand_inputs, iter_batches
 from ..errors import UsageError
 from ..runtime import TorchRunner
+from ..zoo.spec import DEFAULT_LAYER
 from ..zoo.weights import weights_digest  # noqa: F401  (re-exported: the digest feature manifests record)
 from .common import ModelArg, as_model
 
-DEFAULT_LAYER = "pre_logits"
 FINAL_MAP = "forward_features"          # the last feature map, before the model's own pooling
 POOLS = ("avg", "max", "avgmax", "gem", "none")
 _PRE_LOGITS_ALIASES = (DEFAULT_LAYER, "default", "features")
@@ -192,8 +192,9 @@ def feature_runner(
     device: str = "auto",
     threads: int | None = None,
     digest: str | None = None,
-) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
-    """(runner, backend used): `runner(batch) -> float32 (N, D)` for the layer on the chosen backend.
+) -> tuple[Callable[[Any], np.ndarray], str]:
+    """(runner, backend used): `runner(batch) -> float32 (N, D) array` for the layer on the chosen
+    backend; the batch may be a NumPy array or a tensor.
 
     "auto" is ONNX Runtime on CPU (several times faster than eager PyTorch there), PyTorch with
     channels_last and autocast on CUDA/MPS; if a model cannot be exported, auto falls back to PyTorch.
@@ -210,6 +211,8 @@ def feature_runner(
 
         key = {"arch": spec.full_arch if spec else type(module).__name__, "layer": layer, "pool": pool,
                "normalize": normalize, "weights": digest or weights_digest(module)}
+        if spec is not None and spec.tta:  # the same weights with test-time augmentation compute other features
+            key["tta"] = spec.tta
         input_size = spec.preprocessing.input_size if spec else (3, 224, 224)
         try:
             path = cached_onnx(module, fn, input_size, key, spec.arch if spec else "model")
@@ -222,7 +225,8 @@ def feature_runner(
             warnings.warn(f"{exc}; using PyTorch instead", stacklevel=2)
     if threads and dev.type == "cpu":
         torch.set_num_threads(threads)
-    return TorchRunner(module, fn, device=dev), "torch"
+    runner = TorchRunner(module, fn, device=dev)
+    return (lambda x: runner(torch.as_tensor(x)).numpy()), "torch"
 
 
 # --------------------------------------------------------------------------- in-memory embeddings

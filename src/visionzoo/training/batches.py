@@ -4,12 +4,15 @@ Both are functions of the epoch, seeded from (seed, epoch), so a resumed epoch r
 """
 from __future__ import annotations
 
+import random
 from typing import Callable, Iterator
 
+import numpy as np
 import torch
 
 from ..data.datasets import Split
 from ..data.loader import ImageListDataset, collate, default_workers
+from .trainer import seed_everything
 
 
 def _generator(seed: int, epoch: int) -> torch.Generator:
@@ -26,18 +29,19 @@ def image_batches(
     failures: dict[str, str],
     workers: int | None = None,
     target_size: int | None = None,
+    rank: int = 0,
+    world: int = 1,
 ) -> Callable[[int], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
-    """Images that fail to decode are left out of their batch and recorded in `failures` (path -> reason)."""
+    """Images that fail to decode are left out of their batch and recorded in `failures` (path -> reason).
+    With `world` data-parallel ranks, rank `rank` gets its slice of each global batch of `batch_size`."""
     dataset = ImageListDataset(split.paths, transform, target_size)
     targets = torch.as_tensor(split.targets, dtype=torch.long)
     workers = default_workers(len(split), batch_size) if workers is None else workers
 
     def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        g = _generator(seed, epoch)
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size, shuffle=shuffle, generator=g, num_workers=workers,
-            collate_fn=collate, drop_last=shuffle and len(dataset) > batch_size,
-        )
+        order = _rank_batches(len(dataset), batch_size, shuffle, _generator(seed, epoch), rank, world)
+        loader = torch.utils.data.DataLoader(_PerImageSeed(dataset, seed, epoch), batch_sampler=order,
+                                             num_workers=workers, collate_fn=collate)
         for batch in loader:
             for i, reason in batch.failures:
                 failures[split.paths[i]] = reason
@@ -45,6 +49,37 @@ def image_batches(
                 yield batch.tensor, targets[batch.indices]
 
     return batches
+
+
+class _PerImageSeed(torch.utils.data.Dataset):
+    """Each image's random augmentation drawn from (seed, epoch, image), whichever rank or decoding
+    process handles it: N ranks then train on exactly the one-process batches. The caller's random
+    streams are left as they were."""
+
+    def __init__(self, dataset: ImageListDataset, seed: int, epoch: int):
+        self.dataset, self.base = dataset, (seed * 1_000_003 + epoch) * 1_000_003
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+        seed_everything((self.base + i) % 2**63)
+        try:
+            return self.dataset[i]
+        finally:
+            random.setstate(states[0])
+            np.random.set_state(states[1])
+            torch.set_rng_state(states[2])
+
+
+def _rank_batches(n: int, batch_size: int, shuffle: bool, g: torch.Generator, rank: int, world: int) -> list[list[int]]:
+    """The epoch's order (shuffled: the last partial batch dropped) cut into global batches, and each
+    into `world` disjoint slices: together the ranks see exactly the one-process batches."""
+    order = torch.randperm(n, generator=g) if shuffle else torch.arange(n)
+    stop = n - n % batch_size if shuffle and n > batch_size else n
+    slices = (order[i:i + batch_size].tensor_split(world)[rank] for i in range(0, stop, batch_size))
+    return [s.tolist() for s in slices if len(s)]
 
 
 def tensor_batches(

@@ -7,13 +7,16 @@ from typing import Any
 from ..errors import UsageError
 from ..zoo import DEFAULT_MODEL
 
-STRATEGIES = ("linear", "finetune", "scratch")
+AUTO = "auto"
+STRATEGIES = (AUTO, "linear", "finetune", "scratch")
 
 # Defaults per strategy, for a few hundred photos of unknown classes (not tuned to any one set).
 # linear: the head is fitted on cached features, so epochs cost milliseconds.
 # finetune: a short head phase, then the unfrozen network at a tenth of the head's rate.
 # scratch: random weights need many more epochs and strong augmentation.
+# auto: no epochs; heads are fitted and cross-validated by scikit-learn (training/auto.py).
 DEFAULTS: dict[str, dict[str, Any]] = {
+    AUTO: {},
     "linear": {"epochs": 100, "lr": 1e-3, "weight_decay": 1e-4, "patience": 15},
     "finetune": {"epochs": 12, "lr": 1e-3, "weight_decay": 0.01, "patience": 4},
     "scratch": {"epochs": 60, "lr": 1e-3, "weight_decay": 0.05, "patience": 15},
@@ -22,8 +25,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 
 @dataclass
 class TrainConfig:
-    model: str = DEFAULT_MODEL
-    strategy: str = "finetune"
+    model: str = AUTO                  # auto: the bundled backbones (or "a,b" candidates), chosen by CV
+    strategy: str = AUTO
     epochs: int | None = None          # total epochs, head phase included [default: per strategy]
     head_epochs: int = 2               # finetune phase 1: new head only, backbone frozen
     freeze: int = 2                    # finetune phase 2: leading blocks kept frozen (stem = block 1)
@@ -38,19 +41,30 @@ class TrainConfig:
     augment: str | None = None         # "light" | "strong" [default: strong for scratch, light otherwise]
     label_smoothing: float = 0.1
     cv: int | None = None
+    time_budget: float = 240.0         # auto: seconds for the run; backbones that would not fit are skipped
     seed: int = 0
     workers: int | None = None
+    num_workers: int = 1               # data-parallel ranks (processes), each on a slice of every batch
     device: str = "auto"
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise UsageError(f"unknown strategy {self.strategy!r}; use one of {', '.join(STRATEGIES)}")
+        if self.strategy != AUTO and self.model == AUTO:
+            self.model = DEFAULT_MODEL  # a fixed recipe with no backbone named: the default backbone
+        if self.strategy != AUTO and "," in self.model:
+            raise UsageError("several --model candidates need --strategy auto")
+        if self.strategy == AUTO and self.cv:
+            raise UsageError("--strategy auto already cross-validates on the training images; --cv evaluates "
+                             "a fixed recipe (--strategy linear, finetune or scratch)")
+        if self.time_budget <= 0:
+            raise UsageError("--time-budget must be positive")
         for key, value in DEFAULTS[self.strategy].items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
         if self.augment is None:
             self.augment = "strong" if self.strategy == "scratch" else "light"
-        if self.epochs < 1 or self.batch_size < 1:
+        if (self.epochs is not None and self.epochs < 1) or self.batch_size < 1:
             raise UsageError("--epochs and --batch-size must be at least 1")
         if self.strategy == "finetune" and not 0 <= self.head_epochs <= self.epochs:
             raise UsageError(f"--head-epochs must be between 0 and --epochs ({self.epochs})")
@@ -58,6 +72,11 @@ class TrainConfig:
             raise UsageError("--image-size must be at least 16")
         if self.freeze < 0:
             raise UsageError("--freeze must be >= 0")
+        if self.num_workers < 1:
+            raise UsageError("--num-workers must be at least 1")
+        if self.strategy not in ("linear", AUTO) and self.batch_size % self.num_workers:
+            raise UsageError(f"--batch-size ({self.batch_size}) must split evenly over --num-workers "
+                             f"({self.num_workers}): it is the global batch, shared out between the workers")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -28,8 +28,9 @@ from ..versions import package_versions
 from ..zoo import load_model
 from ..zoo.rundir import is_run_dir, read_config, save_run_model
 from . import callbacks as cb
+from . import distributed
 from .batches import image_batches, steps_per_epoch, tensor_batches
-from .config import TrainConfig
+from .config import AUTO, TrainConfig
 from .freezing import head_parameters, set_trainable
 from .trainer import Trainer, seed_everything, warmup_cosine
 
@@ -117,12 +118,14 @@ def fit(cfg: TrainConfig, labels: list[str], train: Split, val: Split | None, ru
         steps = steps_per_epoch(len(x), cfg.batch_size, drop_last=False)
     else:
         target = module
+        rank, world = distributed.rank_and_world()  # each rank decodes its own slice of every batch
+        workers = distributed.rank_workers(cfg.workers)
         train_batches = image_batches(train, train_transform(pre, strength=cfg.augment), batch_size=cfg.batch_size,
-                                      shuffle=True, seed=cfg.seed, failures=failures, workers=cfg.workers,
-                                      target_size=pre.resize_size)
+                                      shuffle=True, seed=cfg.seed, failures=failures, workers=workers,
+                                      target_size=pre.resize_size, rank=rank, world=world)
         val_batches = image_batches(val, eval_transform(pre), batch_size=cfg.batch_size, shuffle=False,
-                                    seed=cfg.seed, failures=failures, workers=cfg.workers,
-                                    target_size=pre.resize_size) if val else None
+                                    seed=cfg.seed, failures=failures, workers=workers,
+                                    target_size=pre.resize_size, rank=rank, world=world) if val else None
         steps = steps_per_epoch(len(train), cfg.batch_size, drop_last=True)
 
     best = cb.BestCheckpoint(run_dir)
@@ -130,6 +133,8 @@ def fit(cfg: TrainConfig, labels: list[str], train: Split, val: Split | None, ru
     history = cb.CSVLogger(run_dir)
     stateful = [best, early, history]
     callbacks = [cb.LogLine(cfg.epochs, log), *stateful, cb.ResumeCheckpoint(run_dir, stateful)]
+    if not distributed.is_main():
+        callbacks = [early]  # same logs on every rank, so the same stop; rank 0 alone writes
     phases = _phases(cfg)
     module.to(pick_device(cfg.device))  # before optimizers exist, so restored optimizer state lands there too
     start = 1
@@ -163,7 +168,8 @@ def fit(cfg: TrainConfig, labels: list[str], train: Split, val: Split | None, ru
         trainer.fit(train_batches, val_batches, todo, steps, cfg.epochs)
 
     module.cpu()
-    best.load_best(target)
+    if distributed.is_main():
+        best.load_best(target)
     module.to(memory_format=torch.contiguous_format).eval()
     for p in module.parameters():
         p.requires_grad_(True)
@@ -180,6 +186,7 @@ def _finish_run(module: nn.Module, cfg: TrainConfig, ds_info: dict, labels: list
 
     history = summary["history"]
     best_logs = next((r for r in history if r["epoch"] == summary["best_epoch"]), history[-1] if history else {})
+    chosen_by = {k: summary[k] for k in ("auto",) if k in summary}  # strategy auto: what was chosen and why
     extra = {
         "status": "complete",
         "architecture": module.zoo_spec.full_arch,
@@ -190,6 +197,7 @@ def _finish_run(module: nn.Module, cfg: TrainConfig, ds_info: dict, labels: list
         "epochs_run": len(history),
         "best_epoch": summary["best_epoch"],
         "metrics": {"best_epoch": {k: v for k, v in best_logs.items() if isinstance(v, float)}},
+        **chosen_by,
         "versions": package_versions(),
     }
     save_run_model(module, run_dir, extra)
@@ -203,7 +211,7 @@ def _finish_run(module: nn.Module, cfg: TrainConfig, ds_info: dict, labels: list
         raise UsageError(f"none of the {name} images could be read")
     report = write_report(run_dir, y_true, probs, paths, labels, failed,
                           title=f"{Path(run_dir).name}: {cfg.strategy} {cfg.model} on {name} images",
-                          extra={"run": str(run_dir), "split": name})
+                          extra={"run": str(run_dir), "split": name, **chosen_by})
     extra["metrics"][name] = {k: report[k] for k in ("accuracy", "macro_f1", "log_loss", "roc_auc", "pr_auc", "n_images")
                               if k in report}
     save_run_model(module, run_dir, extra)  # config.json now carries the held-out metrics too
@@ -241,7 +249,8 @@ def _resume_state(run_dir: Path, cfg: TrainConfig, data: str) -> tuple[TrainConf
     stored = json.loads(args_file.read_text("utf-8"))
     if Path(stored["data"]).resolve() != Path(data).resolve():
         raise UsageError(f"{run_dir} was trained on {stored['data']}, not {data}")
-    return TrainConfig(**{**stored["config"], "device": cfg.device, "workers": cfg.workers}), cb.read_checkpoint(run_dir)
+    how = {"device": cfg.device, "workers": cfg.workers, "num_workers": cfg.num_workers}  # not what is learnt
+    return TrainConfig(**{**stored["config"], **how}), cb.read_checkpoint(run_dir)
 
 
 def _start_run_dir(run_dir: Path, cfg: TrainConfig, data: str) -> None:
@@ -267,13 +276,27 @@ def train(data: str | os.PathLike, out: str | os.PathLike, *, resume: bool = Fal
                     "report": json.loads((run_dir / "report.json").read_text("utf-8"))}
     elif is_run_dir(run_dir) or (run_dir / ARGS_FILE).exists():
         raise UsageError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    if cfg.num_workers > 1 and cfg.strategy not in distributed.FEATURE_STRATEGIES and not distributed.launched():
+        return distributed.launch(train, cfg.num_workers, data, out, resume=resume, progress=progress, log=log,
+                                  **options)  # every rank comes back here, as under torchrun
+    cfg = distributed.join(cfg, log)
+    if cfg is None or not distributed.is_main():
+        log, progress = (lambda _msg: None), False
+    if cfg is None:
+        return {"run_dir": str(run_dir)}
     ds = load_dataset(data, val_split=cfg.val_split, seed=cfg.seed)
-    if not resume:
+    if not resume and distributed.is_main():
         _start_run_dir(run_dir, cfg, str(data))
     log(f"data: {ds.describe()}")
     if cfg.cv:
         return _cross_validate(cfg, ds, run_dir, progress, log)
+    if cfg.strategy == AUTO:
+        from .auto import train_auto
+
+        return train_auto(cfg, ds, run_dir, progress=progress, log=log)
     module, summary = fit(cfg, ds.labels, ds.train, ds.val, run_dir, checkpoint=checkpoint, progress=progress, log=log)
+    if not distributed.is_main():
+        return {"run_dir": str(run_dir)}
     for path, reason in sorted(summary["failures"].items()):
         log(f"skipped {path}: {reason}")
     return _finish_run(module, cfg, _ds_info(ds, ds.train, ds.val), ds.labels, _held_out(ds.train, ds.val, ds.test),
@@ -296,8 +319,12 @@ def _cross_validate(cfg: TrainConfig, ds: LabeledDataset, run_dir: Path, progres
             continue
         module, summary = fit(cfg, ds.labels, train, val, fold_dir, checkpoint=checkpoint, feature_cache=cache,
                               progress=progress, log=log)
+        if not distributed.is_main():
+            continue
         result = _finish_run(module, cfg, _ds_info(ds, train, val), ds.labels, ("val", val), fold_dir, summary, log)
         folds.append(result["config"]["metrics"]["val"])
+    if not distributed.is_main():
+        return {"run_dir": str(run_dir)}
     keys = [k for k in folds[0] if k != "n_images"]
     stats = {k: {"mean": float(np.mean([f[k] for f in folds])), "std": float(np.std([f[k] for f in folds]))}
              for k in keys}

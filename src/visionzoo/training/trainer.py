@@ -17,6 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..runtime import pick_device
+from . import distributed
 from .callbacks import Callback
 
 Batches = Callable[[int], Iterator[tuple[torch.Tensor, torch.Tensor]]]  # epoch -> (x, y) batches
@@ -60,6 +61,7 @@ class Trainer:
         self.module = module.to(self.device)
         if self.cuda:
             self.module = self.module.to(memory_format=torch.channels_last)
+        self.net = distributed.wrap(self.module, self.device, sync_bn=not freeze_bn)  # DDP across ranks
         self.optimizer, self.scheduler = optimizer, scheduler
         self.callbacks = list(callbacks)
         self.phase, self.freeze_bn, self.seed = phase, freeze_bn, seed
@@ -83,7 +85,8 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_train_begin(self)
         for epoch in epochs:
-            seed_everything(self.seed * 100_003 + epoch)
+            rank, world = distributed.rank_and_world()
+            seed_everything((self.seed * 100_003 + epoch) * world + rank)  # each rank its own dropout draws
             start = time.perf_counter()
             logs = self.train_epoch(train(epoch), steps_per_epoch, f"epoch {epoch}/{total}")
             if val is not None:
@@ -102,19 +105,21 @@ class Trainer:
 
             freeze_batchnorm_stats(self.module)
         loss_sum, correct, seen = 0.0, 0, 0
-        for x, y in tqdm(batches, total=steps, desc=desc, unit="batch", leave=False, disable=not self.progress):
-            x, y = self._to_device(x, y)
-            with self._autocast():
-                logits = self.module(x)
-                loss = self.loss_fn(logits.float(), y)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
-            loss_sum += loss.item() * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            seen += len(y)
+        with distributed.uneven(self.net):
+            for x, y in tqdm(batches, total=steps, desc=desc, unit="batch", leave=False, disable=not self.progress):
+                x, y = self._to_device(x, y)
+                with self._autocast():
+                    logits = self.net(x)
+                    loss = self.loss_fn(logits.float(), y)
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.scheduler.step()
+                loss_sum += loss.item() * len(y)
+                correct += int((logits.argmax(1) == y).sum())
+                seen += len(y)
+        loss_sum, correct, seen = distributed.all_sum([loss_sum, correct, seen], self.device)  # over every rank
         return {"loss": loss_sum / max(seen, 1), "acc": correct / max(seen, 1)}
 
     @torch.no_grad()
@@ -128,4 +133,5 @@ class Trainer:
             loss_sum += float(self.eval_loss_fn(logits, y)) * len(y)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
+        loss_sum, correct, seen = distributed.all_sum([loss_sum, correct, seen], self.device)
         return {"loss": loss_sum / max(seen, 1), "acc": correct / max(seen, 1)}

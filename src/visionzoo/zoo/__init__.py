@@ -1,10 +1,12 @@
 """Model zoo: names and aliases -> ModelSpec (weights + preprocessing + labels) -> nn.Module."""
-from .aliases import DEFAULT_MODEL, FAMILIAR
-from .registry import ModelInfo, available_offline, list_models, load_model, resolve, spec_of
-from .rundir import is_run_dir, save_run_model
-from .spec import ModelSpec, Preprocessing
+from ..lazy import lazy_exports
 
-__all__ = [
-    "DEFAULT_MODEL", "FAMILIAR", "ModelInfo", "ModelSpec", "Preprocessing", "available_offline",
-    "is_run_dir", "list_models", "load_model", "resolve", "save_run_model", "spec_of",
-]
+_EXPORTS = {
+    "DEFAULT_MODEL": "aliases", "FAMILIAR": "aliases",
+    "ModelInfo": "registry", "available_offline": "registry", "list_models": "registry", "load_model": "registry",
+    "resolve": "registry", "spec_of": "registry",
+    "is_run_dir": "rundir", "save_run_model": "rundir",
+    "ModelSpec": "spec", "Preprocessing": "spec",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

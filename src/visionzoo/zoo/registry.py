@@ -21,6 +21,7 @@ from .aliases import DEFAULT_MODEL, FAMILIAR, NO_WEIGHTS, alias_index
 from .labels import labels_for
 from .spec import ModelSpec, Preprocessing
 from .torchvision_adapter import TorchvisionClassifier
+from .tta import with_tta
 from .weights import (
     align_state_dict,
     bundled_weights_path,
@@ -283,7 +284,7 @@ def load_model(
     if num_classes is not None and num_classes != model.zoo_spec.num_classes:
         model.reset_classifier(num_classes)
         model.zoo_spec = replace(model.zoo_spec, num_classes=num_classes, label_offset=0, labels=None)
-    return model.eval()
+    return with_tta(model, model.zoo_spec.tta).eval()  # a run trained with TTA predicts with it, whoever loads it
 
 
 def spec_of(model: nn.Module) -> ModelSpec:

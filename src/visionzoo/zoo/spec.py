@@ -9,6 +9,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+DEFAULT_LAYER = "pre_logits"  # the features a model name stands for: its pooled penultimate vector
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -73,6 +74,7 @@ class ModelSpec:
     weights_sha256: str | None = None
     top1: float | None = None
     note: str | None = None
+    tta: str | None = None         # test-time augmentation in the model's forward ("hflip"; zoo/tta.py)
 
     @property
     def full_arch(self) -> str:

@@ -7,7 +7,7 @@ Integration contract: `load_predictor(run_or_name) -> predictor(images) -> [{"ca
 """
 from __future__ import annotations
 
-from ..lazy import lazy_exports
+from ...lazy import lazy_exports
 
 __all__ = ["evaluate", "load_predictor", "predict", "read_captions", "train"]
 

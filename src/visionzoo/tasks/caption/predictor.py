@@ -59,7 +59,7 @@ class RunCaptioner:
         self.decoder = model.decoder.eval().to(self.device)
 
     def run(self, batch: torch.Tensor) -> list[dict[str, Any]]:
-        feats = self.features(batch).to(self.device)
+        feats = torch.from_numpy(self.features(batch)).to(self.device)
         found = beam_search(self.decoder, feats, self.vocab.bos, self.vocab.eos, beam=self.beam)
         return [{"caption": self.vocab.decode(words)} for words, _ in found]
 

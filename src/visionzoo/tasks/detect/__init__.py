@@ -7,7 +7,7 @@ Integration contract: `load_predictor(run_or_name) -> predictor(images) -> [{"de
 """
 from __future__ import annotations
 
-from ..lazy import lazy_exports
+from ...lazy import lazy_exports
 
 __all__ = ["evaluate", "export_onnx", "load_predictor", "predict", "train"]
 

@@ -62,7 +62,7 @@ class DetectTrainConfig:
         if self.epochs < 1 or self.batch_size < 1:
             raise UsageError("--epochs and --batch-size must be at least 1")
         if self.img_size < 64 or self.img_size % 32:
-            raise UsageError(f"--img-size must be a multiple of 32 and at least 64, got {self.img_size}")
+            raise UsageError(f"--image-size must be a multiple of 32 and at least 64, got {self.img_size}")
         if self.freeze < 0:
             raise UsageError("--freeze must be >= 0")
         if self.augment not in ("default", "none"):

@@ -90,15 +90,20 @@ def load_predictor(run_or_name: str | os.PathLike, *, weights: str | os.PathLike
     return Predictor(load_segmenter(run_or_name, weights), tile=tile, overlap=overlap, device=device)
 
 
-def iter_masks(predictor: Predictor, files: Sequence[str]) -> Iterator[tuple[str, Image.Image | None, np.ndarray | None, str | None]]:
-    """(path, image, mask, error) per file; one bad file never stops the others."""
-    for path in files:
+def iter_masks(predictor: Predictor, files: Sequence[str], workers: int | None = None
+               ) -> Iterator[tuple[str, Image.Image | None, np.ndarray | None, str | None]]:
+    """(path, image, mask, error) per file; one bad file never stops the others. `workers`
+    threads (default 1) decode the next images while the model runs."""
+    from ...ordered import ordered_map
+
+    def decode(path: str) -> tuple[Image.Image | None, str | None]:
         try:
-            img = load_rgb(path)
+            return load_rgb(path), None
         except ImageDecodeError as exc:
-            yield path, None, None, exc.reason
-            continue
-        yield path, img, predictor.mask(img), None
+            return None, exc.reason
+
+    for path, (img, error) in zip(files, ordered_map(decode, files, 1 if workers is None else workers)):
+        yield path, img, (predictor.mask(img) if img is not None else None), error
 
 
 def predict(run_or_name: str | os.PathLike, inputs: str | os.PathLike | Sequence[str | os.PathLike], *,
@@ -115,7 +120,7 @@ def predict(run_or_name: str | os.PathLike, inputs: str | os.PathLike | Sequence
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     results, used = [], set()
-    for path, img, mask, error in tqdm(iter_masks(predictor, files), total=len(files), unit="img", disable=not progress):
+    for path, img, mask, error in tqdm(iter_masks(predictor, files, workers), total=len(files), unit="img", disable=not progress):
         row: dict[str, Any] = {"path": path}
         if error is None:
             row.update(width=img.width, height=img.height, shares=predictor.shares(mask))

@@ -53,7 +53,7 @@ class SegTrainConfig:
         if self.epochs < 1 or self.batch_size < 1:
             raise UsageError("--epochs and --batch-size must be at least 1")
         if self.img_size < 64 or self.img_size % 32:
-            raise UsageError(f"--img-size must be a multiple of 32 and at least 64, got {self.img_size}")
+            raise UsageError(f"--image-size must be a multiple of 32 and at least 64, got {self.img_size}")
 
 
 class SegTrainer(Trainer):

@@ -1,5 +1,5 @@
-"""Lazy package exports: importing a task package (e.g. for `visionzoo --help`) loads no torch;
-its functions are imported from their modules on first use."""
+"""Lazy package exports: importing a package (for `visionzoo --help`, or a part of it that needs
+no torch, such as `visionzoo.zoo.spec`) loads no torch; names come from their modules on first use."""
 from __future__ import annotations
 
 import importlib

@@ -1,0 +1,78 @@
+"""The feature model of an extract run (or of one Ray worker): a `runner(batch) -> (N, D) array`
+with the spec, parameter digest and feature size a manifest records.
+
+On CPU a request compiled before comes from the export index (runtime/compiled.py): ONNX
+Runtime starts at once, and torch is never imported. Otherwise the model is built with torch,
+its layer checked, exported (or run eagerly) and the export remembered for next time.
+
+An ONNX Runtime session on CPU gets one thread and is called from `threads` threads at once,
+each decoding and then running its own batch: no thread pool waits on a straggler, and decoding
+never competes with inference for a core.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ..runtime import compiled
+from ..zoo.aliases import DEFAULT_MODEL
+from ..zoo.spec import Preprocessing
+
+
+@dataclass
+class FeatureModel:
+    runner: Callable[[np.ndarray], np.ndarray]
+    spec: dict[str, Any]            # ModelSpec.to_dict()
+    weights_sha256: str
+    dim: int
+    backend: str                    # "onnx" | "torch"
+    parallel: int = 1               # calls the runner takes at once (threads each running a pipeline)
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing.from_dict(self.spec["preprocessing"])
+
+
+def _cpu_only(device: str) -> bool:
+    """Whether `device` means the CPU, decided without importing torch: "auto" picks a GPU when
+    one is visible (an NVIDIA or AMD device node, an Apple-silicon Mac)."""
+    if device == "cpu":
+        return True
+    if device != "auto":
+        return False
+    gpu = any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/kfd"))
+    return not gpu and not (sys.platform == "darwin" and os.uname().machine == "arm64")
+
+
+def feature_model(name: str | None, layer: str, pool: str | None, normalize: bool, *, backend: str = "auto",
+                  device: str = "auto", threads: int | None = None) -> FeatureModel:
+    key = None
+    if backend in ("auto", "onnx") and _cpu_only(device):
+        key = compiled.request_key(os.fspath(name or DEFAULT_MODEL), layer, pool, normalize)
+        hit = compiled.lookup(key)
+        if hit is not None:
+            from ..runtime.onnx_session import OnnxRunner
+
+            return FeatureModel(OnnxRunner(hit.onnx, 1), hit.spec, hit.weights_sha256, hit.dim, "onnx", threads or 1)
+
+    from ..tasks.common import as_model
+    from ..tasks.embed import check_layer, feature_runner, weights_digest
+
+    module, spec = as_model(name)
+    check_layer(module, layer, pool)
+    digest = weights_digest(module)
+    runner, used = feature_runner(module, layer, pool, normalize, backend=backend, device=device, threads=threads,
+                                  digest=digest)
+    dim = int(runner(np.zeros((1, *spec.preprocessing.input_size), np.float32)).shape[1])
+    parallel = 1
+    if used == "onnx" and _cpu_only(device):
+        from ..runtime.onnx_session import OnnxRunner
+
+        runner, parallel = OnnxRunner(runner.path, 1), threads or 1
+        if key is not None:
+            compiled.remember(key, runner.path, spec.to_dict(), digest, dim)
+    return FeatureModel(runner, spec.to_dict(), digest, dim, used, parallel)

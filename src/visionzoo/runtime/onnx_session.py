@@ -1,0 +1,52 @@
+"""Running an ONNX export with ONNX Runtime: no torch needed, so a cached export starts in a blink.
+
+onnxruntime is imported only here, when this backend is chosen.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UsageError
+
+INPUT, OUTPUT = "images", "features"
+
+
+def onnx_cache_dir() -> Path:
+    """$VISIONZOO_ONNX_CACHE, else $XDG_CACHE_HOME/visionzoo/onnx, else ~/.cache/visionzoo/onnx."""
+    if os.environ.get("VISIONZOO_ONNX_CACHE"):
+        return Path(os.environ["VISIONZOO_ONNX_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "visionzoo" / "onnx"
+
+
+def session(path: str | os.PathLike, threads: int | None = None, device: str = "cpu"):
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:  # pragma: no cover - onnxruntime is a dependency
+        raise UsageError("the onnx backend needs onnxruntime (pip install onnxruntime)") from exc
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    # Idle threads sleep instead of spinning, leaving the cores to the decoding threads.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    providers = ["CPUExecutionProvider"]
+    if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    return ort.InferenceSession(str(path), opts, providers=providers)
+
+
+class OnnxRunner:
+    """`runner(batch) -> float32 (N, D) array` on an ONNX Runtime session; the batch may be a
+    NumPy array or a CPU tensor."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, device: str = "cpu"):
+        self.path = Path(path)
+        self.session = session(self.path, threads, device)
+
+    def __call__(self, x) -> np.ndarray:
+        return self.session.run(None, {INPUT: np.ascontiguousarray(x, dtype=np.float32)})[0]
