@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import UsageError
 from .location import Location
 from .manifest import MANIFEST_FILE, read_json, sidecar
-from .shards import iter_shards, read_table_features, shard_summary
+from .shards import iter_shards, read_table_features, shard_summary, string_array
 
 FORMATS = ("parquet", "npy", "pkl")
 _SUFFIX = {"npy": ".npy", "pkl": ".pkl"}
@@ -81,8 +81,8 @@ def finalize(layout: Layout, manifest: dict[str, Any]) -> dict[str, Any]:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pa.table({"path": pa.array([f["path"] for f in failures], pa.string()),
-                          "reason": pa.array([f["reason"] for f in failures], pa.string())})
+        table = pa.Table.from_arrays([string_array([f["path"] for f in failures]),
+                                      string_array([f["reason"] for f in failures])], names=["path", "reason"])
         with (layout.out / FAILURES_FILE).atomic_output() as out:
             pq.write_table(table, out)
     elif layout.fmt == "npy":

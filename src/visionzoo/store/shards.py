@@ -29,21 +29,26 @@ def finished_shards(folder: str | os.PathLike | Location) -> set[int]:
     return {int(m.group(1)) for m in map(_SHARD_RE.match, Location.of(folder).listdir()) if m}
 
 
-def features_table(paths: list[str], matrix: np.ndarray, dtype: str = "float32", metadata: dict | None = None):
-    """A (path, feature) table with a fixed-size list column of `dtype` floats.
+def string_array(values: list[str]):
+    """A pyarrow string array built from raw buffers: `pa.array` and `pa.table(dict)` import pandas
+    (0.2 s of every extract process) only to ask whether they were handed a pandas object."""
+    import pyarrow as pa
 
-    Built from raw buffers: `pa.array` imports pandas (0.2 s of every extract process) only to
-    ask whether it was handed a pandas object."""
+    encoded = [v.encode("utf-8") for v in values]
+    offsets = np.zeros(len(encoded) + 1, np.int32)
+    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    return pa.Array.from_buffers(pa.string(), len(encoded), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
+
+
+def features_table(paths: list[str], matrix: np.ndarray, dtype: str = "float32", metadata: dict | None = None):
+    """A (path, feature) table with a fixed-size list column of `dtype` floats (from buffers, as
+    `string_array`)."""
     import pyarrow as pa
 
     values = np.ascontiguousarray(matrix, dtype=dtype).reshape(-1)
     flat = pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
     feature = pa.FixedSizeListArray.from_arrays(flat, matrix.shape[1])
-    encoded = [p.encode("utf-8") for p in paths]
-    offsets = np.zeros(len(encoded) + 1, np.int32)
-    np.cumsum([len(e) for e in encoded], out=offsets[1:])
-    names = pa.Array.from_buffers(pa.string(), len(encoded), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
-    return pa.Table.from_arrays([names, feature], names=["path", "feature"]).replace_schema_metadata(metadata)
+    return pa.Table.from_arrays([string_array(paths), feature], names=["path", "feature"]).replace_schema_metadata(metadata)
 
 
 def write_shard(folder: str | os.PathLike | Location, index: int, paths: list[str], matrix: np.ndarray,
