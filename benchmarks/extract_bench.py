@@ -29,6 +29,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+def _crop_flip(img: Image.Image, rng: random.Random, smallest: float) -> Image.Image:
+    """A random crop of `smallest`..100 % of each side, mirrored half of the time."""
+    w, h = img.size
+    cw, ch = int(w * rng.uniform(smallest, 1.0)), int(h * rng.uniform(smallest, 1.0))
+    x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
+    img = img.crop((x, y, x + cw, y + ch))
+    return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else img
+
+
 def make_photos(folder: Path, n: int, seed: int = 0) -> list[str]:
     """n JPEGs: random crops of the skimage photos, resized to short sides 300..1600 px, 10% 3000..4000 px."""
     from skimage import data
@@ -46,13 +55,7 @@ def make_photos(folder: Path, n: int, seed: int = 0) -> list[str]:
         sources.append(Image.fromarray(img.astype(np.uint8)))
     paths = []
     for i in range(n):
-        src = sources[i % len(sources)]
-        w, h = src.size
-        cw, ch = int(w * rng.uniform(0.6, 1.0)), int(h * rng.uniform(0.6, 1.0))
-        x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
-        img = src.crop((x, y, x + cw, y + ch))
-        if rng.random() < 0.5:
-            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        img = _crop_flip(sources[i % len(sources)], rng, 0.6)
         short = rng.randint(3000, 4000) if i % 10 == 0 else rng.randint(300, 1600)
         scale = short / min(img.size)
         img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.BILINEAR)
@@ -78,12 +81,7 @@ def make_real_photos(folder: Path, n: int, seed: int = 0) -> list[str]:
     for i in range(n):
         img = Image.open(sources[i % len(sources)]).convert("RGB")
         if i >= len(sources):
-            w, h = img.size
-            cw, ch = int(w * rng.uniform(0.7, 1.0)), int(h * rng.uniform(0.7, 1.0))
-            x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
-            img = img.crop((x, y, x + cw, y + ch))
-            if rng.random() < 0.5:
-                img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            img = _crop_flip(img, rng, 0.7)
         long_side = rng.randint(400, 640)
         scale = long_side / max(img.size)
         img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.BILINEAR)

@@ -55,3 +55,19 @@ def save_lfw_folder(root: Path) -> Path:
 @pytest.fixture(scope="session")
 def lfw_dir(tmp_path_factory) -> Path:
     return save_lfw_folder(tmp_path_factory.mktemp("lfw"))
+
+
+@pytest.fixture(scope="session")
+def lfw_sample(lfw_dir):
+    """`lfw_sample(dest, per_class)`: the first `per_class` faces and non-faces of lfw_dir, copied
+    into dest/face and dest/nonface (a small class-per-folder set of real crops)."""
+    import shutil
+
+    def make(dest: Path, per_class: int) -> Path:
+        for cls in ("face", "nonface"):
+            (dest / cls).mkdir(parents=True, exist_ok=True)
+            for f in sorted((lfw_dir / cls).glob("*.png"))[:per_class]:
+                shutil.copy(f, dest / cls / f.name)
+        return dest
+
+    return make

@@ -15,14 +15,6 @@ from visionzoo.training.batches import image_batches
 from visionzoo.zoo.spec import Preprocessing
 
 
-def _copy_classes(lfw_dir: Path, dest: Path, n: int = 10) -> Path:
-    for cls in ("face", "nonface"):
-        (dest / cls).mkdir(parents=True, exist_ok=True)
-        for f in sorted((lfw_dir / cls).glob("*.png"))[:n]:
-            shutil.copy(f, dest / cls / f.name)
-    return dest
-
-
 def test_single_folder_split_is_stratified_and_seeded(lfw_dir):
     ds = load_dataset(lfw_dir, val_split=0.2, seed=0)
     assert ds.labels == ["face", "nonface"] and ds.layout == "folder"
@@ -34,9 +26,9 @@ def test_single_folder_split_is_stratified_and_seeded(lfw_dir):
     assert load_dataset(lfw_dir, val_split=0).val is None
 
 
-def test_train_val_test_layout(lfw_dir, tmp_path):
+def test_train_val_test_layout(lfw_sample, tmp_path):
     for split, n in (("train", 10), ("val", 4), ("test", 3)):
-        _copy_classes(lfw_dir, tmp_path / split, n)
+        lfw_sample(tmp_path / split, n)
     (tmp_path / "train" / "face" / "notes.txt").write_text("not an image")
     ds = load_dataset(tmp_path)
     assert ds.layout == "splits" and (len(ds.train), len(ds.val), len(ds.test)) == (20, 8, 6)
@@ -45,8 +37,8 @@ def test_train_val_test_layout(lfw_dir, tmp_path):
     assert len(split) == 6 and set(split.targets) == {0, 1}  # test/ is preferred for evaluation
 
 
-def test_csv_with_relative_paths(lfw_dir, tmp_path):
-    _copy_classes(lfw_dir, tmp_path / "imgs", 5)
+def test_csv_with_relative_paths(lfw_sample, tmp_path):
+    lfw_sample(tmp_path / "imgs", 5)
     rows = ["path,label"] + [f"imgs/{c}/{f.name},{'person' if c == 'face' else 'other'}"
                              for c in ("face", "nonface") for f in sorted((tmp_path / "imgs" / c).iterdir())]
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
@@ -58,29 +50,29 @@ def test_csv_with_relative_paths(lfw_dir, tmp_path):
         load_dataset(tmp_path / "bad.csv")
 
 
-def test_structural_errors_are_usage_errors(lfw_dir, tmp_path):
+def test_structural_errors_are_usage_errors(lfw_sample, tmp_path):
     with pytest.raises(UsageError, match="no such dataset"):
         load_dataset(tmp_path / "missing")
-    _copy_classes(lfw_dir, tmp_path / "one", 3)
+    lfw_sample(tmp_path / "one", 3)
     shutil.rmtree(tmp_path / "one" / "nonface")
     with pytest.raises(UsageError, match="only one class"):
         load_dataset(tmp_path / "one")
-    _copy_classes(lfw_dir, tmp_path / "empty", 3)
+    lfw_sample(tmp_path / "empty", 3)
     (tmp_path / "empty" / "cats").mkdir()
     with pytest.raises(UsageError, match="without images: cats"):
         load_dataset(tmp_path / "empty")
     (tmp_path / "nothing").mkdir()
     with pytest.raises(UsageError, match="no class folders"):
         load_dataset(tmp_path / "nothing")
-    _copy_classes(lfw_dir, tmp_path / "onlyval" / "val", 3)
+    lfw_sample(tmp_path / "onlyval" / "val", 3)
     with pytest.raises(UsageError, match="no train/"):
         load_dataset(tmp_path / "onlyval")
 
 
-def test_cli_dataset_errors_exit_2(lfw_dir, tmp_path, monkeypatch, capsys):
+def test_cli_dataset_errors_exit_2(lfw_sample, tmp_path, monkeypatch, capsys):
     from visionzoo.cli import main
 
-    _copy_classes(lfw_dir, tmp_path / "one", 3)
+    lfw_sample(tmp_path / "one", 3)
     shutil.rmtree(tmp_path / "one" / "nonface")
     for data in (tmp_path / "one", tmp_path / "missing"):
         monkeypatch.setattr(sys, "argv", ["visionzoo", "train", str(data), "--out", str(tmp_path / "run")])
@@ -100,8 +92,8 @@ def test_kfold_covers_every_image_once(lfw_dir):
         kfold_splits(ds.train.subset(range(0, 200, 40)), 5, seed=0)
 
 
-def test_training_batches_skip_and_record_corrupt_files(lfw_dir, tmp_path):
-    folder = _copy_classes(lfw_dir, tmp_path / "d", 4)
+def test_training_batches_skip_and_record_corrupt_files(lfw_sample, tmp_path):
+    folder = lfw_sample(tmp_path / "d", 4)
     good = sorted(str(p) for p in folder.rglob("*.png"))
     (folder / "face" / "broken.png").write_bytes((folder / "face" / "000.png").read_bytes()[:40])
     split = Split(good + [str(folder / "face" / "broken.png")], [0] * 4 + [1] * 4 + [0])

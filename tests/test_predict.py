@@ -13,12 +13,9 @@ from visionzoo.errors import UsageError
 
 
 @pytest.fixture(scope="module")
-def run(lfw_dir, tmp_path_factory):
+def run(lfw_sample, tmp_path_factory):
     data = tmp_path_factory.mktemp("pdata")
-    for cls in ("face", "nonface"):
-        (data / cls).mkdir()
-        for f in sorted((lfw_dir / cls).glob("*.png"))[:20]:
-            shutil.copy(f, data / cls / f.name)
+    lfw_sample(data, 20)
     out = tmp_path_factory.mktemp("prun") / "run"
     visionzoo.train(data, out, strategy="linear", image_size=64, epochs=20, log=None)
     return out

@@ -147,14 +147,9 @@ def test_killed_run_resumes_to_the_same_number_of_epochs(finetune_run, lfw_dir, 
     assert again["config"]["epochs_run"] == 3
 
 
-def test_scratch_resnet50_on_tiny_images_predicts(lfw_dir, tmp_path):
-    import shutil
-
+def test_scratch_resnet50_on_tiny_images_predicts(lfw_sample, tmp_path):
     data, run = tmp_path / "data", tmp_path / "r50"
-    for cls in ("face", "nonface"):
-        (data / cls).mkdir(parents=True)
-        for f in sorted((lfw_dir / cls).glob("*.png"))[:24]:
-            shutil.copy(f, data / cls / f.name)
+    lfw_sample(data, 24)
     result = visionzoo.train(data, run, model="resnet50", strategy="scratch", epochs=1, image_size=32, batch_size=16,
                              log=None)
     assert result["config"]["epochs_run"] == 1 and result["config"]["architecture"].startswith("resnet50")
@@ -168,14 +163,9 @@ def test_scratch_resnet50_on_tiny_images_predicts(lfw_dir, tmp_path):
         assert abs(sum(p.probability for p in r.predictions) - 1) < 1e-4
 
 
-def test_cross_validation_reports_mean_and_std(lfw_dir, tmp_path):
-    import shutil
-
+def test_cross_validation_reports_mean_and_std(lfw_sample, tmp_path):
     data = tmp_path / "data"
-    for cls in ("face", "nonface"):
-        (data / cls).mkdir(parents=True)
-        for f in sorted((lfw_dir / cls).glob("*.png"))[:30]:
-            shutil.copy(f, data / cls / f.name)
+    lfw_sample(data, 30)
     result = visionzoo.train(data, tmp_path / "cv", strategy="linear", cv=3, image_size=64, epochs=20, log=None)
     cv = json.loads((tmp_path / "cv" / "cv.json").read_text())
     assert cv == json.loads(json.dumps(result["cv"]))
@@ -191,16 +181,11 @@ def test_existing_run_is_not_overwritten(linear_run, lfw_dir):
         visionzoo.train(lfw_dir, run, strategy="linear", log=None)
 
 
-def test_corrupt_training_files_are_skipped_and_listed(lfw_dir, tmp_path, monkeypatch, capsys):
-    import shutil
-
+def test_corrupt_training_files_are_skipped_and_listed(lfw_dir, lfw_sample, tmp_path, monkeypatch, capsys):
     from visionzoo.cli import main
 
     data = tmp_path / "data"
-    for cls in ("face", "nonface"):
-        (data / cls).mkdir(parents=True)
-        for f in sorted((lfw_dir / cls).glob("*.png"))[:12]:
-            shutil.copy(f, data / cls / f.name)
+    lfw_sample(data, 12)
     (data / "face" / "truncated.png").write_bytes((lfw_dir / "face" / "000.png").read_bytes()[:300])
     (data / "nonface" / "empty.jpg").write_bytes(b"")
     monkeypatch.setattr(sys, "argv", ["visionzoo", "train", str(data), "--out", str(tmp_path / "run"),

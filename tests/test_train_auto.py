@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,18 +20,10 @@ TWO = "efficientnet_lite0,efficientnet_lite1"   # two bundled backbones keep the
 AUTO_RUN = pytest.mark.xdist_group("train-auto")
 
 
-def _small_lfw(lfw_dir: Path, root: Path, per_class: int) -> Path:
-    for cls in ("face", "nonface"):
-        (root / cls).mkdir(parents=True)
-        for f in sorted((lfw_dir / cls).glob("*.png"))[:per_class]:
-            shutil.copy(f, root / cls / f.name)
-    return root
-
-
 @pytest.fixture(scope="module")
-def auto_run(lfw_dir, tmp_path_factory):
+def auto_run(lfw_sample, tmp_path_factory):
     root = tmp_path_factory.mktemp("auto")
-    data = _small_lfw(lfw_dir, root / "data", 40)
+    data = lfw_sample(root / "data", 40)
     result = visionzoo.train(data, root / "run", model=TWO, image_size=64, val_split=0.25, log=None)
     return root / "run", data, result
 
@@ -130,10 +120,10 @@ def test_saved_run_predicts_and_exports_what_the_report_says(auto_run, tmp_path)
         assert abs(float(p.max()) - expected[path]["probability"]) < 1e-4
 
 
-def test_time_budget_skips_backbones_and_says_so(lfw_dir, tmp_path, monkeypatch, capsys):
+def test_time_budget_skips_backbones_and_says_so(lfw_sample, tmp_path, monkeypatch, capsys):
     from visionzoo.cli import main
 
-    data = _small_lfw(lfw_dir, tmp_path / "data", 12)
+    data = lfw_sample(tmp_path / "data", 12)
     monkeypatch.setattr(sys, "argv", ["visionzoo", "train", str(data), "--out", str(tmp_path / "run"), "--model", TWO,
                                       "--image-size", "48", "--time-budget", "0.01", "--quiet"])
     with pytest.raises(SystemExit) as exc:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -109,12 +108,9 @@ def test_global_batch_must_split_evenly():
     assert TrainConfig(strategy="linear", batch_size=30, num_workers=4).num_workers == 4
 
 
-def test_linear_says_ddp_buys_nothing_and_runs_in_one_process(lfw_dir, tmp_path):
+def test_linear_says_ddp_buys_nothing_and_runs_in_one_process(lfw_sample, tmp_path):
     data = tmp_path / "data"
-    for cls in ("face", "nonface"):
-        (data / cls).mkdir(parents=True)
-        for f in sorted((lfw_dir / cls).glob("*.png"))[:12]:
-            shutil.copy(f, data / cls / f.name)
+    lfw_sample(data, 12)
     lines: list[str] = []
     result = visionzoo.train(data, tmp_path / "run", strategy="linear", epochs=5, image_size=32, num_workers=2,
                              log=lines.append)
@@ -122,12 +118,9 @@ def test_linear_says_ddp_buys_nothing_and_runs_in_one_process(lfw_dir, tmp_path)
     assert result["config"]["training"]["num_workers"] == 1 and result["report"]["n_images"] > 0
 
 
-def test_scratch_with_two_workers_saves_a_run_that_predicts(lfw_dir, tmp_path):
+def test_scratch_with_two_workers_saves_a_run_that_predicts(lfw_sample, tmp_path):
     data = tmp_path / "data"
-    for cls in ("face", "nonface"):
-        (data / cls).mkdir(parents=True)
-        for f in sorted((lfw_dir / cls).glob("*.png"))[:16]:
-            shutil.copy(f, data / cls / f.name)
+    lfw_sample(data, 16)
     run = tmp_path / "run"
     result = visionzoo.train(data, run, model="resnet18", strategy="scratch", epochs=2, image_size=32, batch_size=8,
                              val_split=0.25, workers=0, num_workers=2, log=None)

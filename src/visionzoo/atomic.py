@@ -18,6 +18,14 @@ def _tmp_name(name: str) -> str:
     return f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
 
 
+def _fsync(path: str | os.PathLike) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write; on success it is synced and renamed over `path`."""
@@ -25,11 +33,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = path.with_name(_tmp_name(path.name))
     try:
         yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -59,11 +63,7 @@ def atomic_output(filesystem: Any, path: str) -> Iterator[Any]:
         with filesystem.open_output_stream(tmp, compression=None) as out:
             yield out
         if isinstance(filesystem, pafs.LocalFileSystem):
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _fsync(tmp)
         filesystem.move(tmp, path)
     except BaseException:
         try:

@@ -21,8 +21,8 @@ from ..errors import UsageError
 from ..store import FORMATS, Layout, Location, finalize, finished_shards, layout_for, write_shard
 from ..store.manifest import read_json
 from ..versions import package_versions
-from .models import feature_model
 from ..zoo.spec import DEFAULT_LAYER
+from .models import feature_model
 from .reader import MultiBatch, default_workers, iter_multi_batches, usable_cpus
 
 DTYPES = ("float32", "float16")
