@@ -30,7 +30,7 @@ RECIPES = {  # lfw crops are 25x25 pixels: 96-pixel inputs are plenty
 
 def main() -> None:
     import visionzoo
-    from visionzoo.training.demo_step import lfw_folder
+    from visionzoo.demo import lfw_folder
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="--num-workers values to compare")

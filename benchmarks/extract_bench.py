@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+
 def _crop_flip(img: Image.Image, rng: random.Random, smallest: float) -> Image.Image:
     """A random crop of `smallest`..100 % of each side, mirrored half of the time."""
     w, h = img.size

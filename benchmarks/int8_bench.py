@@ -35,8 +35,13 @@ def rate(runner, x: np.ndarray, pipelines: int) -> float:
 
 
 def quantize(src: str, out: str, calib: np.ndarray, method) -> float:
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quant_pre_process,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
 
     class Reader(CalibrationDataReader):
         def __init__(self):

@@ -25,8 +25,8 @@ def main() -> None:
     import ray
 
     from visionzoo import extract
-    from visionzoo.batch.reader import usable_cpus
     from visionzoo.batch.ray_engine import LOCAL_OBJECT_STORE
+    from visionzoo.cpus import usable_cpus
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--copies", type=int, default=3)

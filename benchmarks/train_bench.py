@@ -84,7 +84,7 @@ def raccoon_folder(root: Path, *, parts: bool = False) -> Path:
 
 def build(name: str, root: Path) -> Path:
     if name == "lfw":
-        from visionzoo.training.demo_step import lfw_folder
+        from visionzoo.demo import lfw_folder
 
         return lfw_folder(root / name)
     if not RACCOON.is_dir():
@@ -108,9 +108,9 @@ def candidates(data: Path) -> list[dict]:
     import numpy as np
     import torch
 
-    from visionzoo.data.datasets import load_dataset
-    from visionzoo.training.auto import _best, candidate_models, cross_validate, extract_candidate, fit_head
-    from visionzoo.training.config import TrainConfig
+    from visionzoo.tasks.classify.auto import _best, candidate_models, cross_validate, extract_candidate, fit_head
+    from visionzoo.tasks.classify.config import TrainConfig
+    from visionzoo.tasks.classify.data import load_dataset
 
     cfg = TrainConfig()
     ds = load_dataset(data, val_split=cfg.val_split, seed=cfg.seed)

@@ -108,8 +108,14 @@ def _tiny_hf_captioner(folder):
     """A randomly initialised ViT + GPT-2 captioner saved as a Hugging Face folder (no network)."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (GPT2Config, PreTrainedTokenizerFast, ViTConfig, ViTImageProcessor,
-                              VisionEncoderDecoderConfig, VisionEncoderDecoderModel)
+    from transformers import (
+        GPT2Config,
+        PreTrainedTokenizerFast,
+        VisionEncoderDecoderConfig,
+        VisionEncoderDecoderModel,
+        ViTConfig,
+        ViTImageProcessor,
+    )
 
     words = ["[PAD]", "[BOS]", "[EOS]", "[UNK]", "a", "cat", "on", "the", "mat"]
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))

@@ -8,10 +8,10 @@ import subprocess
 import sys
 
 import pytest
+from badfiles import write_bad_files, write_odd_modes
 from PIL import Image
 
 import visionzoo
-from badfiles import write_bad_files, write_odd_modes
 
 CAT_CLASSES = set(range(281, 286))
 ESPRESSO = 967

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from visionzoo.data import eval_transform
-from visionzoo.data.datasets import Split, kfold_splits, load_dataset, load_eval_split
 from visionzoo.errors import UsageError
-from visionzoo.training.batches import image_batches
+from visionzoo.tasks.classify.data import Split, kfold_splits, load_dataset, load_eval_split
+from visionzoo.tasks.classify.training import image_batches
 from visionzoo.zoo.spec import Preprocessing
 
 
@@ -98,7 +98,7 @@ def test_training_batches_skip_and_record_corrupt_files(lfw_sample, tmp_path):
     (folder / "face" / "broken.png").write_bytes((folder / "face" / "000.png").read_bytes()[:40])
     split = Split(good + [str(folder / "face" / "broken.png")], [0] * 4 + [1] * 4 + [0])
     failures: dict[str, str] = {}
-    batches = image_batches(split, eval_transform(Preprocessing().with_size(32)), batch_size=3, shuffle=True,
+    batches = image_batches(split, eval_transform(Preprocessing().with_size(32)), batch_size=3,
                             seed=0, failures=failures, workers=0)
     seen = [(x.shape, y.tolist()) for x, y in batches(1)]
     assert list(failures) == [split.paths[-1]], failures

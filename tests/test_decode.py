@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from badfiles import bomb_png, write_bad_files, write_odd_modes
 from PIL import Image
 
-from badfiles import bomb_png, write_bad_files, write_odd_modes
 from visionzoo.data import ImageDecodeError, expand_inputs, load_rgb
 from visionzoo.errors import UsageError
 

@@ -61,7 +61,7 @@ def voc(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def run(voc, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("detrun") / "run"
-    detect.train(voc, out, log=None, epochs=2, img_size=128, batch_size=4, freeze=1, val_split=0.25)
+    detect.train(voc, out, log=None, epochs=2, image_size=128, batch_size=4, freeze=1, val_split=0.25)
     return out
 
 
@@ -181,7 +181,7 @@ def test_maskrcnn_trains_on_coco_polygons_and_predicts_masks(tmp_path):
     (tmp_path / "coco.json").write_text(json.dumps(coco))
     out = tmp_path / "mask_run"
     detect.train(tmp_path / "imgs", out, annotations=tmp_path / "coco.json", arch="maskrcnn", log=None, epochs=1,
-                 img_size=128, batch_size=2, val_split=0.34)
+                 image_size=128, batch_size=2, val_split=0.34)
     preds = detect.predict(out, [tmp_path / "imgs" / "m0.png"], conf=0.0, masks_dir=tmp_path / "masks")
     dets = preds[0]["detections"]
     assert dets and all("mask" in d and Path(d["mask_png"]).is_file() for d in dets)
@@ -191,7 +191,7 @@ def test_maskrcnn_trains_on_coco_polygons_and_predicts_masks(tmp_path):
     (tmp_path / "boxes.json").write_text(json.dumps(plain))
     with pytest.raises(UsageError, match="masks"):   # boxes-only data cannot train Mask R-CNN
         detect.train(tmp_path / "imgs", tmp_path / "r2", annotations=tmp_path / "boxes.json", arch="maskrcnn",
-                     log=None, epochs=1, img_size=128)
+                     log=None, epochs=1, image_size=128)
 
 
 def test_coco_detector_by_name_from_a_local_weights_file(tmp_path, monkeypatch, photo_dir):

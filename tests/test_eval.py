@@ -13,7 +13,6 @@ import visionzoo
 from visionzoo.errors import UsageError
 from visionzoo.eval import classification_metrics
 
-
 pytestmark = pytest.mark.xdist_group("eval-run")  # one worker trains the shared run once
 
 

@@ -61,8 +61,8 @@ def test_export_command_writes_a_self_describing_model(lite0, photos, tmp_path):
     import onnxruntime as ort
     from typer.testing import CliRunner
 
+    from visionzoo import export
     from visionzoo.cli import app
-    from visionzoo.deploy import export
 
     out = tmp_path / "lite0.onnx"
     result = CliRunner().invoke(app, ["export", "efficientnet_lite0", "--out", str(out)])

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 pytest.importorskip("ray")
-from visionzoo import extract  # noqa: E402
+from visionzoo import (
+    classify,  # noqa: E402
+    extract,  # noqa: E402
+)
 from visionzoo.store import load_features  # noqa: E402
-from visionzoo.tasks.classify import classify  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("ray")   # one local Ray per worker process; keep them together
 RACCOON = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "raccoon" / "images"

@@ -57,7 +57,7 @@ def blobs(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def run(blobs, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("segrun") / "run"
-    result = segment.train(blobs, out, log=None, epochs=8, img_size=96, batch_size=4, workers=0)
+    result = segment.train(blobs, out, log=None, epochs=8, crop_size=96, batch_size=4, workers=0)
     return out, result
 
 
@@ -115,10 +115,10 @@ def test_predict_masks_at_original_size_and_orientation(run, blobs, tmp_path):
     src.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "rotated.png", exif=exif)
     src.convert("RGBA").save(tmp_path / "rgba.png")
     (tmp_path / "broken.png").write_bytes(b"\x89PNG nope")
-    rows = segment.predict(out, [tmp_path], out=tmp_path / "pred")
+    rows = segment.predict(out, [tmp_path], masks_dir=tmp_path / "pred")
     by_name = {Path(r["path"]).name: r for r in rows}
     assert by_name["broken.png"]["error"] and by_name["rgba.png"]["error"] is None
-    plain = np.asarray(Image.open(segment.predict(out, [blobs / "images" / "b01.jpg"], out=tmp_path / "p1")[0]["mask_png"]))
+    plain = np.asarray(Image.open(segment.predict(out, [blobs / "images" / "b01.jpg"], masks_dir=tmp_path / "p1")[0]["mask_png"]))
     for name in ("rotated.png", "rgba.png"):
         mask = np.asarray(Image.open(by_name[name]["mask_png"]))
         assert mask.shape == (src.height, src.width)

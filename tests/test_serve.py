@@ -21,7 +21,6 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-
 from serve_fuzz import bomb_png, malformed_request
 
 pytestmark = pytest.mark.xdist_group("serve")

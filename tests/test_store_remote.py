@@ -11,7 +11,7 @@ from pyarrow import fs as pafs  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 import visionzoo  # noqa: E402
-from visionzoo.batch import runner  # noqa: E402
+from visionzoo.batch import partition  # noqa: E402
 from visionzoo.cli import app  # noqa: E402
 from visionzoo.downstream.features import open_features  # noqa: E402
 from visionzoo.store import Location, finished_shards, load_features, read_manifest  # noqa: E402
@@ -91,7 +91,7 @@ def test_interrupted_run_resumes_on_s3_without_recomputing(s3, images, local_run
     _, paths, feats = local_run
     uri = f"s3://{BUCKET}/resume/feats.parquet"
     written: list[int] = []
-    real = runner.write_shard
+    real = partition.write_shard
 
     def failing(folder, k, *args, **kwargs):
         if k == 1 and not written.count(-1):
@@ -100,7 +100,7 @@ def test_interrupted_run_resumes_on_s3_without_recomputing(s3, images, local_run
         written.append(k)
         return real(folder, k, *args, **kwargs)
 
-    monkeypatch.setattr(runner, "write_shard", failing)
+    monkeypatch.setattr(partition, "write_shard", failing)
     with pytest.raises(RuntimeError, match="injected"):
         visionzoo.extract([images], uri, partition_size=4, batch_size=4)
     assert finished_shards(uri) == {0}

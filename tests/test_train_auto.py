@@ -12,8 +12,8 @@ import torch
 
 import visionzoo
 from visionzoo.errors import UsageError
-from visionzoo.training.auto import fit_head
-from visionzoo.training.config import TrainConfig
+from visionzoo.tasks.classify.auto import fit_head
+from visionzoo.tasks.classify.config import TrainConfig
 from visionzoo.zoo.tta import HFlipFeatures, with_tta
 
 TWO = "efficientnet_lite0,efficientnet_lite1"   # two bundled backbones keep the test small
@@ -35,7 +35,7 @@ def test_folded_head_equals_the_fitted_pipeline(classes):
     y = np.arange(90) % classes
     x[y == 1, :3] += 1.5
     weight, bias = fit_head(x, y, 0.3, classes + 1)  # the last class has no training image
-    from visionzoo.training.auto import _head
+    from visionzoo.tasks.classify.auto import _head
 
     expected = _head(0.3).fit(x, y).predict_proba(x)
     probs = torch.softmax(torch.from_numpy(x).float() @ weight.T + bias, dim=1).numpy()

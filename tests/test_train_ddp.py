@@ -14,7 +14,8 @@ import torch
 
 import visionzoo
 from visionzoo.errors import UsageError
-from visionzoo.training import TrainConfig, distributed
+from visionzoo.tasks.classify import TrainConfig
+from visionzoo.training import distributed
 from visionzoo.training.batches import _rank_batches
 
 # Same seed and global batch for both runs; 100 validation images, so one image is one point.

@@ -1,8 +1,9 @@
 """visionzoo: pretrained vision models made easy and fast.
 
-Public API (imported lazily so `import visionzoo` stays light):
-list_models, load_model, resolve, classify (issue 2); extract, load_features (issue 3);
-train, evaluate, predict (issue 4).
+Public API (imported lazily so `import visionzoo` stays light): the zoo (list_models, load_model,
+resolve), classify, extract and feature files, search / dedup / cluster / probes / maps on stored
+features, classifier training (train, evaluate, predict) and export; each task's package is
+`visionzoo.tasks.<task>` (classify, detect, segment, faces, caption).
 """
 from __future__ import annotations
 
@@ -16,19 +17,19 @@ _API = {
     "load_model": "visionzoo.zoo",
     "resolve": "visionzoo.zoo",
     "ModelSpec": "visionzoo.zoo",
-    "classify": "visionzoo.tasks.classify",
+    "classify": "visionzoo.batch",
     "extract": "visionzoo.batch",
     "load_features": "visionzoo.store",
     "read_manifest": "visionzoo.store",
-    "export": "visionzoo.deploy",
+    "export": "visionzoo.tasks.registry",
     "build_index": "visionzoo.downstream",
     "search": "visionzoo.downstream",
     "find_duplicates": "visionzoo.downstream",
     "cluster": "visionzoo.downstream",
     "train_probe": "visionzoo.downstream",
     "feature_map": "visionzoo.downstream",
-    "train": "visionzoo.training",
-    "evaluate": "visionzoo.eval",
+    "train": "visionzoo.tasks.classify",
+    "evaluate": "visionzoo.tasks.classify",
     "predict": "visionzoo.prediction",
 }
 

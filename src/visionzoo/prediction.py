@@ -1,24 +1,20 @@
-"""`predict`: labels and probabilities from a saved run (or a feature probe), shaped like `classify`."""
+"""`predict`: what a saved run (of any task) or a feature probe says about new images."""
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
 from .errors import UsageError
-from .tasks.common import ImageResult
+from .tasks.classify import ImageResult, classify
+from .tasks.registry import predict as predict_task
+from .tasks.registry import run_task
 from .zoo.rundir import is_run_dir
 
+Inputs = str | os.PathLike | Sequence[str | os.PathLike]
 
-def predict(
-    run_dir: str | os.PathLike,
-    inputs: str | os.PathLike | Sequence[str | os.PathLike],
-    top_k: int = 5,
-    *,
-    batch_size: int = 32,
-    workers: int | None = None,
-    device: str = "auto",
-    progress: bool = False,
-) -> list[ImageResult]:
+
+def predict(run_dir: str | os.PathLike, inputs: Inputs, top_k: int = 5, *, batch_size: int = 32,
+            workers: int | None = None, device: str = "auto", progress: bool = False) -> list[ImageResult]:
     """Top-k of the run's own labels for files, folders or globs; one ImageResult per file.
 
     A folder written by `train` runs its saved model (through `classify`, so decoding and bad
@@ -30,30 +26,23 @@ def predict(
                                    device=device, progress=progress)
     if not is_run_dir(run_dir):
         raise UsageError(f"{run_dir} is not a saved run (a folder written by `visionzoo train`)")
-    from .tasks.classify import classify
-    from .tasks.registry import run_task
-
     task = run_task(run_dir)
     if task != "classify":
         raise UsageError(f"{run_dir} is a {task} run: use predict_any, or `visionzoo predict`")
+    return classify(inputs, model=run_dir, top_k=top_k, batch_size=batch_size, workers=workers, device=device,
+                    progress=progress)
 
-    return classify(inputs, model=run_dir, top_k=top_k, batch_size=batch_size, workers=workers,
-                    device=device, progress=progress)
 
-
-def predict_any(run_dir: str | os.PathLike, inputs: str | os.PathLike | Sequence[str | os.PathLike], *,
-                top_k: int = 5, batch_size: int | None = None, workers: int | None = None, device: str = "auto",
-                progress: bool = False) -> list[dict]:
-    """Any saved run (classification, detection, segmentation, captioning...) on files, folders or
-    globs: one JSON-able dict per file with "path" and "error", shaped as that task's own command
-    writes it. The run's config.json "task" picks the package (tasks/registry.py)."""
-    from .tasks.registry import run_task, task_module
-
+def predict_any(run_dir: str | os.PathLike, inputs: Inputs, *, top_k: int = 5, batch_size: int | None = None,
+                workers: int | None = None, device: str = "auto", progress: bool = False) -> list[dict[str, Any]]:
+    """Any saved run (classification, detection, segmentation, captioning...) or probe on files,
+    folders or globs: one JSON-able dict per file with "path" and "error", shaped as that task's own
+    command writes it. The run's config.json "task" picks the package (tasks/registry.py)."""
     if is_run_dir(run_dir) and run_task(run_dir) != "classify":
-        options = {"workers": workers, "device": device, "progress": progress}
+        options: dict[str, Any] = {"workers": workers, "device": device, "progress": progress}
         if batch_size is not None:
             options["batch_size"] = batch_size
-        return task_module(run_task(run_dir)).predict(run_dir, inputs, **options)
+        return predict_task(run_dir, inputs, **options)
     results = predict(run_dir, inputs, top_k=top_k, batch_size=batch_size or 32, workers=workers, device=device,
                       progress=progress)
     return [r.to_dict() for r in results]

@@ -1,4 +1,7 @@
-"""Batch feature extraction: reader (decoding processes) -> model(s) -> shard writer, per partition."""
-from .runner import ExtractConfig, ExtractResult, extract
+"""Batch jobs over many images: extract (reader -> model(s) -> shard writer, per partition) and
+classify, on this machine or as Ray tasks on a cluster."""
+from ..lazy import lazy_exports
 
-__all__ = ["ExtractConfig", "ExtractResult", "extract"]
+_EXPORTS = {"ExtractConfig": "config", "ExtractResult": "config", "extract": "runner", "classify": "classification"}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -59,8 +59,8 @@ def feature_model(name: str | None, layer: str, pool: str | None, normalize: boo
 
             return FeatureModel(OnnxRunner(hit.onnx, 1), hit.spec, hit.weights_sha256, hit.dim, "onnx", threads or 1)
 
-    from ..tasks.common import as_model
     from ..tasks.embed import check_layer, feature_runner, weights_digest
+    from ..zoo import as_model
 
     module, spec = as_model(name)
     check_layer(module, layer, pool)

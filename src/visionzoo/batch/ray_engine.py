@@ -20,20 +20,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
+from ..cpus import default_workers, usable_cpus
 from ..errors import UsageError
+from .config import ExtractConfig
+from .partition import BatchPlan, Job, computed_batches, flush
 
 if TYPE_CHECKING:
-    from ..tasks.common import ImageResult
-    from .runner import ExtractConfig, _Job
+    from ..tasks.classify import ImageResult
 
-ENGINES = ("local", "ray")
 MAX_RETRIES = 3                       # per task, for workers or nodes that die (not for exceptions)
 LOCAL_OBJECT_STORE = 128 * 1024**2    # tasks pass file names and small results only
-
-
-def check_engine(engine: str) -> None:
-    if engine not in ENGINES:
-        raise UsageError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
 
 
 def _import_ray():
@@ -56,8 +52,6 @@ def ray_session(address: str | None = None) -> Iterator[Any]:
         if address or os.environ.get("RAY_ADDRESS"):
             ray.init(address=address, logging_level="WARNING")
         else:
-            from .reader import usable_cpus
-
             ray.init(num_cpus=usable_cpus(), object_store_memory=LOCAL_OBJECT_STORE, include_dashboard=False,
                      logging_level="ERROR")  # not its notes on cluster security: this one ends with the run
     except ConnectionError as exc:
@@ -78,8 +72,6 @@ class Placement:
 
     def decoders(self, n_images: int, batch_size: int, asked: int | None) -> int:
         """Decoding processes in a task: the local runner's choice, within the task's CPUs."""
-        from .reader import default_workers
-
         return asked if asked is not None else max(0, min(default_workers(n_images, batch_size), self.cpus - 1))
 
 
@@ -152,24 +144,23 @@ def _extract_partition(k: int, names: list[str], read: list[str], jobs: list[tup
                        opts: _TaskOptions) -> dict[str, Any]:
     """One Ray task: partition k (files `names`, read from `read`) for each (model, layout,
     manifest) still missing it, written as the local runner writes it."""
-    from .runner import _BatchPlan, _flush, _Job, computed_batches
 
     start = time.perf_counter()
     built = []
     for name, layout, manifest in jobs:
         fm = _feature_model(name, manifest, opts)
-        built.append(_Job(layout, fm.runner, fm.preprocessing, {**manifest, "backend": fm.backend}, set(),
+        built.append(Job(layout, fm.runner, fm.preprocessing, {**manifest, "backend": fm.backend}, set(),
                           parallel=fm.parallel))
     loaded = time.perf_counter()
     failures: list[tuple[str, str]] = []
-    plan = _BatchPlan([(k, 0, len(read))], opts.batch_size)
+    plan = BatchPlan([(k, 0, len(read))], opts.batch_size)
     for batch in computed_batches(read, built, plan, opts.workers):
         failures += [(names[i], reason) for i, reason in batch.failures]
         for job, rows in zip(built, batch.outputs or []):
             job.rows.append(rows)
             job.paths += [names[i] for i in batch.indices]
     for job in built:
-        _flush(job, k, failures, opts.dtype)
+        flush(job, k, failures, opts.dtype)
     return {"partition": k, "backends": [j.manifest["backend"] for j in built], "pid": os.getpid(),
             "load_s": loaded - start, "compute_s": time.perf_counter() - loaded}
 
@@ -179,7 +170,7 @@ def _absolute(files: list[str]) -> list[str]:
     return [f if "://" in f else os.path.abspath(f) for f in files]
 
 
-def run_partitions(files: list[str], jobs: list[_Job], pending: list[tuple[int, int, int]], cfg: ExtractConfig,
+def run_partitions(files: list[str], jobs: list[Job], pending: list[tuple[int, int, int]], cfg: ExtractConfig,
                    progress: Callable[[int], Any]) -> list[dict[str, Any]]:
     """Compute the `pending` partitions (k, start, stop) of `files` for `jobs` as Ray tasks.
 
@@ -221,7 +212,7 @@ def _classify_partition(names: list[str], read: list[str], model: Any, weights: 
                         batch_size: int, workers: int, device: str) -> list[ImageResult]:
     """One Ray task: the local `classify` on a slice of the files, the model loaded once per worker."""
     from ..tasks.classify import classify
-    from ..tasks.common import as_model
+    from ..zoo import as_model
 
     if isinstance(model, (str, type(None))):
         key = (model, weights)

@@ -11,7 +11,6 @@ equal theirs, and reading needs no torch.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
@@ -21,24 +20,6 @@ from ..data.decode import ImageDecodeError, load_rgb
 from ..data.transforms import eval_array_transform
 from ..ordered import ordered_map
 from ..zoo.spec import Preprocessing
-
-
-def usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
-def default_workers(n_images: int, batch_size: int) -> int:
-    """Decoding threads: none for a single batch; else about a quarter of the cores (at least one).
-
-    Decoding a ~500 px JPEG and its transform cost ~5 ms of one core, a light CNN's forward
-    pass ~17 ms of CPU on ONNX Runtime, so one decoding thread keeps 2-4 cores of inference fed.
-    """
-    if n_images <= batch_size:
-        return 0
-    return max(1, min(16, usable_cpus() // 4))
 
 
 @dataclass

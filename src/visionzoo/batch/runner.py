@@ -9,100 +9,25 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
-import numpy as np
 from tqdm.auto import tqdm
 
+from ..cpus import default_workers, usable_cpus
 from ..data.inputs import expand_inputs
 from ..errors import UsageError
-from ..store import FORMATS, Layout, Location, finalize, finished_shards, layout_for, write_shard
+from ..store import Location, finalize, finished_shards, layout_for
 from ..store.manifest import read_json
 from ..versions import package_versions
 from ..zoo.spec import DEFAULT_LAYER
+from .config import ExtractConfig, ExtractResult
 from .models import feature_model
-from .reader import MultiBatch, default_workers, iter_multi_batches, usable_cpus
+from .partition import BatchPlan, Job, computed_batches, flush, n_partitions
 
-DTYPES = ("float32", "float16")
 # Keys that must agree between an interrupted run and its resumption.
 _RESUME_KEYS = ("model", "weights_sha256", "layer", "pool", "normalize", "dtype", "dim", "partition_size", "inputs")
-
-
-@dataclass
-class ExtractConfig:
-    """Everything one extraction run needs, passed around as one object."""
-
-    model: str | list[str] | None = None
-    layer: str = DEFAULT_LAYER
-    pool: str | None = None
-    normalize: bool = False
-    format: str | None = None          # None: from OUT's suffix (.npy, .pkl), else parquet
-    dtype: str = "float32"
-    batch_size: int | None = None      # None: 8 per ONNX Runtime pipeline on CPU, else 16
-    workers: int | None = None
-    backend: str = "auto"
-    device: str = "auto"
-    threads: int | None = None
-    resume: bool = False
-    partition_size: int = 1024
-    progress: bool = False
-    engine: str = "local"              # "ray": the partitions as Ray tasks (batch/ray_engine.py)
-    ray_address: str | None = None     # None: $RAY_ADDRESS, else a local Ray started for the run
-    num_workers: int | None = None     # Ray tasks at once [default: one per GPU, else per node]
-
-    def model_names(self) -> list[str | None]:
-        if self.model is None:
-            return [None]
-        names = self.model.split(",") if isinstance(self.model, str) else [os.fspath(m) for m in self.model]
-        names = [n.strip() for n in names if n.strip()]
-        if len(set(names)) != len(names):
-            raise UsageError("the same model is named twice")
-        return names or [None]
-
-    def check(self) -> None:
-        if self.format is not None and self.format not in FORMATS:
-            raise UsageError(f"unknown format {self.format!r}; use one of {', '.join(FORMATS)}")
-        if self.dtype not in DTYPES:
-            raise UsageError(f"unknown dtype {self.dtype!r}; use float32 or float16")
-        if (self.batch_size is not None and self.batch_size < 1) or self.partition_size < 1:
-            raise UsageError("batch size and partition size must be at least 1")
-        from .ray_engine import check_engine
-
-        check_engine(self.engine)
-
-
-@dataclass
-class ExtractResult:
-    """What a run did: per-model outputs, how many images, which failed and why."""
-
-    outputs: list[str]
-    total: int                                     # input files
-    count: int                                     # rows in each output
-    computed: int                                  # images decoded and embedded by this call
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # files under folders without an image extension
-    backends: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.failures else 0
-
-
-@dataclass
-class _Job:
-    """One model's share of the run."""
-
-    layout: Layout
-    runner: Any
-    preprocessing: Any
-    manifest: dict[str, Any]
-    done: set[int]
-    rows: list[np.ndarray] = field(default_factory=list)
-    paths: list[str] = field(default_factory=list)
-    parallel: int = 1          # threads that may call `runner` at once
 
 
 def _safe_name(name: str) -> str:
@@ -120,7 +45,7 @@ def _inputs_key(files: Sequence[str]) -> dict[str, Any]:
     return {"count": len(files), "sha256": hashlib.sha256("\n".join(files).encode()).hexdigest()}
 
 
-def _prepare(name: str | None, out: Location, files: list[str], cfg: ExtractConfig, threads: int) -> _Job:
+def _prepare(name: str | None, out: Location, files: list[str], cfg: ExtractConfig, threads: int) -> Job:
     layout = layout_for(out, cfg.format)
     if layout.exists() and not cfg.resume:
         raise UsageError(f"{layout.out} already exists; pass --resume to finish an interrupted run, or choose another --out")
@@ -156,33 +81,8 @@ def _prepare(name: str | None, out: Location, files: list[str], cfg: ExtractConf
             raise UsageError(f"cannot resume {layout.out}: it was made with other {', '.join(changed)} "
                              f"(resume needs the same inputs and settings); choose another --out")
         manifest["created"] = previous.get("created", manifest["created"])
-    done = set(range(_n_partitions(len(files), cfg.partition_size))) if layout.complete() else finished_shards(layout.shards)
-    return _Job(layout, fm.runner, fm.preprocessing, manifest, done, parallel=fm.parallel)
-
-
-class _BatchPlan:
-    """Batches of positions over the pending partitions, generated lazily (flat memory for any N)."""
-
-    def __init__(self, pending: list[tuple[int, int, int]], batch_size: int):
-        self.pending, self.batch_size = pending, batch_size
-
-    def __len__(self) -> int:
-        return sum(-(-(b - a) // self.batch_size) for _, a, b in self.pending)
-
-    def __iter__(self):
-        for _, a, b in self.pending:
-            for s in range(a, b, self.batch_size):
-                yield list(range(s, min(b, s + self.batch_size)))
-
-    def ends(self):
-        """(partition, is its last batch) for each batch, in the same order."""
-        for k, a, b in self.pending:
-            for s in range(a, b, self.batch_size):
-                yield k, s + self.batch_size >= b
-
-
-def _n_partitions(n: int, size: int) -> int:
-    return (n + size - 1) // size
+    done = set(range(n_partitions(len(files), cfg.partition_size))) if layout.complete() else finished_shards(layout.shards)
+    return Job(layout, fm.runner, fm.preprocessing, manifest, done, parallel=fm.parallel)
 
 
 def extract(
@@ -236,13 +136,13 @@ def run(inputs, out: str | os.PathLike, cfg: ExtractConfig) -> ExtractResult:
     cfg = replace(cfg, batch_size=cfg.batch_size or (8 if min(j.parallel for j in jobs) > 1 else 16))
     workers = default_workers(len(files), cfg.batch_size) if cfg.workers is None else cfg.workers
     bounds = [(k, k * cfg.partition_size, min(len(files), (k + 1) * cfg.partition_size))
-              for k in range(_n_partitions(len(files), cfg.partition_size))]
+              for k in range(n_partitions(len(files), cfg.partition_size))]
     pending = [(k, a, b) for k, a, b in bounds if any(k not in j.done for j in jobs)]
     for job in jobs:
         if pending and any(k not in job.done for k, _, _ in pending):
             job.layout.start(job.manifest)
 
-    plan = _BatchPlan(pending, cfg.batch_size)
+    plan = BatchPlan(pending, cfg.batch_size)
     n_pending = sum(b - a for _, a, b in pending)
     in_flight: dict[int, list[tuple[str, str]]] = {}  # failures of partitions not yet written
     with tqdm(total=n_pending, unit="img", disable=not cfg.progress, desc="extract") as bar:
@@ -250,7 +150,7 @@ def run(inputs, out: str | os.PathLike, cfg: ExtractConfig) -> ExtractResult:
             from .ray_engine import run_partitions
 
             run_partitions(files, jobs, pending, cfg, bar.update)
-            plan = _BatchPlan([], cfg.batch_size)
+            plan = BatchPlan([], cfg.batch_size)
         for batch, (k, last) in zip(computed_batches(files, jobs, plan, workers), plan.ends()):
             in_flight.setdefault(k, []).extend((files[i], reason) for i, reason in batch.failures)
             for job, rows in zip(jobs, batch.outputs or [None] * len(jobs)):
@@ -260,7 +160,7 @@ def run(inputs, out: str | os.PathLike, cfg: ExtractConfig) -> ExtractResult:
                     job.rows.append(rows)
                     job.paths += [files[i] for i in batch.indices]
                 if last:
-                    _flush(job, k, in_flight[k], cfg.dtype)
+                    flush(job, k, in_flight[k], cfg.dtype)
             if last:
                 del in_flight[k]
             bar.update(len(batch.indices) + len(batch.failures))
@@ -277,33 +177,3 @@ def run(inputs, out: str | os.PathLike, cfg: ExtractConfig) -> ExtractResult:
         backends=[j.manifest["backend"] for j in jobs],
         seconds=time.perf_counter() - start,
     )
-
-
-def computed_batches(files: Sequence[str], jobs: list[_Job], plan: _BatchPlan, workers: int) -> Iterator[MultiBatch]:
-    """The plan's batches, decoded and run through every job's model (`batch.outputs`, one per job).
-
-    Runners that take calls from several threads (ONNX Runtime on CPU) get one pipeline per
-    thread, decoding and inferring a batch each; otherwise `workers` threads decode ahead while
-    this thread runs the model (PyTorch, GPUs).
-    """
-    if not len(plan):
-        return iter(())
-    preps = list(dict.fromkeys(j.preprocessing for j in jobs))
-
-    def infer(tensors: list[np.ndarray]) -> list[np.ndarray]:
-        return [j.runner(tensors[preps.index(j.preprocessing)]) for j in jobs]
-
-    pipelines = min(j.parallel for j in jobs)
-    if pipelines > 1:
-        return iter_multi_batches(files, preps, plan, pipelines, infer=infer)
-    return (replace(b, outputs=infer(b.tensors) if b.tensors is not None else None)
-            for b in iter_multi_batches(files, preps, plan, workers))
-
-
-def _flush(job: _Job, k: int, failures: list[tuple[str, str]], dtype: str) -> None:
-    """Write partition k of one model as a shard and forget its rows."""
-    dim = job.manifest["dim"]
-    matrix = np.concatenate(job.rows) if job.rows else np.zeros((0, dim), np.float32)
-    write_shard(job.layout.shards, k, job.paths, matrix, failures, dtype=dtype, manifest=job.manifest)
-    job.rows, job.paths = [], []
-    job.done.add(k)

@@ -1,81 +1,143 @@
-"""The typer app and the few helpers every command module shares. Commands hold no logic."""
+"""The typer app, its error handling, and what every command shares: consoles, option definitions
+(one name, one meaning, everywhere) and renamed options' old spellings. Commands hold no logic."""
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Sequence
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand, TyperGroup
 
-app = typer.Typer(
-    name="visionzoo",
-    help="Pretrained vision models: model zoo, classification, features at scale, transfer learning, "
-         "detection, segmentation, faces, captioning, serving.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+from ..errors import VisionZooError
+
 # Piped output keeps whole lines (file names, labels) instead of truncating to 80 columns.
-console = Console(width=None if sys.stdout.isatty() else 200)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+console = Console(width=None if sys.stdout.isatty() else 200)        # results (stdout)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)  # logs, failures and errors
 
-ModelOpt = typer.Option(None, "--model", "-m", help="Zoo name, timm/torchvision name, or a saved run folder "
-                        "[default: efficientnet_lite0, offline].")
-WeightsOpt = typer.Option(None, "--weights", help="Local weights file (.safetensors or .pth).")
-QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bar.")
+
+class Group(TyperGroup):
+    """Turns visionzoo's own errors (bad input, bad option, missing model) into one line and its exit
+    code, and Ctrl-C into exit 130, for every command below it."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except VisionZooError as exc:
+            err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            raise typer.Exit(130) from None
+
+
+class DefaultGroup(Group):
+    """A group that runs its hidden `default` command when the first word is not a subcommand:
+    `visionzoo classify photos/` and `visionzoo classify train DATA` both work."""
+
+    default = "images"
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in self.get_help_option_names(ctx):
+            args = [self.default, *args]
+        return super().parse_args(ctx, args)
+
+
+def renamed(table: dict[str, str]) -> type[TyperCommand]:
+    """A command class that still takes each renamed option's old spelling (`table`: old -> new), with a warning."""
+
+    class Renamed(TyperCommand):
+        def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+            out = []
+            for arg in args:
+                name, eq, value = arg.partition("=")
+                if name in table:
+                    err_console.print(f"warning: {name} is renamed {table[name]}; the old spelling goes away in the "
+                                      f"next release", highlight=False)
+                    arg = table[name] + eq + value
+                out.append(arg)
+            return super().parse_args(ctx, out)
+
+    return Renamed
+
+
+def new_app(help: str, *, default: bool = False) -> typer.Typer:  # noqa: A002 - typer's own word
+    return typer.Typer(help=help, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                       cls=DefaultGroup if default else Group, rich_markup_mode=None)
+
+
+app = new_app("Pretrained vision models: model zoo, classification, features at scale, transfer learning, "
+              "detection, segmentation, faces, captioning, serving.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"visionzoo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Pretrained vision models: model zoo, classification, features at scale, transfer learning,
+    detection, segmentation, faces, captioning, serving."""
 
 
 def show_progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
 
-def report_failures(results, skipped: list[str] | None = None) -> int:
-    """Print each failed input with its reason; return the exit status (1 if any failed).
-    `results` are ImageResults or the JSON dicts of the task commands (both have path and error)."""
-    rows = [r if isinstance(r, dict) else {"path": r.path, "error": r.error} for r in results]
-    failed = [r for r in rows if r.get("error")]
-    for r in failed:
-        err_console.print(f"[red]failed[/red] {r['path']}: {r['error']}", highlight=False)
-    if skipped:
-        err_console.print(f"skipped {len(skipped)} file(s) without an image extension under the input folders"
-                          f" (e.g. {skipped[0]})", highlight=False)
-    done = len(results) - len(failed)
-    err_console.print(f"{done} of {len(results)} image(s) done, {len(failed)} failed.", highlight=False)
-    return 1 if failed else 0
+def say(msg: str) -> None:
+    """A line of the run's log on stderr (training epochs, files written); results go to stdout."""
+    err_console.print(msg, highlight=False, markup=False)
 
 
-def write_results(results, out: Optional[Path]) -> None:
-    """JSON (a list of {path, predictions, error}) or CSV (one row per prediction) by extension."""
-    if out is None:
-        return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".csv":
-        import csv
-
-        with out.open("w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["path", "rank", "label", "index", "probability", "error"])
-            for r in results:
-                if r.error:
-                    w.writerow([r.path, "", "", "", "", r.error])
-                for rank, p in enumerate(r.predictions, 1):
-                    w.writerow([r.path, rank, p.label, p.index, f"{p.probability:.6f}", ""])
-    else:
-        out.write_text(json.dumps([r.to_dict() for r in results], indent=2), encoding="utf-8")
-    err_console.print(f"wrote {out}", highlight=False)
+def wrote(*paths: Any) -> None:
+    for p in paths:
+        say(f"wrote {p}")
 
 
-def print_predictions(results, title: str) -> None:
-    from rich.table import Table
+def fail(path: str, reason: str, verb: str = "failed") -> None:
+    err_console.print(f"[red]{verb}[/red] {path}: {reason}", highlight=False)
 
-    table = Table(title=title, show_lines=False)
-    table.add_column("image", overflow="fold")
-    table.add_column("top predictions")
-    for r in results:
-        if r.error:
-            table.add_row(r.path, f"[red]error: {r.error}[/red]")
-        else:
-            table.add_row(r.path, "\n".join(f"{p.probability:6.1%}  {p.label}  [dim]({p.index})[/dim]" for p in r.predictions))
-    console.print(table)
+
+# --------------------------------------------------------------------------- shared options
+# Every command that has one of these takes it under the same name with the same meaning.
+QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bar (for logs and scripts).")
+DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps.")
+WorkersOpt = typer.Option(None, "--workers", min=0, help="Image-decoding workers beside the model [default: auto].")
+ProcessesHelp = "Data-parallel training processes (DDP), each on a slice of every batch."
+RayProcessesHelp = "--engine ray: Ray tasks at once [default: one per GPU, else one per node]."
+TopKOpt = typer.Option(5, "--top-k", "-k", min=1, help="Labels per image.")
+ResumeOpt = typer.Option(False, "--resume", help="Continue a stopped run from its last completed epoch.")
+SeedOpt = typer.Option(0, "--seed", help="Seed of the split, the initial weights and the augmentations.")
+ValSplitOpt = typer.Option(0.2, "--val-split", help="Held-out fraction when DATA has no val/ (0 = none).")
+ModelOpt = typer.Option(None, "--model", "-m", help="Zoo name, timm/torchvision name, or a saved run folder "
+                        "[default: efficientnet_lite0, offline].")
+WeightsOpt = typer.Option(None, "--weights", help="Local weights file (.safetensors or .pth) for a pretrained name.")
+EngineOpt = typer.Option("local", "--engine", help="local, or ray: the same work as Ray tasks on a cluster "
+                         "(pip install 'visionzoo\\[ray]'), same output.")
+RayAddressOpt = typer.Option(None, "--ray-address", help="--engine ray: auto, HOST:6379 or ray://HOST:10001 "
+                             "(default: $RAY_ADDRESS, else a local Ray for this run).")
+PickleOpt = typer.Option(False, "--allow-pickle", help="Allow reading a .pkl feature file (unpickling can run code: "
+                         "only for files you trust).")
+DrawOpt = typer.Option(None, "--draw", help="Folder for each picture drawn with its results.")
+
+TRAIN_RENAMES = {"--num-workers": "--processes"}
+TASK_TRAIN_RENAMES = {**TRAIN_RENAMES, "-m": "--backbone"}  # -m is --model everywhere
+
+
+def out_file(kinds: Sequence[str] = (".json", ".csv"), required: bool = False) -> Any:
+    return typer.Option(... if required else None, "--out", "-o",
+                        help=f"Results file ({' or '.join(k.upper().lstrip('.') for k in kinds)}, by its extension).")
+
+
+def out_dir(what: str, default: str | None = None, required: bool = True) -> Any:
+    return typer.Option(... if required and default is None else default, "--out", "-o", help=f"Folder to write: {what}.")
+
+
+def command(target: Any, name: str | None = None, renames: dict[str, str] | None = None, **kwargs: Any) -> Callable:
+    """`target.command(name)` with the old spellings of renamed options (`renames`: old -> new) still taken."""
+    return target.command(name, cls=renamed(renames) if renames else None, **kwargs)

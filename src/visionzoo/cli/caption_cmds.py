@@ -6,59 +6,78 @@ from typing import List, Optional
 
 import typer
 
-from ._app import QuietOpt, app, console, err_console, report_failures, show_progress
+from . import results
+from ._app import (
+    TASK_TRAIN_RENAMES,
+    DeviceOpt,
+    DrawOpt,
+    ProcessesHelp,
+    QuietOpt,
+    ResumeOpt,
+    SeedOpt,
+    WorkersOpt,
+    app,
+    command,
+    console,
+    fail,
+    new_app,
+    out_file,
+    say,
+    show_progress,
+)
 
-caption_app = typer.Typer(help="Image captioning: train a CNN encoder + LSTM decoder on your captions, predict, "
-                          "evaluate (BLEU, CIDEr); Hugging Face captioners by name.", no_args_is_help=True)
+caption_app = new_app("Image captioning: train a CNN encoder + LSTM decoder on your captions, predict, evaluate "
+                      "(BLEU, CIDEr); Hugging Face captioners by name.")
 app.add_typer(caption_app, name="caption")
 
 AnnotationsOpt = typer.Option(None, "--annotations", help="COCO captions JSON (images under DATA).")
 BeamOpt = typer.Option(None, "--beam", min=1, help="Beam width [default: the run's, 3].")
 BackendOpt = typer.Option("auto", "--backend", help="Encoder runtime: auto, onnx or torch.")
-DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps.")
-WorkersOpt = typer.Option(None, "--workers", min=0, help="Decoding processes [default: auto].")
-
-
-def _say(msg: str) -> None:
-    err_console.print(msg, highlight=False, markup=False)
+BatchOpt = typer.Option(16, "--batch-size", min=1, help="Images per forward pass.")
 
 
 def _scores(report: dict) -> str:
     return "  ".join(f"{k} {report[k]:.3f}" for k in ("bleu1", "bleu2", "bleu3", "bleu4", "cider") if k in report)
 
 
-@caption_app.command("train")
+@command(caption_app, "train", TASK_TRAIN_RENAMES)
 def train_cmd(
     data: Path = typer.Argument(..., help="Folder with captions.csv (image,caption), Flickr8k's captions.txt, "
                                 "or images for --annotations."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder to write (decoder, vocabulary, config, report)."),
     annotations: Optional[Path] = AnnotationsOpt,
-    backbone: str = typer.Option("efficientnet_lite0", "--backbone", "-m",
+    backbone: str = typer.Option("efficientnet_lite0", "--backbone",
                                  help="Encoder: zoo name or run folder (frozen; its features are cached)."),
     decoder: str = typer.Option("lstm", "--decoder", help="lstm or transformer."),
     epochs: int = typer.Option(30, "--epochs", min=1),
-    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Captions per training step (over all processes)."),
     lr: float = typer.Option(2e-3, "--lr"),
     beam: int = typer.Option(3, "--beam", min=1, help="Beam width used for validation BLEU and saved as default."),
     val_split: float = typer.Option(0.1, "--val-split", help="Images held out for choosing the best epoch."),
     test_split: float = typer.Option(0.1, "--test-split", help="Images held out for the final report."),
     patience: int = typer.Option(8, "--patience", min=1, help="Early stopping patience in epochs."),
-    seed: int = typer.Option(0, "--seed"),
+    resume: bool = ResumeOpt,
+    seed: int = SeedOpt,
     workers: Optional[int] = WorkersOpt,
+    processes: int = typer.Option(1, "--processes", min=1, help=ProcessesHelp),
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
 ):
-    """Train a captioner (frozen zoo encoder + LSTM decoder, teacher forcing; best epoch by val BLEU-4)."""
+    """Train a captioner (frozen zoo encoder + LSTM decoder, teacher forcing; best epoch by val BLEU-4).
+
+    Example: visionzoo caption train flickr8k/ --out runs/captions
+    """
     from ..tasks.caption import train
 
-    result = train(data, out, annotations=annotations, progress=show_progress(quiet), log=_say, backbone=backbone,
-                   decoder=decoder, epochs=epochs, batch_size=batch_size, lr=lr, beam=beam, val_split=val_split,
-                   test_split=test_split, patience=patience, seed=seed, workers=workers, device=device)
-    for where, reason in result["problems"]:
-        _say(f"left out {where}: {reason}")
+    result = train(data, out, annotations=annotations, resume=resume, progress=show_progress(quiet), log=say,
+                   backbone=backbone, decoder=decoder, epochs=epochs, batch_size=batch_size, lr=lr, beam=beam,
+                   val_split=val_split, test_split=test_split, patience=patience, seed=seed, workers=workers,
+                   num_workers=processes, device=device)
+    for where, reason in result.get("problems", []):
+        fail(where, reason, "left out")
     if result.get("report"):
         console.print(f"held-out: {_scores(result['report'])}", highlight=False)
-    raise typer.Exit(1 if result["problems"] else 0)
+    raise typer.Exit(1 if result.get("problems") else 0)
 
 
 @caption_app.command("predict")
@@ -66,30 +85,26 @@ def predict_cmd(
     model: str = typer.Argument(..., help="Caption run folder, Hugging Face model id or folder, or blip, "
                                 "blip-large, vit-gpt2."),
     inputs: List[str] = typer.Argument(..., help="Image files, folders (recursive) or globs."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write [{path, caption, error}] to FILE.json."),
+    out: Optional[Path] = out_file(),
     beam: Optional[int] = BeamOpt,
-    draw: Optional[Path] = typer.Option(None, "--draw", help="Also write each image with its caption here."),
-    batch_size: int = typer.Option(16, "--batch-size", min=1),
+    draw: Optional[Path] = DrawOpt,
+    batch_size: int = BatchOpt,
     workers: Optional[int] = WorkersOpt,
     device: str = DeviceOpt,
     backend: str = BackendOpt,
     quiet: bool = QuietOpt,
 ):
-    """Caption images with a trained run or a pretrained captioner."""
-    from ..atomic import write_json
-    from ..data import expand_inputs
+    """Caption images with a trained run or a pretrained captioner.
+
+    Example: visionzoo caption predict runs/captions photos/ --out captions.csv
+    """
     from ..tasks.caption import predict
 
-    listed = expand_inputs(inputs)
-    results = predict(model, listed.files, beam=beam, batch_size=batch_size, workers=workers, device=device,
-                      backend=backend, draw=draw, progress=show_progress(quiet))
-    for r in results:
-        if r["error"] is None:
-            console.print(f"{r['path']}: {r['caption']}", highlight=False, markup=False)
-    if out is not None:
-        write_json(out, results)
-        _say(f"wrote {out}")
-    raise typer.Exit(report_failures(results, listed.skipped))
+    results.check_out(out)
+    listed = results.listed(inputs)
+    rows = predict(model, listed.files, beam=beam, batch_size=batch_size, workers=workers, device=device,
+                   backend=backend, draw=draw, progress=show_progress(quiet))
+    raise typer.Exit(results.finish(rows, out, listed.skipped, line=lambda r: f"{r['path']}: {r['caption']}"))
 
 
 @caption_app.command("evaluate")
@@ -100,21 +115,24 @@ def evaluate_cmd(
     annotations: Optional[Path] = AnnotationsOpt,
     split: str = typer.Option("all", "--split", help="all, or the run's train / val / test images of DATA."),
     beam: Optional[int] = BeamOpt,
-    batch_size: int = typer.Option(16, "--batch-size", min=1),
+    batch_size: int = BatchOpt,
     workers: Optional[int] = WorkersOpt,
     device: str = DeviceOpt,
     backend: str = BackendOpt,
     quiet: bool = QuietOpt,
 ):
-    """Corpus BLEU-1..4 (against all references of an image) and CIDEr, with best and worst examples."""
+    """Corpus BLEU-1..4 (against all references of an image) and CIDEr, with best and worst examples.
+
+    Example: visionzoo caption evaluate runs/captions flickr8k/ --split test --out eval/
+    """
     from ..tasks.caption import evaluate
 
     report = evaluate(model, data, out, annotations=annotations, split=split, beam=beam, batch_size=batch_size,
                       workers=workers, device=device, backend=backend, progress=show_progress(quiet))
     console.print(f"{report['n_images']} images: {_scores(report)}", highlight=False)
     for p in report["problems"]:
-        _say(f"left out {p['where']}: {p['error']}")
+        fail(p["where"], p["error"], "left out")
     for f in report["failures"]:
-        _say(f"failed {f['path']}: {f['error']}")
-    _say(f"wrote {out}/report.json")
+        fail(f["path"], f["error"])
+    say(f"wrote {out}/report.json")
     raise typer.Exit(1 if report["failures"] or report["problems"] else 0)

@@ -5,13 +5,16 @@ from pathlib import Path
 
 import typer
 
-from ._app import app, console
+from ._app import QuietOpt, app, console
 
 
 @app.command()
-def demo(out: Path = typer.Option(Path("visionzoo-demo"), "--out", "-o", help="Output folder.")):
-    """Run every feature once on bundled sample photos with the offline default model."""
+def demo(out: Path = typer.Option(Path("visionzoo-demo"), "--out", "-o", help="Output folder."),
+         quiet: bool = QuietOpt):
+    """Run every feature once on bundled sample photos with the offline default model.
+
+    Example: visionzoo demo --out visionzoo-demo
+    """
     from ..demo import run_demo
 
-    status = run_demo(out, console=console)
-    raise typer.Exit(status)
+    raise typer.Exit(run_demo(out, console=console))

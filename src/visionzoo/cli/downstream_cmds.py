@@ -1,23 +1,29 @@
 """`visionzoo index / search / dedup / cluster / probe / map`: jobs on stored feature files."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from ._app import QuietOpt, app, console, err_console, report_failures, show_progress
+from . import results
+from ._app import (
+    DeviceOpt,
+    PickleOpt,
+    QuietOpt,
+    SeedOpt,
+    WorkersOpt,
+    app,
+    command,
+    console,
+    fail,
+    out_file,
+    show_progress,
+)
+from ._app import wrote as _wrote
 
-FeaturesArg = typer.Argument(..., help="Feature file from `visionzoo extract` (Parquet folder/file, .npy or .pkl; a local path or a URI such as s3://bucket/feats.parquet).")
-PickleOpt = typer.Option(False, "--allow-pickle", help="Allow reading a .pkl feature file (unpickling can run code: "
-                         "only for files you trust).")
-LabelsHelp = "A CSV of path,label [default: each image's parent folder]."
-
-
-def _wrote(*paths) -> None:
-    for p in paths:
-        err_console.print(f"wrote {p}", highlight=False)
+FeaturesArg = typer.Argument(..., help="Feature file from `visionzoo extract` (Parquet folder/file, .npy or .pkl; "
+                             "a local path or a URI such as s3://bucket/feats.parquet).")
 
 
 @app.command()
@@ -27,8 +33,12 @@ def index(
     exact: Optional[bool] = typer.Option(None, "--exact/--approximate", help="Force the index type "
                                          "[default: exact up to 50,000 images, IVF above]."),
     allow_pickle: bool = PickleOpt,
+    quiet: bool = QuietOpt,
 ):
-    """Build a cosine-similarity index (FAISS) over a feature file for `visionzoo search`."""
+    """Build a cosine-similarity index (FAISS) over a feature file for `visionzoo search`.
+
+    Example: visionzoo index feats.parquet --out feats.index
+    """
     from ..downstream import build_index
 
     idx = build_index(features, out, exact=exact, allow_pickle=allow_pickle)
@@ -43,58 +53,65 @@ def search(
     index_dir: str = typer.Argument(..., metavar="INDEX", help="Index folder from `visionzoo index`, or a feature file (indexed in memory), local or s3://..."),
     queries: List[str] = typer.Argument(..., help="Images, folders or globs to embed, or paths stored in the index."),
     k: int = typer.Option(10, "--top-k", "-k", min=1, help="Neighbours per query."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write results to FILE.json."),
+    out: Optional[Path] = out_file(),
     grid: Optional[Path] = typer.Option(None, "--grid", help="Draw each query beside its neighbours to FILE.png."),
     nprobe: Optional[int] = typer.Option(None, "--nprobe", min=1, help="IVF lists scanned per query "
                                          "(more = higher recall, slower) [default: stored with the index]."),
-    batch_size: int = typer.Option(32, "--batch-size", min=1),
-    workers: Optional[int] = typer.Option(None, "--workers", min=0),
-    device: str = typer.Option("auto", "--device"),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Query images per forward pass."),
+    workers: Optional[int] = WorkersOpt,
+    device: str = DeviceOpt,
     quiet: bool = QuietOpt,
 ):
-    """Most similar stored images for each query (cosine similarity)."""
+    """Most similar stored images for each query (cosine similarity).
+
+    Example: visionzoo search feats.index query.jpg --top-k 5 --grid neighbours.png
+    """
     from rich.table import Table
 
     from ..downstream import search as run_search
 
-    results = run_search(index_dir, queries, k, nprobe=nprobe, batch_size=batch_size, workers=workers,
-                         device=device, progress=show_progress(quiet))
+    results.check_out(out)
+    found = run_search(index_dir, queries, k, nprobe=nprobe, batch_size=batch_size, workers=workers,
+                       device=device, progress=show_progress(quiet))
     table = Table(title=f"top-{k} neighbours")
     table.add_column("query", overflow="fold")
     table.add_column("neighbours (cosine)", overflow="fold")
-    for r in results:
+    for r in found:
         table.add_row(r.query, f"[red]error: {r.error}[/red]" if r.error else
                       "\n".join(f"{n.score:.3f}  {n.path}" for n in r.neighbours))
     console.print(table)
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps([r.to_dict() for r in results], indent=2), "utf-8")
-        _wrote(out)
     if grid:
         from ..viz.neighbours import neighbour_grid
 
-        _wrote(neighbour_grid(results, grid))
-    raise typer.Exit(report_failures(results))
+        _wrote(neighbour_grid(found, grid))
+    rows = [{**r.to_dict(), "path": r.query} for r in found]
+    raise typer.Exit(results.finish(rows, out))
 
 
-@app.command()
+@command(app, "dedup", {"--threshold": "--min-similarity", "-t": "--min-similarity",
+                        "--max-distance": "--max-hash-distance"})
 def dedup(
     features: str = FeaturesArg,
-    threshold: float = typer.Option(0.5, "--threshold", "-t", min=-1, max=1,
-                                    help="Feature cosine for a candidate pair."),
-    max_distance: int = typer.Option(28, "--max-distance", min=-1, max=128,
-                                     help="Most bits (of 128) the two files' perceptual hashes (pHash + dHash) may "
-                                     "differ by to confirm a pair; -1 = trust the features alone (then raise "
-                                     "--threshold)."),
+    min_similarity: float = typer.Option(0.5, "--min-similarity", min=-1, max=1,
+                                         help="Least feature cosine similarity for a candidate pair."),
+    max_hash_distance: int = typer.Option(28, "--max-hash-distance", min=-1, max=128,
+                                          help="Most bits (of 128) the two files' perceptual hashes (pHash + dHash) "
+                                          "may differ by to confirm a pair; -1 = trust the features alone (then "
+                                          "raise --min-similarity)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write groups to FILE.csv (keep/drop per image)."),
     allow_pickle: bool = PickleOpt,
+    quiet: bool = QuietOpt,
 ):
-    """Groups of near-duplicate images (exact, resized, recompressed, lightly cropped) with a keep/drop suggestion."""
+    """Groups of near-duplicate images (exact, resized, recompressed, lightly cropped) with a keep/drop suggestion.
+
+    Example: visionzoo dedup feats.parquet --out duplicates.csv
+    """
     from ..downstream import find_duplicates
     from ..downstream.dedup import write_csv
 
-    report = find_duplicates(features, threshold=threshold, max_distance=None if max_distance < 0 else max_distance,
-                             allow_pickle=allow_pickle)
+    results.check_out(out, (".csv",))
+    report = find_duplicates(features, threshold=min_similarity,
+                             max_distance=None if max_hash_distance < 0 else max_hash_distance, allow_pickle=allow_pickle)
     for n, group in enumerate(report.groups, 1):
         console.print(f"[bold]group {n}[/bold]")
         for m in group:
@@ -102,7 +119,7 @@ def dedup(
             console.print(f"  [{colour}]{m.action}[/{colour}] {m.path}  ({m.width}x{m.height}, {m.bytes:,} B, "
                           f"cosine {m.similarity:.3f})", highlight=False)
     for path, reason in report.unreadable:
-        err_console.print(f"[red]failed[/red] {path}: {reason} (its pairs were not confirmed)", highlight=False)
+        fail(path, f"{reason} (its pairs were not confirmed)")
     console.print(f"{len(report.groups)} group(s), {len(report.drops)} image(s) suggested to drop", highlight=False)
     if out:
         write_csv(report, out)
@@ -116,10 +133,14 @@ def cluster(
     k: str = typer.Option("auto", "--clusters", "-k", help="Number of clusters, or 'auto' (highest mean silhouette)."),
     out: Path = typer.Option(Path("clusters"), "--out", "-o", help="Folder for assignments.csv, clusters.json "
                              "and one cluster_NN.png montage per cluster."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = SeedOpt,
     allow_pickle: bool = PickleOpt,
+    quiet: bool = QuietOpt,
 ):
-    """Group a collection by k-means on its features."""
+    """Group a collection by k-means on its features.
+
+    Example: visionzoo cluster feats.parquet --clusters auto --out clusters/
+    """
     from ..downstream import cluster as run_cluster
     from ..errors import UsageError
 
@@ -134,13 +155,18 @@ def cluster(
 @app.command()
 def probe(
     features: str = FeaturesArg,
-    labels: Optional[str] = typer.Option(None, "--labels", "-l", help=LabelsHelp),
+    labels: Optional[str] = typer.Option(None, "--labels", "-l", help="A CSV of path,label [default: each image's "
+                                         "parent folder]."),
     classifier: str = typer.Option("logreg", "--classifier", "-c", help="logreg or knn."),
     cv: int = typer.Option(5, "--cv", min=2, help="Cross-validation folds."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Probe folder to write (for `visionzoo predict`)."),
     allow_pickle: bool = PickleOpt,
+    quiet: bool = QuietOpt,
 ):
-    """A classifier on stored features in seconds: cross-validated accuracy and per-class F1."""
+    """A classifier on stored features in seconds: cross-validated accuracy and per-class F1.
+
+    Example: visionzoo probe feats.parquet --out probe/ && visionzoo predict probe/ new.jpg
+    """
     from rich.table import Table
 
     from ..downstream import train_probe
@@ -154,7 +180,9 @@ def probe(
         table.add_row(name, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
     console.print(table)
     if report.unlabelled:
-        err_console.print(f"{report.unlabelled} image(s) without a label were not used", highlight=False)
+        from ._app import say
+
+        say(f"{report.unlabelled} image(s) without a label were not used")
     if out:
         _wrote(out)
 
@@ -169,8 +197,12 @@ def map_(
     method: str = typer.Option("auto", "--method", help="auto (UMAP if installed, else t-SNE), tsne, umap, pca."),
     max_points: int = typer.Option(5000, "--max-points", min=2, help="Map a random sample of this many images."),
     allow_pickle: bool = PickleOpt,
+    quiet: bool = QuietOpt,
 ):
-    """2-D map of a collection (PCA, then t-SNE or UMAP), coloured by label or cluster."""
+    """2-D map of a collection (PCA, then t-SNE or UMAP), coloured by label or cluster.
+
+    Example: visionzoo map feats.parquet --out map.html
+    """
     from ..downstream import feature_map
 
     result = feature_map(features, out, labels=labels, method=method, max_points=max_points,

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from ._app import app
+from ._app import DeviceOpt, QuietOpt, app
 
 
 @app.command()
@@ -30,13 +30,17 @@ def serve(
                                           help="How long a batch waits for more requests."),
     timeout: float = typer.Option(30.0, "--timeout", help="Per-request deadline in seconds (504 beyond)."),
     backend: str = typer.Option("auto", "--backend", help="auto (ONNX Runtime on CPU, PyTorch on GPU), torch, onnx."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps."),
+    device: str = DeviceOpt,
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads [default: all cores]."),
+    quiet: bool = QuietOpt,
 ):
-    """HTTP API (/v1, docs at /docs) and a web page at / to try the models by dropping a photo."""
+    """HTTP API (/v1, docs at /docs) and a web page at / to try the models by dropping a photo.
+
+    Example: visionzoo serve --model efficientnet_lite0 --model runs/raccoon --port 8000
+    """
     from ..serve import ServeConfig, run
 
     run(ServeConfig(models=list(model or []), index=index, host=host, port=port, api_key=api_key,
                     max_upload_mb=max_upload_mb, max_pixels=max_pixels, max_batch=batch_size,
                     batch_window_ms=batch_window_ms, timeout_s=timeout, backend=backend, device=device,
-                    threads=threads))
+                    threads=threads, log_level="warning" if quiet else "info"))

@@ -1,22 +1,27 @@
-"""`visionzoo models` and `visionzoo classify`."""
+"""`visionzoo models`, `visionzoo layers`, `visionzoo export`."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
-from ._app import (ModelOpt, QuietOpt, WeightsOpt, app, console, print_predictions, report_failures,
-                   show_progress, write_results)
-from .extract_cmds import EngineOpt, NumWorkersOpt, RayAddressOpt
+from ._app import QuietOpt, app, console, wrote
+
+PoolOpt = typer.Option(None, "--pool", help="Pooling of a feature map: avg (default), max, avgmax, gem, none.")
+NormOpt = typer.Option(False, "--normalize", help="Scale each feature vector to unit length (L2).")
 
 
 @app.command()
 def models(
     pattern: Optional[str] = typer.Argument(None, help="Wildcard or substring, e.g. 'resnet*' or 'lite'."),
     offline: bool = typer.Option(False, "--offline", help="Only models usable right now without network."),
+    quiet: bool = QuietOpt,
 ):
-    """List models: name, aliases, parameters, input size, offline availability, ImageNet top-1."""
+    """List models: name, aliases, parameters, input size, offline availability, ImageNet top-1.
+
+    Example: visionzoo models 'resnet*'
+    """
     from rich.table import Table
 
     from .. import list_models
@@ -34,33 +39,40 @@ def models(
 
 
 @app.command()
-def classify(
-    inputs: List[str] = typer.Argument(..., help="Image files, folders (recursive) or globs."),
-    model: Optional[str] = ModelOpt,
-    weights: Optional[Path] = WeightsOpt,
-    top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="Labels per image."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write results to FILE.json or FILE.csv."),
-    grid: Optional[Path] = typer.Option(None, "--grid", help="Draw images with top-k bar charts to FILE.png."),
-    batch_size: int = typer.Option(32, "--batch-size", min=1),
-    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Decoding processes [default: auto]."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps."),
-    engine: str = EngineOpt,
-    ray_address: Optional[str] = RayAddressOpt,
-    num_workers: Optional[int] = NumWorkersOpt,
+def layers(model: Optional[str] = typer.Argument(None, help="Model name or run folder [default: efficientnet_lite0]."),
+           quiet: bool = QuietOpt):
+    """The layers `extract --layer` takes, with their channels and size reduction.
+
+    Example: visionzoo layers resnet_v1_50
+    """
+    from rich.table import Table
+
+    from ..tasks.embed import list_layers
+
+    table = Table(title=f"layers of {model or 'efficientnet_lite0'}")
+    for col in ("layer", "features", "reduction", "output shape"):
+        table.add_column(col, justify="left" if col == "layer" else "right")
+    for info in list_layers(model):
+        table.add_row(info.name, str(info.channels), f"{info.reduction}x" if info.reduction else "-",
+                      "x".join(map(str, info.shape)))
+    console.print(table)
+
+
+@app.command("export")
+def export_cmd(
+    model: str = typer.Argument(..., help="Model name or run folder (of any task)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output file, e.g. model.onnx."),
+    fmt: str = typer.Option("onnx", "--format", "-f", help="onnx."),
+    layer: str = typer.Option("logits", "--layer", "-l", help="Classifiers: logits (default), pre_logits or a stage name."),
+    pool: Optional[str] = PoolOpt,
+    normalize: bool = NormOpt,
     quiet: bool = QuietOpt,
 ):
-    """Top-k ImageNet labels (or a saved run's labels) with probabilities."""
-    from .. import classify as run_classify
-    from ..data import expand_inputs
+    """Export a model (or one layer of it) to ONNX for deployment, checked against PyTorch.
 
-    listed = expand_inputs(inputs)
-    results = run_classify(listed.files, model=model, weights=weights, top_k=top_k, batch_size=batch_size,
-                           workers=workers, device=device, progress=show_progress(quiet), engine=engine,
-                           ray_address=ray_address, num_workers=num_workers)
-    print_predictions(results, title=f"{model or 'efficientnet_lite0'}: top-{top_k}")
-    write_results(results, out)
-    if grid:
-        from ..viz.grid import topk_grid
+    Example: visionzoo export efficientnet_lite0 --out lite0.onnx
+    """
+    from ..tasks.registry import export
 
-        console.print(f"wrote {topk_grid(results, grid)}")
-    raise typer.Exit(report_failures(results, listed.skipped))
+    wrote(f"{export(model, out, format=fmt, layer=layer, pool=pool, normalize=normalize)} (its inputs, outputs, "
+          f"labels and preprocessing are in its 'visionzoo' metadata)")

@@ -11,7 +11,9 @@ import os
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
+
+from .geometry import oriented
 
 DEFAULT_MAX_PIXELS = 2 * 89_478_485  # PIL's own hard limit: beyond it a file is a decompression bomb
 
@@ -85,7 +87,7 @@ def load_rgb(path: str | bytes, target_size: int | None = None, max_pixels: int 
                 # short side stays >= target_size: what PIL's own thumbnail() does.
                 img.draft("RGB", (-(-w * target_size // min(w, h)), -(-h * target_size // min(w, h))))
             img.load()
-            img = ImageOps.exif_transpose(img)
+            img = oriented(img)
             return _to_rgb(img)
     except ImageDecodeError:
         raise

@@ -26,7 +26,7 @@ class InputList:
     skipped: list[str] = field(default_factory=list)
 
 
-def _walk(folder: Path) -> tuple[list[str], list[str]]:
+def walk(folder: Path) -> tuple[list[str], list[str]]:
     files, skipped = [], []
     for root, dirs, names in os.walk(folder, followlinks=True):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
@@ -72,7 +72,7 @@ def expand_inputs(inputs: str | os.PathLike | list | tuple) -> InputList:
             files += found
             skipped += skip
         elif os.path.isdir(item):
-            found, skip = _walk(Path(item))
+            found, skip = walk(Path(item))
             files += found
             skipped += skip
         elif os.path.lexists(item):
@@ -83,7 +83,7 @@ def expand_inputs(inputs: str | os.PathLike | list | tuple) -> InputList:
                 raise UsageError(f"no files match {item!r}")
             for match in matches:
                 if os.path.isdir(match):
-                    found, skip = _walk(Path(match))
+                    found, skip = walk(Path(match))
                     files += found
                     skipped += skip
                 else:

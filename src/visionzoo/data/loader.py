@@ -4,12 +4,12 @@ A bad file becomes a (index, reason) failure inside its batch; decoding runs in 
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
 import torch
 
+from ..cpus import default_workers
 from .decode import ImageDecodeError, load_rgb
 
 
@@ -47,13 +47,6 @@ def collate(items) -> Batch:
         tensor=torch.stack([t for _, t in good]) if good else None,
         failures=[(i, err) for i, _, err in items if err is not None],
     )
-
-
-def default_workers(n_images: int, batch_size: int) -> int:
-    """Decode in the background only when there is more than one batch to overlap with."""
-    if n_images <= batch_size:
-        return 0
-    return max(1, min(4, os.cpu_count() or 1))
 
 
 def iter_batches(

@@ -5,8 +5,8 @@ from .cluster import cluster
 from .dedup import find_duplicates
 from .features import FeatureSet, open_features
 from .index import build_index, load_index, search
-from .projection import feature_map
 from .probe import is_probe_dir, predict_probe, train_probe
+from .projection import feature_map
 
 __all__ = [
     "FeatureSet", "build_index", "cluster", "feature_map", "find_duplicates", "is_probe_dir",

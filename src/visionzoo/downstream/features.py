@@ -85,7 +85,7 @@ def labels_for(paths: Sequence[str], labels: str | os.PathLike | Sequence[str] |
 
 
 def _labels_from_csv(paths: Sequence[str], csv_path: Path) -> list[str | None]:
-    from ..data.datasets import read_label_csv
+    from ..data.folders import read_label_csv
 
     if not csv_path.is_file():
         raise UsageError(f"--labels: no such CSV file: {csv_path} (leave --labels out for folder names)")

@@ -188,8 +188,7 @@ def predict_probe(
     import torch
 
     from ..data import expand_inputs
-    from ..tasks.classify import topk_predictions
-    from ..tasks.common import ImageResult
+    from ..tasks.classify import ImageResult, topk_predictions
     from ..tasks.embed import embed_like
 
     probe = Probe(path)

@@ -1,5 +1,4 @@
-"""Evaluation of a saved run on labelled images: metrics (scikit-learn), reports and plots."""
+"""Metric helpers shared by the tasks (computed by scikit-learn, pycocotools and friends)."""
 from .metrics import classification_metrics
-from .report import evaluate, evaluate_split, write_report
 
-__all__ = ["classification_metrics", "evaluate", "evaluate_split", "write_report"]
+__all__ = ["classification_metrics"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import os
 import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
+from ..cpus import usable_cpus
 from .batching import Overloaded
 from .config import ServeConfig, exposure_warning
 from .models import TASKS, Served, load_served
@@ -104,7 +104,7 @@ def create_app(config: ServeConfig | None = None, **options: Any) -> FastAPI:
     cfg = ServeConfig(**{**(vars(config) if config else {}), **options})
     cfg.check()
     served = load_served(cfg)
-    decode_slots = asyncio.Semaphore(max(2, os.cpu_count() or 2))  # bounded decoded images in memory
+    decode_slots = asyncio.Semaphore(max(2, usable_cpus()))  # bounded decoded images in memory
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):

@@ -24,10 +24,9 @@ from PIL import Image
 from ..data import eval_transform, load_rgb
 from ..errors import UsageError
 from ..tasks.classify import label_names, probabilities, topk_predictions
-from ..tasks.common import as_model
 from ..tasks.embed import DEFAULT_LAYER, feature_runner, weights_digest
 from ..tasks.registry import TASK_ALIASES, TASKS, run_task, task_module
-from ..zoo import DEFAULT_MODEL, is_run_dir
+from ..zoo import DEFAULT_MODEL, as_model, is_run_dir
 from .batching import MicroBatcher
 from .config import ServeConfig
 from .uploads import decode_upload

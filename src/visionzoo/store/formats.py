@@ -100,6 +100,23 @@ def finalize(layout: Layout, manifest: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
+def write_features(out: str | os.PathLike | Location, paths: list[str], matrix: np.ndarray, manifest: dict[str, Any],
+                   failures: list[tuple[str, str]] = (), *, fmt: str | None = None, shard_rows: int = 4096) -> dict:
+    """A whole feature file from rows in memory (in shards of `shard_rows`), with its manifest."""
+    from .shards import write_shard
+
+    layout = layout_for(out, fmt)
+    if layout.exists():
+        raise UsageError(f"{layout.out} exists; remove it or choose another --out")
+    manifest = {"dim": int(matrix.shape[1]), "dtype": "float32", **manifest, "format": layout.fmt}
+    layout.shards.mkdir(parents=True, exist_ok=True)
+    starts = range(0, max(len(paths), 1), shard_rows)
+    for k, a in enumerate(starts):
+        write_shard(layout.shards, k, paths[a:a + shard_rows], matrix[a:a + shard_rows],
+                    list(failures) if k == len(starts) - 1 else [], dtype=manifest["dtype"], manifest=manifest)
+    return finalize(layout, manifest)
+
+
 def _write_npy(layout: Layout, dtype: str, dim: int, rows: int) -> None:
     """Stream the shards, one at a time, into the .npy (header, then rows in order), so memory
     stays flat however many rows, on any filesystem."""

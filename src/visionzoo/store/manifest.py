@@ -7,10 +7,10 @@ from typing import Any
 
 from ..errors import UsageError
 from .location import Location
+from .shards import FAILURES_KEY, META_KEY, shard_summary
 
 MANIFEST_FILE = "_manifest.json"     # inside a Parquet dataset folder and a run's shard folder
-META_KEY = b"visionzoo"              # Parquet schema metadata: the run's manifest
-FAILURES_KEY = b"visionzoo.failures"  # Parquet schema metadata: the shard's failed inputs
+
 
 def read_json(path: str | os.PathLike | Location) -> dict[str, Any]:
     try:
@@ -33,8 +33,6 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
             raise UsageError(f"{p} is not a visionzoo feature folder (no {MANIFEST_FILE})")
         manifest = read_json(p / MANIFEST_FILE)
         if manifest.get("status") != "complete":  # a run in progress or interrupted: what is stored so far
-            from .shards import shard_summary
-
             manifest["count"], manifest["failures"] = shard_summary(p)
         return manifest
     if not p.exists():

@@ -14,8 +14,9 @@ from typing import Any, Iterator
 import numpy as np
 
 from .location import Location
-from .manifest import FAILURES_KEY, META_KEY
 
+META_KEY = b"visionzoo"              # Parquet schema metadata: the run's manifest
+FAILURES_KEY = b"visionzoo.failures"  # Parquet schema metadata: the shard's failed inputs
 SHARD_NAME = "part-{:05d}.parquet"
 _SHARD_RE = re.compile(r"^part-(\d{5,})\.parquet$")
 

@@ -19,9 +19,11 @@ from tqdm.auto import tqdm
 from ..data import eval_transform, expand_inputs, iter_batches
 from ..errors import UsageError
 from ..runtime import TorchRunner
+from ..zoo import as_model
 from ..zoo.spec import DEFAULT_LAYER
 from ..zoo.weights import weights_digest  # noqa: F401  (re-exported: the digest feature manifests record)
-from .common import ModelArg, as_model
+
+ModelArg = str | os.PathLike | nn.Module | None
 
 FINAL_MAP = "forward_features"          # the last feature map, before the model's own pooling
 POOLS = ("avg", "max", "avgmax", "gem", "none")
@@ -247,13 +249,19 @@ def embed_images(
     batch_size: int = 32,
     workers: int | None = None,
     device: str = "auto",
+    backend: str = "torch",
     progress: bool = False,
 ) -> Embeddings:
-    """In-memory embeddings for a modest number of images (extract streams to disk for more)."""
+    """In-memory embeddings for a modest number of images (extract streams to disk for more).
+    `backend`: torch (eager), or auto / onnx for the extract path's ONNX Runtime export on CPU."""
     files = expand_inputs(inputs).files
     module, spec = as_model(model)
     check_layer(module, layer, pool)
-    runner = TorchRunner(module, feature_fn(layer, pool, normalize), device=device)
+    if backend == "torch":
+        torch_runner = TorchRunner(module, feature_fn(layer, pool, normalize), device=device)
+        runner = lambda x: torch_runner(x).numpy()  # noqa: E731
+    else:
+        runner, _ = feature_runner(module, layer, pool, normalize, backend=backend, device=device)
     rows: list[np.ndarray] = []
     paths: list[str] = []
     failures: list[tuple[str, str]] = []
@@ -262,7 +270,7 @@ def embed_images(
                                   workers=workers, target_size=spec.preprocessing.resize_size):
             failures += [(files[i], reason) for i, reason in batch.failures]
             if batch.tensor is not None:
-                rows.append(runner(batch.tensor).numpy())
+                rows.append(np.asarray(runner(batch.tensor), dtype=np.float32))
                 paths += [files[i] for i in batch.indices]
             bar.update(len(batch.indices) + len(batch.failures))
     matrix = np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, 0), np.float32)

@@ -1,15 +1,17 @@
 """Which task a run folder or `TASK:NAME` argument belongs to, and the package that runs it.
 
-Every task package (detect, segment, faces, caption) exposes the same contract:
-`load_predictor(run_or_name, **options)`, `predict(run_or_name, inputs, **options)` and, where
-it can, `export_onnx(run_dir, out)`. Commands that take "any run" (`predict`, `export`, `serve`)
-look the task up here instead of each keeping its own table.
+Every task package (classify, detect, segment, faces, caption) exposes the same contract:
+`predict(run_or_name, inputs, **options) -> [{"path", ..., "error"}]`, `load_predictor(run_or_name,
+**options)` for serving and, where it can, `export_onnx(run_or_name, out)`. Commands that take
+"any run" (`predict`, `export`, `serve`) look the task up here instead of each keeping its own table.
 """
 from __future__ import annotations
 
 import importlib
 import os
+from pathlib import Path
 from types import ModuleType
+from typing import Any, Sequence
 
 from ..errors import UsageError
 from ..zoo.rundir import is_run_dir, read_config
@@ -45,3 +47,29 @@ def task_module(task: str) -> ModuleType:
     except ImportError as exc:
         raise UsageError(f"the {task} task is not available here ({exc}); "
                          f"pip install 'visionzoo[all]' installs every task's dependencies") from None
+
+
+def predict(run_or_name: str | os.PathLike, inputs: str | os.PathLike | Sequence[str | os.PathLike],
+            **options: Any) -> list[dict[str, Any]]:
+    """Any run (or zoo classifier) on files, folders or globs: one JSON-able dict per file with "path"
+    and "error", shaped as that task's own `predict` command writes it."""
+    return task_module(task_of(run_or_name)).predict(run_or_name, inputs, **options)
+
+
+EXPORT_FORMATS = ("onnx",)
+
+
+def export(model: Any, out: str | os.PathLike, *, format: str = "onnx", overwrite: bool = False,  # noqa: A002
+           **options: Any) -> Path:
+    """`visionzoo export`: a model, or a run folder of any task, as a self-describing ONNX file checked
+    against PyTorch. `options` (layer, pool, normalize) choose what a classifier outputs."""
+    if format not in EXPORT_FORMATS:
+        raise UsageError(f"unknown export format {format!r}; use one of {', '.join(EXPORT_FORMATS)}")
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise UsageError(f"{out} already exists; remove it or choose another --out")
+    task = task_of(model) if isinstance(model, (str, os.PathLike)) else "classify"
+    exporter = getattr(task_module(task), "export_onnx", None)
+    if exporter is None:
+        raise UsageError(f"{model} is a {task} run; ONNX export is not available for {task} models")
+    return Path(exporter(model, out, **options) if task == "classify" else exporter(model, out))

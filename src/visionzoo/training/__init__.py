@@ -1,5 +1,7 @@
-"""Training: config, the fit loop with callbacks, freezing / param groups, strategies, cross-validation."""
-from .config import STRATEGIES, TrainConfig
-from .run import train
+"""The task-agnostic training engine: one Trainer every task plugs into through hooks (what a batch
+is, the train step, the validation metric), callbacks, resume, data-parallel ranks, and one
+run-folder format (`run.finish_run`)."""
+from .engine import Fit, Phase, Step, TaskHooks, Trainer
+from .run import Recipe, RunConfig, finish_run, train_run
 
-__all__ = ["STRATEGIES", "TrainConfig", "train"]
+__all__ = ["Fit", "Phase", "Recipe", "RunConfig", "Step", "TaskHooks", "Trainer", "finish_run", "train_run"]

@@ -1,62 +1,43 @@
-"""(x, y) batches for the fit loop: decoded images (bad files skipped and recorded) or cached features.
-
-Both are functions of the epoch, seeded from (seed, epoch), so a resumed epoch repeats exactly.
+"""Batches for the fit loop, as functions of the epoch: seeded from (seed, epoch), so a resumed epoch
+repeats exactly, and cut into per-rank slices, so N data-parallel ranks together see exactly the
+one-process batches (each image's random augmentation drawn from its own seed, whoever decodes it).
 """
 from __future__ import annotations
 
 import random
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
-from ..data.datasets import Split
-from ..data.loader import ImageListDataset, collate, default_workers
-from .trainer import seed_everything
+from ..cpus import default_workers
+from . import distributed
+from .engine import seed_everything
 
 
 def _generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
-def image_batches(
-    split: Split,
-    transform: Callable,
-    *,
-    batch_size: int,
-    shuffle: bool,
-    seed: int,
-    failures: dict[str, str],
-    workers: int | None = None,
-    target_size: int | None = None,
-    rank: int = 0,
-    world: int = 1,
-) -> Callable[[int], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
-    """Images that fail to decode are left out of their batch and recorded in `failures` (path -> reason).
-    With `world` data-parallel ranks, rank `rank` gets its slice of each global batch of `batch_size`."""
-    dataset = ImageListDataset(split.paths, transform, target_size)
-    targets = torch.as_tensor(split.targets, dtype=torch.long)
-    workers = default_workers(len(split), batch_size) if workers is None else workers
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Training batches per epoch: the last partial batch is dropped (when there is more than one batch)."""
+    return max(1, n // batch_size if n > batch_size else 1)
 
-    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = _rank_batches(len(dataset), batch_size, shuffle, _generator(seed, epoch), rank, world)
-        loader = torch.utils.data.DataLoader(_PerImageSeed(dataset, seed, epoch), batch_sampler=order,
-                                             num_workers=workers, collate_fn=collate)
-        for batch in loader:
-            for i, reason in batch.failures:
-                failures[split.paths[i]] = reason
-            if batch.tensor is not None:
-                yield batch.tensor, targets[batch.indices]
 
-    return batches
+def _rank_batches(n: int, batch_size: int, shuffle: bool, g: torch.Generator, rank: int, world: int) -> list[list[int]]:
+    """The epoch's order (shuffled: the last partial batch dropped) cut into global batches, and each
+    into `world` disjoint slices: together the ranks see exactly the one-process batches."""
+    order = torch.randperm(n, generator=g) if shuffle else torch.arange(n)
+    stop = n - n % batch_size if shuffle and n > batch_size else n
+    slices = (order[i:i + batch_size].tensor_split(world)[rank] for i in range(0, stop, batch_size))
+    return [s.tolist() for s in slices if len(s)]
 
 
 class _PerImageSeed(torch.utils.data.Dataset):
-    """Each image's random augmentation drawn from (seed, epoch, image), whichever rank or decoding
-    process handles it: N ranks then train on exactly the one-process batches. The caller's random
-    streams are left as they were."""
+    """Each item's random augmentation drawn from (seed, epoch, item), whichever rank or decoding
+    process handles it. The caller's random streams are left as they were."""
 
-    def __init__(self, dataset: ImageListDataset, seed: int, epoch: int):
+    def __init__(self, dataset: Any, seed: int, epoch: int):
         self.dataset, self.base = dataset, (seed * 1_000_003 + epoch) * 1_000_003
 
     def __len__(self) -> int:
@@ -73,26 +54,29 @@ class _PerImageSeed(torch.utils.data.Dataset):
             torch.set_rng_state(states[2])
 
 
-def _rank_batches(n: int, batch_size: int, shuffle: bool, g: torch.Generator, rank: int, world: int) -> list[list[int]]:
-    """The epoch's order (shuffled: the last partial batch dropped) cut into global batches, and each
-    into `world` disjoint slices: together the ranks see exactly the one-process batches."""
-    order = torch.randperm(n, generator=g) if shuffle else torch.arange(n)
-    stop = n - n % batch_size if shuffle and n > batch_size else n
-    slices = (order[i:i + batch_size].tensor_split(world)[rank] for i in range(0, stop, batch_size))
-    return [s.tolist() for s in slices if len(s)]
+def loader_batches(dataset: Any, *, batch_size: int, seed: int, collate: Callable,
+                   workers: int | None = None) -> Callable[[int], Iterator[Any]]:
+    """Epoch -> this rank's shuffled, augmented batches of `dataset` (an indexable torch Dataset whose
+    items never raise: a bad file rides along as a failure for `collate` to report)."""
+    rank, world = distributed.rank_and_world()
+    workers = distributed.rank_workers(workers)
+    workers = default_workers(len(dataset), batch_size) if workers is None else workers
 
-
-def tensor_batches(
-    x: torch.Tensor, y: torch.Tensor, *, batch_size: int, shuffle: bool, seed: int
-) -> Callable[[int], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
-    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.randperm(len(x), generator=_generator(seed, epoch)) if shuffle else torch.arange(len(x))
-        for start in range(0, len(x), batch_size):
-            idx = order[start:start + batch_size]
-            yield x[idx], y[idx]
+    def batches(epoch: int) -> Iterator[Any]:
+        order = _rank_batches(len(dataset), batch_size, True, _generator(seed, epoch), rank, world)
+        yield from torch.utils.data.DataLoader(_PerImageSeed(dataset, seed, epoch), batch_sampler=order,
+                                               num_workers=workers, collate_fn=collate)
 
     return batches
 
 
-def steps_per_epoch(n: int, batch_size: int, drop_last: bool) -> int:
-    return max(1, n // batch_size if drop_last and n > batch_size else -(-n // batch_size))
+def tensor_batches(*tensors: torch.Tensor, batch_size: int, seed: int,
+                   shuffle: bool = True) -> Callable[[int], Iterator[tuple[torch.Tensor, ...]]]:
+    """Epoch -> this rank's batches of rows of `tensors` (cached features and their targets)."""
+    rank, world = distributed.rank_and_world() if shuffle else (0, 1)
+
+    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
+        for idx in _rank_batches(len(tensors[0]), batch_size, shuffle, _generator(seed, epoch), rank, world):
+            yield tuple(t[idx] for t in tensors)
+
+    return batches

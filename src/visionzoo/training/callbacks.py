@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
 from ..atomic import atomic_path
-
-if TYPE_CHECKING:
-    from .trainer import Trainer
 
 CHECKPOINT_FILE = "checkpoint.pt"
 BEST_FILE = "best.safetensors"
@@ -22,25 +19,19 @@ HISTORY_FILE = "history.csv"
 
 
 class Callback:
-    def on_train_begin(self, trainer: "Trainer") -> None: ...
-    def on_epoch_end(self, trainer: "Trainer", epoch: int, logs: dict[str, float]) -> None: ...
+    """`trainer` is the engine's Trainer: its module, optimizer, scheduler, phase, log and stop_training."""
+
+    def on_train_begin(self, trainer: Any) -> None: ...
+    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None: ...
     def state(self) -> dict[str, Any]:
         return {}
     def restore(self, state: dict[str, Any]) -> None: ...
 
 
-def score(logs: dict[str, float]) -> tuple[float, float]:
-    """Validation quality, higher is better: accuracy first, then (lower) loss to break ties.
-    Without a validation set the training figures stand in."""
-    if "val_acc" in logs:
-        return (round(logs["val_acc"], 6), -logs["val_loss"])
-    return (round(logs["acc"], 6), -logs["loss"])
-
-
 class EarlyStopping(Callback):
     """Stop when the validation score (`score_fn`, higher is better) has not improved for `patience` epochs."""
 
-    def __init__(self, patience: int, score_fn: Callable[[dict[str, float]], tuple[float, ...]] = score):
+    def __init__(self, patience: int, score_fn: Callable[[dict[str, float]], tuple[float, ...]]):
         self.patience = patience
         self.score_fn = score_fn
         self.best: tuple[float, float] | None = None
@@ -67,7 +58,7 @@ class EarlyStopping(Callback):
 class BestCheckpoint(Callback):
     """Keep the weights of the best epoch (by validation score) in RUN_DIR/best.safetensors."""
 
-    def __init__(self, run_dir: Path, score_fn: Callable[[dict[str, float]], tuple[float, ...]] = score):
+    def __init__(self, run_dir: Path, score_fn: Callable[[dict[str, float]], tuple[float, ...]]):
         self.path = Path(run_dir) / BEST_FILE
         self.score_fn = score_fn
         self.best: tuple[float, float] | None = None
@@ -97,19 +88,18 @@ class BestCheckpoint(Callback):
 
 
 class CSVLogger(Callback):
-    """history.csv: one row per epoch, rewritten whole each time (so a resumed run stays consistent)."""
+    """history.csv: one row per epoch, rewritten whole each time (so a resumed run stays consistent);
+    its columns are every figure the epochs logged, in the order they first appeared."""
 
-    COLUMNS = ("epoch", "phase", "loss", "acc", "val_loss", "val_acc", "lr", "seconds")
-
-    def __init__(self, run_dir: Path, columns: Sequence[str] = COLUMNS):
+    def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / HISTORY_FILE
-        self.columns = tuple(columns)
         self.rows: list[dict[str, Any]] = []
 
     def on_epoch_end(self, trainer, epoch, logs):
         self.rows.append({"epoch": epoch, "phase": trainer.phase, **logs})
+        columns = list(dict.fromkeys(k for row in self.rows for k in row))
         with atomic_path(self.path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
+            writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
             for row in self.rows:
                 writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
@@ -122,9 +112,9 @@ class CSVLogger(Callback):
 
 
 class LogLine(Callback):
-    """One line per epoch: loss, accuracy (or `keys`), their validation values, learning rate, seconds."""
+    """One line per epoch: the task's figures (`keys`), their validation values, learning rate, seconds."""
 
-    def __init__(self, total_epochs: int, printer: Callable[[str], None], keys: Sequence[str] = ("loss", "acc")):
+    def __init__(self, total_epochs: int, printer: Callable[[str], None], keys: Sequence[str] = ("loss",)):
         self.total = total_epochs
         self.printer = printer
         self.keys = tuple(keys)
@@ -132,8 +122,7 @@ class LogLine(Callback):
     def on_epoch_end(self, trainer, epoch, logs):
         parts = [f"epoch {epoch}/{self.total} [{trainer.phase}]"]
         parts += [f"{k} {logs[k]:.4f}" for k in self.keys if k in logs]
-        if "val_loss" in logs:
-            parts += [f"val_{k} {logs[f'val_{k}']:.4f}" for k in self.keys if f"val_{k}" in logs]
+        parts += [f"val_{k} {logs[f'val_{k}']:.4f}" for k in self.keys if f"val_{k}" in logs]
         parts += [f"lr {logs['lr']:.2e}", f"{logs['seconds']:.1f}s"]
         self.printer("  ".join(parts))
 

@@ -1,13 +1,14 @@
 """Data-parallel training: one process per rank, gradients all-reduced by DistributedDataParallel.
 
 The same `train()` runs on every rank under three launchers:
-- `visionzoo train --num-workers N` spawns N local ranks (`launch`, torch.multiprocessing);
+- `visionzoo train --processes N` (and `detect|segment|caption train`) spawns N local ranks (`launch`);
 - `torchrun` (one or many machines) sets RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT;
 - Ray Train's TorchTrainer sets the same variables and has already built the process group.
-Each rank trains on a disjoint slice of every global batch (`batches.image_batches`), training
-and validation counts are summed over ranks, so every rank logs the same figures and takes the
-same early-stopping decision, and rank 0 alone writes the run folder (logs, checkpoints,
-history, report): the run is the same format as a single-process one. gloo on CPU, NCCL on CUDA.
+Each rank trains on a disjoint slice of every global batch (`batches.loader_batches`), training
+figures are summed over ranks and rank 0 validates for all, so every rank logs the same figures
+and takes the same early-stopping decision, and rank 0 alone writes the run folder (logs,
+checkpoints, history, report): the run is the same format as a single-process one. gloo on CPU,
+NCCL on CUDA.
 """
 from __future__ import annotations
 
@@ -19,17 +20,15 @@ import socket
 import threading
 import time
 import warnings
-from dataclasses import replace
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from ..cpus import usable_cpus
 from ..errors import UsageError
 from ..runtime import pick_device
-from .config import AUTO, TrainConfig
 
-FEATURE_STRATEGIES = ("linear", AUTO)  # heads fitted on features computed once: nothing to parallelise
 _RANK: tuple[int, int] | None = None  # (rank, world size) while this process trains data-parallel
 
 
@@ -53,50 +52,48 @@ def launched() -> bool:
     return _env_world() > 1 or (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1)
 
 
-def join(cfg: TrainConfig, log: Callable[[str], None]) -> TrainConfig | None:
+def join(wanted: int, device: str, log: Callable[[str], None], *, parallel: bool = True,
+         why_not: str = "") -> int | None:
     """Join the launcher's process group (building it from the environment unless Ray Train did)
-    and give this rank its share of the cores and its GPU. Returns `cfg` with num_workers = the
-    world size, or None on ranks other than 0 for FEATURE_STRATEGIES, which rank 0 runs alone."""
+    and give this rank its share of the cores and its GPU. Returns the number of ranks that train,
+    or None on a rank with nothing to do: a recipe that is not `parallel` (`why_not` says why)
+    runs on rank 0 alone."""
     global _RANK
     import torch.distributed as dist
 
     _RANK = None  # a process may train more than once (a Ray Train loop)
     if not launched():
-        if cfg.num_workers > 1 and cfg.strategy in FEATURE_STRATEGIES:
-            log(f"{cfg.strategy}: heads are fitted on features computed once, so data parallelism buys nothing; "
-                "training in one process")
-            return replace(cfg, num_workers=1)
-        return cfg
+        if wanted > 1 and not parallel:
+            log(f"{why_not}, so data parallelism buys nothing; training in one process")
+            return 1
+        return wanted
     ready = dist.is_initialized()
     world = dist.get_world_size() if ready else _env_world()
     rank = dist.get_rank() if ready else int(os.environ["RANK"])
-    if cfg.strategy in FEATURE_STRATEGIES:
+    if not parallel:
         if rank == 0:
-            log(f"{cfg.strategy}: data parallelism buys nothing; rank 0 trains alone, the other {world - 1} ranks stop")
-        return replace(cfg, num_workers=1) if rank == 0 else None
-    if cfg.num_workers not in (1, world):
-        raise UsageError(f"--num-workers {cfg.num_workers} but the launcher started {world} ranks")
-    cfg = replace(cfg, num_workers=world)  # checks that the batch splits evenly
-    device = pick_device(cfg.device)
+            log(f"{why_not}, so data parallelism buys nothing; rank 0 trains alone, the other {world - 1} ranks stop")
+        return 1 if rank == 0 else None
+    if wanted not in (1, world):
+        raise UsageError(f"--processes {wanted} but the launcher started {world} ranks")
+    dev = pick_device(device)
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-    if device.type == "cuda" and not ready:  # Ray Train has already picked each worker's GPU
+    if dev.type == "cuda" and not ready:  # Ray Train has already picked each worker's GPU
         if local_world > torch.cuda.device_count():
             raise UsageError(f"{local_world} ranks on this machine but only {torch.cuda.device_count()} GPUs")
         torch.cuda.set_device(local_rank)
     torch.set_num_threads(_cores_per_rank(local_world))
     if not ready:  # a group we build we also tear down; Ray Train's belongs to Ray
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world,
-                                device_id=torch.device("cuda", local_rank) if device.type == "cuda" else None)
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", rank=rank, world_size=world,
+                                device_id=torch.device("cuda", local_rank) if dev.type == "cuda" else None)
         atexit.register(dist.destroy_process_group)
     _RANK = (rank, world)
     dist.barrier()  # every rank has read the run folder's state before rank 0 starts writing it
-    return cfg
+    return world
 
 
 def _cores_per_rank(local_world: int) -> int:
-    from ..batch.reader import usable_cpus
-
     return max(1, usable_cpus() // local_world)
 
 
@@ -107,11 +104,12 @@ def rank_workers(workers: int | None) -> int | None:
     return min(4, _cores_per_rank(int(os.environ.get("LOCAL_WORLD_SIZE", _RANK[1]))))
 
 
-def wrap(module: nn.Module, device: torch.device, *, sync_bn: bool) -> nn.Module:
+def wrap(module: nn.Module, device: torch.device, *, sync_bn: bool, find_unused: bool = False) -> nn.Module:
     """DistributedDataParallel around `module` (whose trainable parameters are already chosen), or
     `module` itself outside data parallelism. sync_bn: BatchNorm statistics over the global batch
     as in one process (CUDA only: PyTorch's SyncBatchNorm has no CPU kernel, so CPU ranks
-    normalise over their own slice of the batch)."""
+    normalise over their own slice of the batch). find_unused: some trainable parameters may get
+    no gradient in a step (a detector's mask head on a batch without objects)."""
     if _RANK is None:
         return module
     from torch.nn.parallel import DistributedDataParallel
@@ -121,7 +119,7 @@ def wrap(module: nn.Module, device: torch.device, *, sync_bn: bool) -> nn.Module
 
         module = convert_sync_batchnorm(module)  # swaps layers in place, keeping the same parameters
     return DistributedDataParallel(module, device_ids=[device.index or torch.cuda.current_device()]
-                                   if device.type == "cuda" else None)
+                                   if device.type == "cuda" else None, find_unused_parameters=find_unused)
 
 
 def uneven(net: nn.Module):
@@ -139,6 +137,30 @@ def all_sum(values: list[float], device: torch.device) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.tolist()
+
+
+def mean_over_ranks(sums: dict[str, list[float]], device: torch.device) -> dict[str, float]:
+    """{name: [sum, count]} of each rank -> {name: total sum / total count} over all ranks."""
+    keys = sorted(sums)
+    if _RANK is not None:
+        import torch.distributed as dist
+
+        seen: list[Any] = [None] * _RANK[1]
+        dist.all_gather_object(seen, keys)
+        keys = sorted({k for ks in seen for k in ks})
+    flat = all_sum([v for k in keys for v in sums.get(k, [0.0, 0.0])], device)
+    return {k: flat[2 * i] / max(flat[2 * i + 1], 1e-12) for i, k in enumerate(keys)}
+
+
+def from_rank0(fn: Callable[[], Any]) -> Any:
+    """`fn()` computed on rank 0 alone and handed to every rank (`fn()` itself outside data parallelism)."""
+    if _RANK is None:
+        return fn()
+    import torch.distributed as dist
+
+    box = [fn() if _RANK[0] == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 # --------------------------------------------------------------------------- the local launcher

@@ -26,9 +26,9 @@ from .weights import (
     align_state_dict,
     bundled_weights_path,
     ensure_downloadable,
-    weights_digest,
     read_state_dict,
     torch_hub_file,
+    weights_digest,
 )
 
 TV_PREFIX = "torchvision:"
@@ -285,6 +285,15 @@ def load_model(
         model.reset_classifier(num_classes)
         model.zoo_spec = replace(model.zoo_spec, num_classes=num_classes, label_offset=0, labels=None)
     return with_tta(model, model.zoo_spec.tta).eval()  # a run trained with TTA predicts with it, whoever loads it
+
+
+def as_model(model: str | os.PathLike | nn.Module | None = None,
+             weights: str | os.PathLike | None = None) -> tuple[nn.Module, ModelSpec]:
+    """Accept a zoo name, a run folder, or an already loaded model; return (module, spec)."""
+    if isinstance(model, nn.Module):
+        return model, spec_of(model)
+    module = load_model(os.fspath(model) if model is not None else DEFAULT_MODEL, weights=weights)
+    return module, spec_of(module)
 
 
 def spec_of(model: nn.Module) -> ModelSpec:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 from ..atomic import atomic_path, write_json
+from ..errors import UsageError
 from .spec import ModelSpec
 
 CONFIG_FILE = "config.json"
@@ -34,6 +35,17 @@ def is_run_dir(path: str | os.PathLike) -> bool:
 
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
     return json.loads((Path(path) / CONFIG_FILE).read_text("utf-8"))
+
+
+def task_config(path: str | os.PathLike, task: str) -> dict[str, Any] | None:
+    """The config of the run folder `path` if it is one (else None); a run of another task is a usage error."""
+    if not is_run_dir(path):
+        return None
+    config = read_config(path)
+    found = config.get("task") or "classify"
+    if found != task:
+        raise UsageError(f"{path} is a {found} run, not a {task} run (one written by `visionzoo {task} train`)")
+    return config
 
 
 def read_spec(path: str | os.PathLike) -> ModelSpec:

@@ -18,10 +18,10 @@ from __future__ import annotations
 import csv
 import json
 import os
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...data.splits import shuffled
 from ...errors import UsageError
 
 CSV_NAMES = ("captions.csv", "captions.txt")
@@ -202,8 +202,7 @@ def split_images(ds: CaptionSet, val_split: float, test_split: float, seed: int)
         if not out["train"]:
             raise UsageError(f"{ds.source} assigns no image to the train split")
         return out
-    order = images[:]
-    random.Random(seed).shuffle(order)
+    order = [images[i] for i in shuffled(len(images), seed)]
     n = len(order)
     n_test = round(n * test_split) if n >= 3 else 0
     n_val = round(n * val_split) if n >= 3 else 0

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from ...data import eval_transform, expand_inputs, iter_batches
 from ...errors import UsageError
-from ...zoo.rundir import WEIGHTS_FILE, is_run_dir, read_config
+from ...zoo.rundir import WEIGHTS_FILE, is_run_dir, read_config, task_config
 from .beam import beam_search
 from .model import Captioner, DecoderConfig, build_decoder
 from .vocab import Vocabulary
@@ -73,11 +73,7 @@ def load_predictor(run_or_name: str | os.PathLike, *, beam: int | None = None, d
                    backend: str = "auto", max_length: int = 40):
     """A caption run folder, a Hugging Face model folder, an HF model id, or a short name
     (blip, blip-large, vit-gpt2); see hf.py for the names and the offline behaviour."""
-    if is_run_dir(run_or_name):
-        task = read_config(run_or_name).get("task")
-        if task != TASK:
-            raise UsageError(f"{run_or_name} is a {task or 'classification'} run, not a caption run "
-                             f"(one written by `visionzoo caption train`)")
+    if task_config(run_or_name, TASK) is not None:
         return RunCaptioner(run_or_name, beam=beam, device=device, backend=backend)
     from .hf import HFCaptioner
 

@@ -1,10 +1,12 @@
 """Training images with their targets, augmented by torchvision.transforms.v2 (which moves boxes
-and masks with the pixels): colour jitter, zoom-out / IoU crop, horizontal flip. The final
-(multi-scale) resize is the detector's own transform.
+and masks with the pixels): colour jitter, zoom-out / IoU crop, horizontal flip, then the
+multi-scale resize: each image's size is drawn from its own seed, as the rest of its augmentation
+is, so data-parallel ranks train on exactly the images one process would.
 """
 from __future__ import annotations
 
-from typing import Callable
+import random
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -58,19 +60,24 @@ def _masks(sample: Sample, keep: np.ndarray, w: int, h: int) -> np.ndarray:
 class DetectionDataset(torch.utils.data.Dataset):
     """Sample -> (index, image tensor, target) or (index, None, reason) for an image that fails to decode.
 
-    Images are decoded and shrunk (PIL, antialiased) to at most `short` x `long`, the largest size the
-    detector's transform will ask for; crowd boxes are left out of training, as torchvision's references do.
+    Images are decoded and shrunk (PIL, antialiased) to at most the largest training size, augmented,
+    then resized to one of `sizes` (short side, long side <= `max_size`; a square of `sizes[0]` when
+    `fixed`), as the detector's own transform would resize them; crowd boxes are left out of
+    training, as torchvision's references do.
     """
 
-    def __init__(self, samples: list[Sample], transform: Callable, short: int, long: int, masks: bool):
-        self.samples, self.transform = samples, transform
-        self.short, self.long, self.masks = short, long, masks
+    def __init__(self, samples: list[Sample], transform: Callable, sizes: Sequence[int], max_size: int, masks: bool,
+                 fixed: bool = False):
+        self.samples, self.transform, self.masks = samples, transform, masks
+        self.sizes, self.max_size, self.fixed = tuple(sizes), max_size, fixed
+        self.short, self.long = max(self.sizes), max(max_size, max(self.sizes))
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, i: int):
         from torchvision import tv_tensors
+        from torchvision.transforms import v2
 
         s = self.samples[i]
         try:
@@ -89,8 +96,10 @@ class DetectionDataset(torch.utils.data.Dataset):
         }
         if self.masks:
             target["masks"] = tv_tensors.Mask(torch.from_numpy(_masks(s, keep, w, h)))
+        size = random.choice(self.sizes)  # this image's own seed decides (training.batches)
+        resize = v2.Resize((size, size)) if self.fixed else v2.Resize(size, max_size=self.max_size)
         try:
-            image, target = self.transform(img, target)
+            image, target = resize(*self.transform(img, target))
         except Exception as exc:  # a transform choking on a pathological image
             return i, None, f"augmentation failed ({type(exc).__name__}: {exc})"
         target = {k: v.as_subclass(torch.Tensor) for k, v in target.items()}

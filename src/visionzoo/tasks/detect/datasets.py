@@ -9,7 +9,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import random
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,12 +17,19 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from ...data.geometry import (
+    SWAPPING,
+    displayed_size,
+    image_frame,
+    orient_boxes,
+    orient_points,
+    transposed,
+)
 from ...data.inputs import is_image_name
+from ...data.splits import holdout
 from ...errors import UsageError
 
 FORMATS = ("voc", "coco", "yolo")
-# EXIF orientations that swap width and height (5-8), as ImageOps.exif_transpose applies them.
-_SWAPPING = {5, 6, 7, 8}
 
 
 @dataclass
@@ -68,38 +74,6 @@ class DetectionData:
 
 
 # --------------------------------------------------------------------------- geometry
-def _image_frame(path: str) -> tuple[tuple[int, int], int]:
-    """(stored width, height) and EXIF orientation from the file header, without decoding pixels."""
-    with Image.open(path) as img:
-        try:
-            orientation = int(img.getexif().get(0x0112) or 1)
-        except Exception:  # a broken EXIF block: load_rgb will not rotate either
-            orientation = 1
-        return img.size, orientation
-
-
-def displayed_size(stored: tuple[int, int], orientation: int) -> tuple[int, int]:
-    return (stored[1], stored[0]) if orientation in _SWAPPING else stored
-
-
-def orient_points(xy: np.ndarray, stored: tuple[int, int], orientation: int) -> np.ndarray:
-    """Map (x, y) points of the stored image onto the displayed one (what exif_transpose does to pixels)."""
-    w, h = stored
-    x, y = xy[..., 0], xy[..., 1]
-    mapped = {
-        1: (x, y), 2: (w - x, y), 3: (w - x, h - y), 4: (x, h - y),
-        5: (y, x), 6: (h - y, x), 7: (h - y, w - x), 8: (y, w - x),
-    }.get(orientation, (x, y))
-    return np.stack(mapped, axis=-1)
-
-
-def orient_boxes(boxes: np.ndarray, stored: tuple[int, int], orientation: int) -> np.ndarray:
-    if orientation == 1 or not len(boxes):
-        return boxes
-    corners = orient_points(boxes.reshape(-1, 2, 2), stored, orientation)
-    return np.concatenate([corners.min(1), corners.max(1)], axis=1).astype(np.float32)
-
-
 def _orient_segmentation(seg: Any, stored: tuple[int, int], orientation: int) -> Any:
     if orientation == 1:
         return seg
@@ -109,14 +83,7 @@ def _orient_segmentation(seg: Any, stored: tuple[int, int], orientation: int) ->
     from .masks import decode_segmentation, encode_mask
 
     mask = Image.fromarray(decode_segmentation(seg, stored[1], stored[0]) * 255)
-    return encode_mask(np.asarray(_exif_transposed(mask, orientation)) > 127)
-
-
-def _exif_transposed(img: Image.Image, orientation: int) -> Image.Image:
-    method = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
-              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
-              8: Image.Transpose.ROTATE_90}.get(orientation)
-    return img.transpose(method) if method is not None else img
+    return encode_mask(np.asarray(transposed(mask, orientation)) > 127)
 
 
 class _Builder:
@@ -153,7 +120,7 @@ class _Builder:
             self.skip(ann_file, f"its image {image} does not exist")
             return
         try:
-            stored, orientation = _image_frame(str(image))
+            stored, orientation = image_frame(str(image))
         except Exception as exc:
             self.skip(image, f"not a readable image ({type(exc).__name__}: {exc})")
             return
@@ -163,7 +130,7 @@ class _Builder:
         if normalized:
             scale = shown
         elif declared and declared != shown:
-            if declared == stored and orientation in _SWAPPING:
+            if declared == stored and orientation in SWAPPING:
                 frame = (stored, orientation)
                 self.note(ann_file, f"annotated on the unrotated image {stored[0]}x{stored[1]}; boxes rotated "
                                     f"with its EXIF orientation {orientation}")
@@ -433,15 +400,10 @@ def load_detection_data(data: str | os.PathLike, annotations: str | os.PathLike 
 
 
 def split_samples(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """A seeded random (train, val) split; at least one image on each side when there are two."""
+    """A seeded (train, val) split (data.splits); at least one image on each side."""
     if not 0 < fraction < 1:
         raise UsageError(f"--val-split must be between 0 and 1, got {fraction}")
     if len(samples) < 2:
         raise UsageError("at least two annotated images are needed to split off a validation set")
-    order = list(range(len(samples)))
-    random.Random(seed).shuffle(order)
-    n_val = min(len(samples) - 1, max(1, round(fraction * len(samples))))
-    val_idx = set(order[:n_val])
-    train = [s for i, s in enumerate(samples) if i not in val_idx]
-    val = [s for i, s in enumerate(samples) if i in val_idx]
-    return train, val
+    kept, held = holdout(len(samples), fraction, seed)
+    return [samples[i] for i in kept], [samples[i] for i in held]

@@ -41,7 +41,7 @@ def export_onnx(run_dir: str | os.PathLike, out: str | os.PathLike, *, check_ima
     detector = load_detector(run_dir)
     wrapper = _OneImage(detector.module.eval().cpu(), detector.has_masks).eval()
     names = ["boxes", "scores", "labels"] + (["masks"] if detector.has_masks else [])
-    size = int(detector.config.get("img_size", 384))
+    size = int(detector.config.get("image_size") or detector.config.get("img_size") or 384)
     example = torch.rand(3, size, size * 4 // 3)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ class DetectorConfig:
     backbone: str = DEFAULT_BACKBONE            # the zoo name the backbone weights came from
     backbone_arch: str = "tf_efficientnet_lite0"
     num_classes: int = 1                        # object classes, background excluded
-    img_size: int = 384                         # short side fed to the network (square side for ssdlite)
+    image_size: int = 384                       # short side fed to the network (square side for ssdlite)
     max_size: int = 640                         # cap on the long side
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
@@ -47,6 +47,7 @@ class DetectorConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DetectorConfig":
         known = {f.name for f in fields(cls)}
+        d = {("image_size" if k == "img_size" else k): v for k, v in d.items()}  # runs saved before the rename
         d = {k: v for k, v in d.items() if k in known}
         for key in ("mean", "std"):
             if key in d:
@@ -159,12 +160,15 @@ def backbone_groups(body: nn.Module, arch: str) -> list[list[nn.Parameter]]:
 def build_detector(cfg: DetectorConfig, *, pretrained_backbone: bool = True) -> nn.Module:
     """The torchvision detector for `cfg`; with `pretrained_backbone` the zoo's weights are loaded."""
     from torchvision.models.detection import FCOS, FasterRCNN, MaskRCNN, RetinaNet
-    from torchvision.models.detection.ssd import SSD
-    from torchvision.models.detection.anchor_utils import AnchorGenerator, DefaultBoxGenerator
+    from torchvision.models.detection.anchor_utils import (
+        AnchorGenerator,
+        DefaultBoxGenerator,
+    )
     from torchvision.models.detection.faster_rcnn import TwoMLPHead
     from torchvision.models.detection.fcos import FCOSHead
     from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
     from torchvision.models.detection.retinanet import RetinaNetHead
+    from torchvision.models.detection.ssd import SSD
     from torchvision.models.detection.ssdlite import SSDLiteHead
     from torchvision.ops import MultiScaleRoIAlign
     from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
@@ -172,7 +176,7 @@ def build_detector(cfg: DetectorConfig, *, pretrained_backbone: bool = True) -> 
     if cfg.arch not in ARCHS:
         raise UsageError(f"unknown detector arch {cfg.arch!r}; use one of {', '.join(ARCHS)}")
     n = cfg.num_classes + 1  # torchvision counts the background as class 0
-    common = dict(min_size=cfg.img_size, max_size=cfg.max_size, image_mean=list(cfg.mean), image_std=list(cfg.std))
+    common = dict(min_size=cfg.image_size, max_size=cfg.max_size, image_mean=list(cfg.mean), image_std=list(cfg.std))
     ch = cfg.fpn_channels
     if cfg.arch == "ssdlite":
         body, channels = _features_body(cfg.backbone_arch, 16, 2)
@@ -180,7 +184,7 @@ def build_detector(cfg: DetectorConfig, *, pretrained_backbone: bool = True) -> 
         anchors = DefaultBoxGenerator([[2, 3] for _ in features.out_channels], min_ratio=0.2, max_ratio=0.95)
         head = SSDLiteHead(features.out_channels, anchors.num_anchors_per_location(), n,
                            partial(nn.BatchNorm2d, eps=0.001, momentum=0.03))
-        model: nn.Module = SSD(features, anchors, (cfg.img_size, cfg.img_size), n, image_mean=list(cfg.mean),
+        model: nn.Module = SSD(features, anchors, (cfg.image_size, cfg.image_size), n, image_mean=list(cfg.mean),
                                image_std=list(cfg.std), head=head, score_thresh=0.001, nms_thresh=0.5,
                                detections_per_img=100, topk_candidates=300)
     else:
@@ -271,12 +275,10 @@ class Detector:
 
 def load_detector(run_or_name: str | os.PathLike, weights: str | os.PathLike | None = None) -> Detector:
     """A detection run folder, or a torchvision COCO detector name."""
-    from ...zoo.rundir import WEIGHTS_FILE, is_run_dir, read_config
+    from ...zoo.rundir import WEIGHTS_FILE, task_config
 
-    if is_run_dir(run_or_name):
-        config = read_config(run_or_name)
-        if config.get("task") != "detect":
-            raise UsageError(f"{run_or_name} is a {config.get('task', 'classification')} run, not a detection run")
+    config = task_config(run_or_name, "detect")
+    if config is not None:
         cfg = DetectorConfig.from_dict(config["detector"])
         module = build_detector(cfg, pretrained_backbone=False)
         from safetensors.torch import load_model

@@ -16,11 +16,11 @@ import torch
 from PIL import Image
 
 from ...data.decode import ImageDecodeError, load_rgb
+from ...data.geometry import file_displayed_size
 from ...data.inputs import expand_inputs
 from ...errors import UsageError
 from ...runtime import pick_device
 from .augment import fit_size
-from .datasets import _image_frame, displayed_size
 from .masks import encode_mask, write_mask_png
 from .model import Detector, load_detector
 
@@ -124,11 +124,7 @@ def decode_for(predictor: Predictor, path: str) -> tuple[Image.Image, tuple[int,
     """(decoded image, displayed size of the file). Big JPEGs decode at reduced scale (draft) when
     the network needs far fewer pixels; boxes are then scaled up to the file's displayed size."""
     img = load_rgb(path, target_size=predictor.fixed[0] if predictor.fixed else predictor.short)
-    try:
-        size = displayed_size(*_image_frame(path))
-    except Exception:
-        size = img.size
-    return img, size
+    return img, file_displayed_size(path) or img.size
 
 
 class _Decoded(torch.utils.data.Dataset):
@@ -170,7 +166,7 @@ def iter_predict_files(predictor: Predictor, paths: Sequence[str], *, workers: i
     """Per file, in order: {"path", "width", "height", "detections", "error"}; memory holds one batch."""
     from tqdm.auto import tqdm
 
-    from ...data.loader import default_workers
+    from ...cpus import default_workers
 
     workers = default_workers(len(paths), 4 * predictor.batch_size) if workers is None else workers
     loader = torch.utils.data.DataLoader(_Decoded(predictor, paths), batch_size=predictor.batch_size,

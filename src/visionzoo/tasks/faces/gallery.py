@@ -54,7 +54,7 @@ def _listing(root: Path) -> list[tuple[str, str, int, int]]:
 
 def load_gallery(root: str | os.PathLike, detector: str = "blazeface") -> Gallery:
     """The largest face of every gallery photo; photos without a face are left out."""
-    from . import Predictor, _iter_faces
+    from .pipeline import iter_faces
 
     root = Path(root)
     if not root.is_dir():
@@ -67,7 +67,7 @@ def load_gallery(root: str | os.PathLike, detector: str = "blazeface") -> Galler
         return Gallery([str(n) for n in z["names"]], [str(p) for p in z["paths"]], z["embeddings"], cached=True)
     person = {f: n for n, f, _, _ in listing}
     names, paths, rows = [], [], []
-    for path, _, _, faces, _ in _iter_faces([f for _, f, _, _ in listing], Predictor(detector), True):
+    for path, _, _, faces, _ in iter_faces([f for _, f, _, _ in listing], detector, True):
         if faces:
             names.append(person[path])
             paths.append(path)

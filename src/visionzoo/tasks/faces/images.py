@@ -10,23 +10,11 @@ from typing import Iterator, Sequence
 from PIL import Image
 
 from ...data.decode import ImageDecodeError, _to_rgb, load_rgb
+from ...data.geometry import file_displayed_size
 
 # Faces are found and embedded in a copy whose long side is at most this: a 150 px face chip
 # needs no more, and a 50-megapixel photo then costs what a 9-megapixel one does.
 WORK_MAX_SIDE = 3072
-_ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
-
-
-def oriented_size(path: str) -> tuple[int, int] | None:
-    """(width, height) as displayed (after EXIF rotation), read from the header; None if unreadable."""
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-            if im.getexif().get(0x0112) in _ROTATED:
-                w, h = h, w
-            return w, h
-    except Exception:  # load_rgb will say what is wrong with the file
-        return None
 
 
 def working_copy(img: Image.Image, max_side: int = WORK_MAX_SIDE) -> tuple[Image.Image, float]:
@@ -44,7 +32,7 @@ def open_image(path: str, max_side: int = WORK_MAX_SIDE) -> tuple[Image.Image, f
     """(working RGB image, factor to the original's displayed pixels); raises ImageDecodeError.
 
     Large JPEGs are decoded in draft mode straight to about the working size (load_rgb)."""
-    size = oriented_size(path)
+    size = file_displayed_size(path)
     target = None
     if size and max(size) > max_side:
         target = -(-max_side * min(size) // max(size))  # short side that keeps the long side >= max_side

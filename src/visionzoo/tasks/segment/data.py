@@ -17,11 +17,13 @@ from typing import Callable
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
-from ...data.datasets import _find_split_dirs
 from ...data.decode import ImageDecodeError, load_rgb
-from ...data.inputs import _walk
+from ...data.folders import find_split_dirs
+from ...data.geometry import oriented
+from ...data.inputs import walk
+from ...data.splits import holdout
 from ...errors import UsageError
 
 IMAGE_DIRS = ("images", "image", "imgs", "img")
@@ -67,7 +69,7 @@ def read_mask(path: str) -> tuple[np.ndarray, list[int] | None]:
     try:
         with Image.open(path) as im:
             im.load()
-            im = ImageOps.exif_transpose(im)
+            im = oriented(im)
     except FileNotFoundError:
         raise ValueError("file not found") from None
     except Exception as exc:
@@ -112,7 +114,7 @@ def _find_dir(root: Path, names: tuple[str, ...]) -> Path | None:
 
 def _keyed(folder: Path) -> tuple[dict[str, str], list[tuple[str, str]]]:
     """{relative path without extension: file} for the images under `folder`, plus name clashes."""
-    files, _ = _walk(folder)
+    files, _ = walk(folder)
     by_key: dict[str, list[str]] = {}
     for f in sorted(files):
         by_key.setdefault(Path(f).relative_to(folder).with_suffix("").as_posix(), []).append(f)
@@ -204,13 +206,9 @@ def check_samples(samples: list[Sample], labels: list[str] | None) -> tuple[list
 
 
 def random_split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """Hold out `fraction` of the samples (at least one when there are two or more), seeded."""
-    if fraction <= 0 or len(samples) < 2:
-        return samples, []
-    order = np.random.default_rng(seed).permutation(len(samples))
-    n_val = min(max(int(round(fraction * len(samples))), 1), len(samples) - 1)
-    val = set(order[:n_val].tolist())
-    return [s for i, s in enumerate(samples) if i not in val], [s for i, s in enumerate(samples) if i in val]
+    """Hold out `fraction` of the samples (at least one when there are two or more), seeded (data.splits)."""
+    kept, held = holdout(len(samples), fraction, seed)
+    return [samples[i] for i in kept], [samples[i] for i in held]
 
 
 def _labels_for(root: Path, classes: list[str] | None) -> list[str] | None:
@@ -238,7 +236,7 @@ def load_seg_dataset(data: str | os.PathLike, *, classes: list[str] | None = Non
     if not 0 <= val_split < 1:
         raise UsageError(f"--val-split must be in [0, 1), got {val_split}")
     labels = labels_required or _labels_for(root, classes)
-    dirs = _find_split_dirs(root)
+    dirs = find_split_dirs(root)
     if eval_only:
         dirs = {"train": dirs.get("test") or dirs.get("val") or root} if dirs else {}
     elif dirs and "train" not in dirs:

@@ -122,12 +122,10 @@ def load_segmenter(run_or_name: str | os.PathLike, weights: str | os.PathLike | 
     """A segmentation run folder, or a torchvision segmenter name (see PRETRAINED)."""
     from safetensors.torch import load_model
 
-    from ...zoo.rundir import WEIGHTS_FILE, is_run_dir, read_config
+    from ...zoo.rundir import WEIGHTS_FILE, task_config
 
-    if is_run_dir(run_or_name):
-        config = read_config(run_or_name)
-        if config.get("task") != "segment":
-            raise UsageError(f"{run_or_name} is a {config.get('task', 'classification')} run, not a segmentation run")
+    config = task_config(run_or_name, "segment")
+    if config is not None:
         cfg = SegConfig.from_dict(config["segmenter"])
         module = build_segmenter(cfg, pretrained_backbone=False)
         load_model(module, str(Path(run_or_name) / WEIGHTS_FILE), strict=True, device="cpu")

@@ -107,16 +107,22 @@ def iter_masks(predictor: Predictor, files: Sequence[str], workers: int | None =
 
 
 def predict(run_or_name: str | os.PathLike, inputs: str | os.PathLike | Sequence[str | os.PathLike], *,
-            out: str | os.PathLike | None = None, weights: str | os.PathLike | None = None,
+            masks_dir: str | os.PathLike | None = None, weights: str | os.PathLike | None = None,
             tile: int | None = DEFAULT_TILE, overlap: float = 0.25, device: str = "auto", workers: int | None = None,
-            progress: bool = False) -> list[dict[str, Any]]:
+            progress: bool = False, **renamed_options: Any) -> list[dict[str, Any]]:
     """Segment files, folders or globs: per file {"path", "width", "height", "shares", "error"} and,
-    with `out`, OUT/STEM.mask.png (class indices, palette PNG) and OUT/STEM.overlay.png."""
+    with `masks_dir`, MASKS_DIR/STEM.mask.png (class indices, palette PNG) and MASKS_DIR/STEM.overlay.png."""
     from tqdm.auto import tqdm
 
+    from ...deprecation import renamed
+
+    options = renamed(renamed_options, {"out": "masks_dir"}, "segment.predict")
+    masks_dir = options.pop("masks_dir", masks_dir)
+    if options:
+        raise TypeError(f"predict() got unexpected keyword arguments: {', '.join(options)}")
     files = expand_inputs(inputs).files
     predictor = load_predictor(run_or_name, weights=weights, tile=tile, overlap=overlap, device=device)
-    out_dir = Path(out) if out is not None else None
+    out_dir = Path(masks_dir) if masks_dir is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     results, used = [], set()

@@ -2,15 +2,37 @@
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
-from ..data import eval_transform, expand_inputs, iter_batches
-from ..runtime import TorchRunner
-from ..zoo import ModelSpec
-from .common import ImageResult, ModelArg, Prediction, as_model
+from ...data import eval_transform, expand_inputs, iter_batches
+from ...runtime import TorchRunner
+from ...zoo import ModelSpec, as_model
+
+ModelArg = str | os.PathLike | nn.Module | None
+
+
+@dataclass
+class Prediction:
+    label: str
+    index: int
+    probability: float
+
+
+@dataclass
+class ImageResult:
+    """One input's outcome: predictions, or the error that stopped it (never both)."""
+
+    path: str
+    predictions: list[Prediction] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "predictions": [asdict(p) for p in self.predictions], "error": self.error}
 
 
 def label_names(spec: ModelSpec) -> list[str]:
@@ -41,19 +63,9 @@ def classify(
     workers: int | None = None,
     device: str = "auto",
     progress: bool = False,
-    engine: str = "local",
-    ray_address: str | None = None,
-    num_workers: int | None = None,
 ) -> list[ImageResult]:
-    """Classify files, folders (recursive) or globs; one ImageResult per file, in sorted order.
-    `engine="ray"` classifies slices of the files as Ray tasks (`ray_address`, `num_workers`)."""
+    """Classify files, folders (recursive) or globs; one ImageResult per file, in sorted order."""
     files = expand_inputs(inputs).files
-    if engine != "local":
-        from ..batch.ray_engine import check_engine, classify_on_ray
-
-        check_engine(engine)
-        return classify_on_ray(files, model, top_k=top_k, weights=weights, batch_size=batch_size, workers=workers,
-                               device=device, ray_address=ray_address, num_workers=num_workers, progress=progress)
     module, spec = as_model(model, weights)
     runner = TorchRunner(module, device=device)
     labels = label_names(spec)
@@ -71,3 +83,9 @@ def classify(
                     results[i].predictions = p
             bar.update(len(batch.indices) + len(batch.failures))
     return results
+
+
+def predict(run_or_name: ModelArg, inputs: str | os.PathLike | Sequence[str | os.PathLike], *, top_k: int = 5,
+            **options: Any) -> list[dict[str, Any]]:
+    """The task contract's `predict`: `classify` as JSON-able rows {path, predictions, error}."""
+    return [r.to_dict() for r in classify(inputs, run_or_name, top_k=top_k, **options)]

@@ -25,12 +25,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data import eval_transform, iter_batches
-from ..data.datasets import LabeledDataset, Split
-from ..errors import UsageError
-from ..zoo import load_model, resolve
-from ..zoo.tta import with_tta
+from ...data import eval_transform, iter_batches
+from ...errors import UsageError
+from ...zoo import load_model, resolve
+from ...zoo.tta import with_tta
 from .config import AUTO, TrainConfig
+from .data import LabeledDataset, Split
+from .model import build_model
+from .runfolder import finish, held_out
 
 C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)   # inverse L2 strength of the head, on standardised features
 MAX_FOLDS = 5
@@ -51,8 +53,8 @@ def candidate_models(model: str) -> list[str]:
     """`auto`: the bundled offline backbones, cheapest (smallest input) first; `a,b`: those; else [model]."""
     if model != AUTO:
         return [m.strip() for m in model.split(",") if m.strip()]
-    from ..zoo import FAMILIAR
-    from ..zoo.weights import bundled_weights_path
+    from ...zoo import FAMILIAR
+    from ...zoo.weights import bundled_weights_path
 
     names = [n for n, a in FAMILIAR.items() if bundled_weights_path(a.target.split(".")[0]) is not None]
     if not names:
@@ -90,7 +92,7 @@ def extract_candidate(name: str, paths: list[str], cfg: TrainConfig, *, failures
     """Pre-logits features of `paths` and of their mirror images (each image decoded once), on the
     fastest backend (ONNX Runtime on CPU). None when, after a few batches, finishing this backbone
     plus `reserve(images per second)` would end past `deadline`."""
-    from ..tasks.embed import feature_runner
+    from ..embed import feature_runner
 
     module = load_model(name)
     pre = module.zoo_spec.preprocessing
@@ -293,9 +295,7 @@ def markdown(auto: dict[str, Any]) -> str:
 
 def train_auto(cfg: TrainConfig, ds: LabeledDataset, run_dir: Path, *, progress: bool, log: Log) -> dict[str, Any]:
     """The whole auto run: select on the pool, fit the winner's head on all of it, save and report."""
-    from .run import _ds_info, _finish_run, _held_out, build_model
-
-    held_name, held = _held_out(ds.train, ds.val, ds.test)
+    held_name, held = held_out(ds, ds.train, ds.val)
     pool, pool_name = _pool(ds, held_name)
     winner, chosen, auto, failures = select(cfg, pool, len(held), progress=progress, log=log)
     auto["pool"] = pool_name
@@ -310,11 +310,8 @@ def train_auto(cfg: TrainConfig, ds: LabeledDataset, run_dir: Path, *, progress:
     with torch.no_grad():
         head.weight.copy_(weight)
         head.bias.copy_(bias)
-    for path, reason in sorted(failures.items()):
-        log(f"skipped {path}: {reason}")
-    summary = {"history": [], "best_epoch": None, "failures": failures, "auto": auto}
-    result = _finish_run(module, run_cfg, _ds_info(ds, ds.train, ds.val), ds.labels, (held_name, held), run_dir,
-                         summary, log)
+    result = finish(module, run_cfg, ds, ds.train, ds.val, (held_name, held), run_dir, None, failures, log,
+                    extra={"auto": auto})
     with (run_dir / "report.md").open("a", encoding="utf-8") as f:
         f.write(markdown(auto))
     return result

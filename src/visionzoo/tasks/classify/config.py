@@ -1,20 +1,22 @@
-"""TrainConfig: every training argument in one plain dataclass, recorded in the run's config.json."""
+"""TrainConfig: every classification training argument in one dataclass, recorded in config.json."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
-from ..errors import UsageError
-from ..zoo import DEFAULT_MODEL
+from ...errors import UsageError
+from ...training.run import RunConfig
+from ...zoo import DEFAULT_MODEL
 
 AUTO = "auto"
 STRATEGIES = (AUTO, "linear", "finetune", "scratch")
+FEATURE_STRATEGIES = ("linear", AUTO)  # heads fitted on features computed once: nothing to parallelise
 
 # Defaults per strategy, for a few hundred photos of unknown classes (not tuned to any one set).
 # linear: the head is fitted on cached features, so epochs cost milliseconds.
 # finetune: a short head phase, then the unfrozen network at a tenth of the head's rate.
 # scratch: random weights need many more epochs and strong augmentation.
-# auto: no epochs; heads are fitted and cross-validated by scikit-learn (training/auto.py).
+# auto: no epochs; heads are fitted and cross-validated by scikit-learn (auto.py).
 DEFAULTS: dict[str, dict[str, Any]] = {
     AUTO: {},
     "linear": {"epochs": 100, "lr": 1e-3, "weight_decay": 1e-4, "patience": 15},
@@ -24,7 +26,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RunConfig):
     model: str = AUTO                  # auto: the bundled backbones (or "a,b" candidates), chosen by CV
     strategy: str = AUTO
     epochs: int | None = None          # total epochs, head phase included [default: per strategy]
@@ -33,19 +35,13 @@ class TrainConfig:
     lr: float | None = None            # head / whole-model rate [default: per strategy]
     backbone_lr_scale: float = 0.1     # finetune phase 2: backbone rate = lr * this
     weight_decay: float | None = None
-    batch_size: int = 32
     image_size: int | None = None      # [default: the model's own input size]
-    val_split: float = 0.2
     patience: int | None = None        # early stopping: epochs without improvement [default: per strategy]
     warmup: float = 0.1                # warmup as a fraction of each phase's steps (at most one epoch)
     augment: str | None = None         # "light" | "strong" [default: strong for scratch, light otherwise]
     label_smoothing: float = 0.1
     cv: int | None = None
     time_budget: float = 240.0         # auto: seconds for the run; backbones that would not fit are skipped
-    seed: int = 0
-    workers: int | None = None
-    num_workers: int = 1               # data-parallel ranks (processes), each on a slice of every batch
-    device: str = "auto"
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -73,10 +69,11 @@ class TrainConfig:
         if self.freeze < 0:
             raise UsageError("--freeze must be >= 0")
         if self.num_workers < 1:
-            raise UsageError("--num-workers must be at least 1")
-        if self.strategy not in ("linear", AUTO) and self.batch_size % self.num_workers:
-            raise UsageError(f"--batch-size ({self.batch_size}) must split evenly over --num-workers "
-                             f"({self.num_workers}): it is the global batch, shared out between the workers")
+            raise UsageError("--processes must be at least 1")
+        if self.strategy not in FEATURE_STRATEGIES and self.batch_size % self.num_workers:
+            raise UsageError(f"--batch-size ({self.batch_size}) must split evenly over --processes "
+                             f"({self.num_workers}): it is the global batch, shared out between the processes")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def check(self) -> None:
+        if not 0 <= self.val_split < 1:
+            raise UsageError(f"--val-split must be in [0, 1), got {self.val_split}")

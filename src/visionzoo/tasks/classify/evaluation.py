@@ -1,4 +1,4 @@
-"""`evaluate`: a saved run on labelled images -> report.json, report.md and pictures.
+"""`evaluate` (`visionzoo classify evaluate`): a saved run on labelled images -> report.json, report.md and pictures.
 
 Inference goes through `tasks.classify`, so decoding, preprocessing and bad-file handling are
 exactly those of `classify` / `predict`; failed files are listed in the report, not counted.
@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ..data.datasets import Split, load_eval_split
-from ..errors import UsageError
-from ..tasks.classify import classify
-from ..tasks.common import as_model
-from ..zoo.rundir import is_run_dir
+from ...errors import UsageError
+from ...zoo import as_model
+from ...zoo.rundir import task_config
+from .data import Split, load_eval_split
+from .predictor import classify
 
 REPORT_JSON = "report.json"
 
@@ -47,8 +47,12 @@ def write_report(out: str | os.PathLike, y_true: np.ndarray, probs: np.ndarray, 
                  labels: list[str], failures: list[tuple[str, str]], *, title: str,
                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """report.json, report.md, confusion_matrix.png, misclassified.png and (2 classes) roc_pr.png."""
-    from ..viz.train_plots import confusion_matrix_plot, misclassified_grid, roc_pr_curves
-    from .metrics import classification_metrics
+    from ...eval.metrics import classification_metrics
+    from ...viz.train_plots import (
+        confusion_matrix_plot,
+        misclassified_grid,
+        roc_pr_curves,
+    )
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -99,7 +103,7 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike, *, out: str | 
              progress: bool = False) -> dict[str, Any]:
     """Evaluate a saved run on DATA (its test/ folder if any, else val/, else every class folder,
     or a path,label CSV). Writes the report into `out` [default: RUN_DIR/eval] and returns it."""
-    if not is_run_dir(run_dir):
+    if task_config(run_dir, "classify") is None:
         raise UsageError(f"{run_dir} is not a saved run (needs model.safetensors and config.json)")
     module, spec = as_model(run_dir)
     labels = list(spec.labels or [])

@@ -6,18 +6,16 @@ found when decoded, skipped and listed by whoever reads it.
 """
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError
-from .inputs import _walk
-
-SPLITS = ("train", "val", "test")
-SPLIT_ALIASES = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test",)}
+from ...data.folders import find_split_dirs, read_label_csv
+from ...data.inputs import walk
+from ...data.splits import holdout
+from ...errors import UsageError
 
 
 @dataclass
@@ -59,7 +57,7 @@ def _class_folders(root: Path) -> tuple[dict[str, list[str]], list[str]]:
     classes: dict[str, list[str]] = {}
     skipped: list[str] = []
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files, skip = _walk(sub)
+        files, skip = walk(sub)
         classes[sub.name] = sorted(files)
         skipped += skip
     return classes, skipped
@@ -73,16 +71,6 @@ def _check_classes(classes: dict[str, list[str]], where: str) -> None:
         raise UsageError(f"{where}: class folder(s) without images: {', '.join(empty)}")
     if len(classes) < 2:
         raise UsageError(f"{where}: only one class ({next(iter(classes))}); a classifier needs at least two")
-
-
-def _find_split_dirs(root: Path) -> dict[str, Path]:
-    found = {}
-    for split, names in SPLIT_ALIASES.items():
-        for name in names:
-            if (root / name).is_dir():
-                found[split] = root / name
-                break
-    return found
 
 
 def _split_from(classes: dict[str, list[str]], labels: list[str], where: str) -> Split:
@@ -99,17 +87,8 @@ def _split_from(classes: dict[str, list[str]], labels: list[str], where: str) ->
 
 def stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     """Hold out `fraction` of each class (at least one image of every class with two or more)."""
-    rng = np.random.default_rng(seed)
-    targets = np.asarray(split.targets)
-    train_idx, val_idx = [], []
-    for c in np.unique(targets):
-        idx = np.flatnonzero(targets == c)
-        rng.shuffle(idx)
-        n_val = int(round(fraction * len(idx)))
-        n_val = min(max(n_val, 1), len(idx) - 1) if len(idx) > 1 else 0
-        val_idx += idx[:n_val].tolist()
-        train_idx += idx[n_val:].tolist()
-    return split.subset(sorted(train_idx)), split.subset(sorted(val_idx))
+    kept, held = holdout(len(split), fraction, seed, strata=split.targets)
+    return split.subset(kept), split.subset(held)
 
 
 def kfold_splits(split: Split, k: int, seed: int) -> list[tuple[Split, Split]]:
@@ -121,20 +100,6 @@ def kfold_splits(split: Split, k: int, seed: int) -> list[tuple[Split, Split]]:
         raise UsageError(f"--cv {k}: need 2 <= K <= the smallest class's image count ({smallest})")
     folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     return [(split.subset(tr), split.subset(va)) for tr, va in folds.split(np.zeros(len(split)), split.targets)]
-
-
-def read_label_csv(path: Path) -> list[tuple[str, str]]:
-    """Rows of a `path,label` CSV as written (header optional, blank and '#' lines skipped).
-
-    The one reader for label CSVs: training datasets and feature probes both take them."""
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r) and not r[0].startswith("#")]
-    if rows and [c.strip().lower() for c in rows[0][:2]] in (["path", "label"], ["file", "label"], ["filename", "label"]):
-        rows = rows[1:]
-    for n, row in enumerate(rows, 1):
-        if len(row) < 2 or not row[0].strip() or not row[1].strip():
-            raise UsageError(f"{path}: row {n} is not 'path,label': {row}")
-    return [(row[0].strip(), row[1].strip()) for row in rows]
 
 
 def read_csv_split(path: Path) -> tuple[dict[str, list[str]], list[str]]:
@@ -166,7 +131,7 @@ def load_dataset(data: str | os.PathLike, *, val_split: float = 0.2, seed: int =
         classes, skipped = read_csv_split(root)
         layout = "csv"
     else:
-        dirs = _find_split_dirs(root)
+        dirs = find_split_dirs(root)
         if dirs:
             if "train" not in dirs:
                 raise UsageError(f"{root}: has {'/'.join(d.name for d in dirs.values())}/ but no train/ folder")
@@ -204,7 +169,7 @@ def load_eval_split(data: str | os.PathLike, labels: list[str]) -> tuple[Split, 
         classes, skipped = read_csv_split(root)
         where = str(root)
     else:
-        dirs = _find_split_dirs(root)
+        dirs = find_split_dirs(root)
         chosen = dirs.get("test") or dirs.get("val") or root
         if dirs and chosen is root:
             raise UsageError(f"{root}: has a train/ folder but no test/ or val/ folder to evaluate on")

@@ -1,0 +1,95 @@
+"""The faces task's predictor: faces per image, each named from a gallery when one is given."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ...errors import UsageError
+from .detectors import DEFAULT_DETECTOR, DETECTORS, Face, check_detector
+from .gallery import Gallery, load_gallery
+from .images import working_copy
+from .pipeline import faces_in, iter_faces
+from .recognize import THRESHOLD, distances
+
+
+def _identify(faces: list[Face], gallery: Gallery, threshold: float) -> None:
+    if not faces:
+        return
+    d = distances(np.stack([f.embedding for f in faces]), gallery.embeddings) if len(gallery) else None
+    for i, f in enumerate(faces):
+        if d is None:
+            f.extra.update(identity="unknown", distance=None)
+            continue
+        j = int(np.argmin(d[i]))
+        f.extra.update(identity=gallery.names[j] if d[i, j] <= threshold else "unknown",
+                       distance=round(float(d[i, j]), 4), nearest=gallery.names[j])
+
+
+class Predictor:
+    """Loaded once, called many times: `predictor(images) -> [{"faces": [...]}]` in each image's pixels.
+    With a gallery, every face also gets `identity` (or "unknown"), `distance` and `nearest`."""
+
+    task = "faces"
+
+    def __init__(self, detector: str = DEFAULT_DETECTOR, gallery: str | os.PathLike | None = None,
+                 threshold: float = THRESHOLD):
+        self.detector = check_detector(detector)
+        self.threshold = threshold
+        self.gallery = load_gallery(gallery, detector=detector) if gallery is not None else None
+
+    def faces(self, img: Image.Image, with_embeddings: bool = False) -> list[Face]:
+        small, s = working_copy(img)
+        faces = faces_in(small, s, self.detector, with_embeddings or self.gallery is not None)
+        if self.gallery is not None:
+            _identify(faces, self.gallery, self.threshold)
+        return faces
+
+    def __call__(self, images: Sequence[Image.Image]) -> list[dict[str, Any]]:
+        return [{"faces": [f.to_dict() for f in self.faces(img)]} for img in images]
+
+
+def load_predictor(run_or_name: str = "default", **options: Any) -> Predictor:
+    """`run_or_name`: a detector name or "default"; options: gallery=FOLDER, threshold=0.6."""
+    if run_or_name in ("default", "faces", "", None):
+        run_or_name = DEFAULT_DETECTOR
+    if run_or_name not in DETECTORS:
+        from .hub import hub_model_note
+
+        raise UsageError(hub_model_note(run_or_name))
+    return Predictor(run_or_name, **options)
+
+
+def _files(inputs) -> list[str]:
+    from ...data.inputs import expand_inputs
+
+    return expand_inputs(inputs).files
+
+
+def _iter_faces(files: Sequence[str], predictor: "Predictor", with_embeddings: bool
+                ) -> Iterator[tuple[str, Image.Image | None, float, list[Face], str | None]]:
+    for path, image, scale, faces, error in iter_faces(files, predictor.detector,
+                                                       with_embeddings or predictor.gallery is not None):
+        if predictor.gallery is not None:
+            _identify(faces, predictor.gallery, predictor.threshold)
+        yield path, image, scale, faces, error
+
+
+def _draw(path: str, image: Image.Image, scale: float, faces: list[Face], out_dir: str | os.PathLike) -> Path:
+    from .draw import draw_faces
+
+    return draw_faces(image, [f.scaled(1 / scale) for f in faces], Path(out_dir) / (Path(path).stem + ".faces.jpg"))
+
+
+def predict(run_or_name: str = "default", inputs=(), *, draw: str | os.PathLike | None = None, **options: Any) -> list[dict[str, Any]]:
+    """Per input file `{path, faces: [{box, score, landmarks, (identity, distance)}], error}`."""
+    predictor = load_predictor(run_or_name, **options)
+    out = []
+    for path, image, scale, faces, error in _iter_faces(_files(inputs), predictor, False):
+        if image is not None and draw is not None:
+            _draw(path, image, scale, faces, draw)
+        out.append({"path": path, "faces": [f.to_dict() for f in faces], "error": error})
+    return out
