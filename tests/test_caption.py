@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from interrupt import cli_args, history, kill_after_first_epoch
 from PIL import Image
 
 from visionzoo.errors import UsageError, WeightsUnavailableError
@@ -32,10 +33,15 @@ def scenes(tmp_path_factory):
     return root
 
 
+# No dropout: then nothing random happens in training but what is seeded per batch and per image, so
+# the killed-and-resumed run and the two-process run must reach the unbroken one's captions.
+TRAIN = dict(epochs=25, dropout=0.0)
+
+
 @pytest.fixture(scope="module")
 def run(scenes, tmp_path_factory):
     out = tmp_path_factory.mktemp("caprun") / "run"
-    result = caption.train(scenes, out, log=lambda _: None, epochs=25)
+    result = caption.train(scenes, out, log=lambda _: None, **TRAIN)
     return out, result
 
 
@@ -147,3 +153,20 @@ def test_hugging_face_captioner_from_a_local_folder(tmp_path, photo_dir, monkeyp
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
     with pytest.raises(WeightsUnavailableError, match="caption train"):
         caption.load_predictor("blip")
+
+
+def test_killed_run_resumes_to_the_unbroken_result(run, scenes, tmp_path):
+    """kill -9 inside epoch 2, then --resume: the cached features are reused and the result is the unbroken one."""
+    out = tmp_path / "run"
+    assert kill_after_first_epoch(["caption", "train", str(scenes), *cli_args(TRAIN)], out) == 1
+    lines: list[str] = []
+    result = caption.train(scenes, out, resume=True, log=lines.append)
+    assert not any("computing them again" in line for line in lines)
+    assert [r["epoch"] for r in history(out)] == [r["epoch"] for r in history(run[0])]
+    assert result["report"]["bleu4"] == pytest.approx(run[1]["report"]["bleu4"], abs=0.02)
+
+
+def test_two_processes_stay_within_two_points_of_one(run, scenes, tmp_path):
+    two = caption.train(scenes, tmp_path / "two", log=None, num_workers=2, **TRAIN)
+    assert two["config"]["training"]["num_workers"] == 2
+    assert abs(two["report"]["bleu4"] - run[1]["report"]["bleu4"]) <= 0.02, (two["report"], run[1]["report"])

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from interrupt import cli_args, history, kill_after_first_epoch
 from PIL import Image, ImageDraw
 
 from visionzoo.errors import UsageError, WeightsUnavailableError
@@ -58,10 +59,13 @@ def voc(tmp_path_factory) -> Path:
     return root
 
 
+TRAIN = dict(epochs=2, image_size=128, batch_size=4, freeze=1, val_split=0.25)
+
+
 @pytest.fixture(scope="module")
 def run(voc, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("detrun") / "run"
-    detect.train(voc, out, log=None, epochs=2, image_size=128, batch_size=4, freeze=1, val_split=0.25)
+    detect.train(voc, out, log=None, **TRAIN)
     return out
 
 
@@ -209,3 +213,31 @@ def test_coco_detector_by_name_from_a_local_weights_file(tmp_path, monkeypatch, 
     labels = {d["label"] for d in out["detections"]}
     assert labels and labels <= set(torchvision.models.get_model_weights("ssdlite320_mobilenet_v3_large")
                                     .DEFAULT.meta["categories"])
+
+
+def test_killed_run_resumes_to_the_unbroken_result(run, voc, tmp_path):
+    """kill -9 inside epoch 2, then --resume: the epochs are seeded, so it ends where the unbroken run did."""
+    out = tmp_path / "run"
+    assert kill_after_first_epoch(["detect", "train", str(voc), *cli_args(TRAIN)], out) == 1
+    lines: list[str] = []
+    result = detect.train(voc, out, resume=True, log=lines.append)
+    assert any(line.startswith("resuming after epoch 1 of 2") for line in lines), lines
+    assert [r["epoch"] for r in history(out)] == ["1", "2"] and not (out / "checkpoint.pt").exists()
+    unbroken = json.loads((run / "config.json").read_text())
+    assert result["config"]["status"] == "complete" and result["config"]["best_epoch"] == unbroken["best_epoch"]
+    assert result["config"]["metrics"]["val"]["map50"] == pytest.approx(unbroken["metrics"]["val"]["map50"], abs=0.02)
+
+
+def test_two_processes_train_as_one(voc, tmp_path):
+    """--processes 2 (DDP over gloo): each rank gets its slice of every batch, each image its own augmentation
+    and anchor samples, so the ranks train the one-process model (images of one size: equal padding)."""
+    same = dict(TRAIN, scales=(1.0,), augment="none")
+    detect.train(voc, tmp_path / "one", log=None, **same)
+    two = detect.train(voc, tmp_path / "two", log=None, num_workers=2, **same)
+    assert two["config"]["training"]["num_workers"] == 2 and sorted(p.name for p in (tmp_path / "two").iterdir()) \
+        == sorted(p.name for p in (tmp_path / "one").iterdir())
+    for a, b in zip(history(tmp_path / "one"), history(tmp_path / "two"), strict=True):
+        assert float(b["loss"]) == pytest.approx(float(a["loss"]), rel=0.02)
+    first = [float(h[0]["val_map50"]) for h in (history(tmp_path / "one"), history(tmp_path / "two"))]
+    assert abs(first[0] - first[1]) <= 0.02, first
+    assert detect.predict(tmp_path / "two", [voc / "images" / "img01.jpg"], conf=0.001)[0]["detections"]

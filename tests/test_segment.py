@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from interrupt import cli_args, history, kill_after_first_epoch
 from PIL import Image, ImageDraw
 
 from visionzoo.errors import UsageError, WeightsUnavailableError
@@ -54,10 +55,13 @@ def blobs(tmp_path_factory) -> Path:
     return root
 
 
+TRAIN = dict(epochs=8, crop_size=96, batch_size=4)
+
+
 @pytest.fixture(scope="module")
 def run(blobs, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("segrun") / "run"
-    result = segment.train(blobs, out, log=None, epochs=8, crop_size=96, batch_size=4, workers=0)
+    result = segment.train(blobs, out, log=None, workers=0, **TRAIN)
     return out, result
 
 
@@ -173,3 +177,20 @@ def test_each_decoder_builds_on_the_zoo_encoder_and_keeps_the_input_size(arch):
         assert model(torch.rand(1, 3, 96, 128)).shape == (1, 3, 96, 128)
     with pytest.raises(UsageError, match="unknown --arch"):
         build_segmenter(SegConfig(arch="segformer"), pretrained_backbone=False)
+
+
+def test_killed_run_resumes_to_the_unbroken_result(run, blobs, tmp_path):
+    """kill -9 inside epoch 2, then --resume: the epochs are seeded, so it ends where the unbroken run did."""
+    out = tmp_path / "run"
+    assert kill_after_first_epoch(["segment", "train", str(blobs), *cli_args(TRAIN)], out) == 1
+    result = segment.train(blobs, out, resume=True, log=None)
+    assert [r["epoch"] for r in history(out)] == [str(e) for e in range(1, 9)]
+    assert result["report"]["miou"] == pytest.approx(run[1]["report"]["miou"], abs=0.02)
+    assert result["config"]["best_epoch"] == run[1]["config"]["best_epoch"]
+
+
+def test_two_processes_stay_within_two_points_of_one(run, blobs, tmp_path):
+    """--processes 2 (DDP over gloo): each rank trains on its slice of every batch (BatchNorm over its slice)."""
+    two = segment.train(blobs, tmp_path / "two", log=None, num_workers=2, **TRAIN)
+    assert two["config"]["training"]["num_workers"] == 2
+    assert abs(two["report"]["miou"] - run[1]["report"]["miou"]) <= 0.02, (two["report"]["miou"], run[1]["report"])

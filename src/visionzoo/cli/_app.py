@@ -107,13 +107,18 @@ def fail(path: str, reason: str, verb: str = "failed") -> None:
 # Every command that has one of these takes it under the same name with the same meaning.
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bar (for logs and scripts).")
 DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps.")
-WorkersOpt = typer.Option(None, "--workers", min=0, help="Image-decoding workers beside the model [default: auto].")
-ProcessesHelp = "Data-parallel training processes (DDP), each on a slice of every batch."
-RayProcessesHelp = "--engine ray: Ray tasks at once [default: one per GPU, else one per node]."
-TopKOpt = typer.Option(5, "--top-k", "-k", min=1, help="Labels per image.")
-ResumeOpt = typer.Option(False, "--resume", help="Continue a stopped run from its last completed epoch.")
+WorkersOpt = typer.Option(None, "--workers", min=0, help="Image-decoding workers beside the model (on CPU, extract's "
+                          "ONNX Runtime pipelines decode their own) [default: auto].")
+ProcessesHelp = ("Model processes working in parallel: data-parallel training ranks (DDP, each on a slice of every "
+                 "batch) in train commands; Ray tasks at once with --engine ray [default: 1; Ray: one per GPU, else "
+                 "one per node].")
+TopKHelp = "How many of the best answers to keep per image (labels, or neighbours for search)."
+TopKOpt = typer.Option(5, "--top-k", "-k", min=1, help=TopKHelp)
+ResumeOpt = typer.Option(False, "--resume", help="Continue an interrupted run from what it had finished (its last epoch, "
+                         "its written shards); a finished run has nothing left to do.")
 SeedOpt = typer.Option(0, "--seed", help="Seed of the split, the initial weights and the augmentations.")
-ValSplitOpt = typer.Option(0.2, "--val-split", help="Held-out fraction when DATA has no val/ (0 = none).")
+ValSplitHelp = "Fraction held out to choose the best epoch when DATA has no validation split of its own (0 = none)."
+ValSplitOpt = typer.Option(0.2, "--val-split", help=ValSplitHelp)
 ModelOpt = typer.Option(None, "--model", "-m", help="Zoo name, timm/torchvision name, or a saved run folder "
                         "[default: efficientnet_lite0, offline].")
 WeightsOpt = typer.Option(None, "--weights", help="Local weights file (.safetensors or .pth) for a pretrained name.")
@@ -123,7 +128,7 @@ RayAddressOpt = typer.Option(None, "--ray-address", help="--engine ray: auto, HO
                              "(default: $RAY_ADDRESS, else a local Ray for this run).")
 PickleOpt = typer.Option(False, "--allow-pickle", help="Allow reading a .pkl feature file (unpickling can run code: "
                          "only for files you trust).")
-DrawOpt = typer.Option(None, "--draw", help="Folder for each picture drawn with its results.")
+DrawOpt = typer.Option(None, "--draw", help="Folder for each picture drawn with its results (boxes, names, captions).")
 
 TRAIN_RENAMES = {"--num-workers": "--processes"}
 TASK_TRAIN_RENAMES = {**TRAIN_RENAMES, "-m": "--backbone"}  # -m is --model everywhere

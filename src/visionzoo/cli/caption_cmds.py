@@ -15,6 +15,7 @@ from ._app import (
     QuietOpt,
     ResumeOpt,
     SeedOpt,
+    ValSplitHelp,
     WorkersOpt,
     app,
     command,
@@ -49,11 +50,12 @@ def train_cmd(
     backbone: str = typer.Option("efficientnet_lite0", "--backbone",
                                  help="Encoder: zoo name or run folder (frozen; its features are cached)."),
     decoder: str = typer.Option("lstm", "--decoder", help="lstm or transformer."),
+    dropout: float = typer.Option(0.3, "--dropout", min=0, max=0.9, help="Decoder dropout while training."),
     epochs: int = typer.Option(30, "--epochs", min=1),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Captions per training step (over all processes)."),
     lr: float = typer.Option(2e-3, "--lr"),
     beam: int = typer.Option(3, "--beam", min=1, help="Beam width used for validation BLEU and saved as default."),
-    val_split: float = typer.Option(0.1, "--val-split", help="Images held out for choosing the best epoch."),
+    val_split: float = typer.Option(0.1, "--val-split", help=ValSplitHelp),
     test_split: float = typer.Option(0.1, "--test-split", help="Images held out for the final report."),
     patience: int = typer.Option(8, "--patience", min=1, help="Early stopping patience in epochs."),
     resume: bool = ResumeOpt,
@@ -70,7 +72,7 @@ def train_cmd(
     from ..tasks.caption import train
 
     result = train(data, out, annotations=annotations, resume=resume, progress=show_progress(quiet), log=say,
-                   backbone=backbone, decoder=decoder, epochs=epochs, batch_size=batch_size, lr=lr, beam=beam,
+                   backbone=backbone, decoder=decoder, dropout=dropout, epochs=epochs, batch_size=batch_size, lr=lr, beam=beam,
                    val_split=val_split, test_split=test_split, patience=patience, seed=seed, workers=workers,
                    num_workers=processes, device=device)
     for where, reason in result.get("problems", []):

@@ -16,7 +16,6 @@ from ._app import (
     ProcessesHelp,
     QuietOpt,
     RayAddressOpt,
-    RayProcessesHelp,
     ResumeOpt,
     SeedOpt,
     TopKOpt,
@@ -71,7 +70,7 @@ def images_cmd(
     device: str = DeviceOpt,
     engine: str = EngineOpt,
     ray_address: Optional[str] = RayAddressOpt,
-    processes: Optional[int] = typer.Option(None, "--processes", min=1, help=RayProcessesHelp),
+    processes: Optional[int] = typer.Option(None, "--processes", min=1, help=ProcessesHelp),
     quiet: bool = QuietOpt,
 ):
     """Top-k ImageNet labels (or a saved run's labels) with probabilities.

@@ -12,6 +12,7 @@ from ._app import (
     PickleOpt,
     QuietOpt,
     SeedOpt,
+    TopKHelp,
     WorkersOpt,
     app,
     command,
@@ -20,6 +21,7 @@ from ._app import (
     out_file,
     show_progress,
 )
+from ._app import say as _say
 from ._app import wrote as _wrote
 
 FeaturesArg = typer.Argument(..., help="Feature file from `visionzoo extract` (Parquet folder/file, .npy or .pkl; "
@@ -52,7 +54,7 @@ def index(
 def search(
     index_dir: str = typer.Argument(..., metavar="INDEX", help="Index folder from `visionzoo index`, or a feature file (indexed in memory), local or s3://..."),
     queries: List[str] = typer.Argument(..., help="Images, folders or globs to embed, or paths stored in the index."),
-    k: int = typer.Option(10, "--top-k", "-k", min=1, help="Neighbours per query."),
+    k: int = typer.Option(10, "--top-k", "-k", min=1, help=TopKHelp),
     out: Optional[Path] = out_file(),
     grid: Optional[Path] = typer.Option(None, "--grid", help="Draw each query beside its neighbours to FILE.png."),
     nprobe: Optional[int] = typer.Option(None, "--nprobe", min=1, help="IVF lists scanned per query "
@@ -180,9 +182,7 @@ def probe(
         table.add_row(name, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
     console.print(table)
     if report.unlabelled:
-        from ._app import say
-
-        say(f"{report.unlabelled} image(s) without a label were not used")
+        _say(f"{report.unlabelled} image(s) without a label were not used")
     if out:
         _wrote(out)
 

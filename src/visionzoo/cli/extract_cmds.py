@@ -8,9 +8,11 @@ import typer
 from ._app import (
     DeviceOpt,
     EngineOpt,
+    ProcessesHelp,
     QuietOpt,
     RayAddressOpt,
-    RayProcessesHelp,
+    ResumeOpt,
+    WorkersOpt,
     app,
     command,
     err_console,
@@ -37,17 +39,16 @@ def extract(
     dtype: str = typer.Option("float32", "--dtype", help="float32 or float16."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per forward pass [default: "
                                              "8 per CPU pipeline, else 16]."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Image-decoding workers beside PyTorch "
-                                          "inference (ONNX Runtime pipelines decode their own) [default: auto]."),
+    workers: Optional[int] = WorkersOpt,
     backend: str = typer.Option("auto", "--backend", help="auto (ONNX Runtime on CPU, PyTorch on GPU), torch, onnx."),
     device: str = DeviceOpt,
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads; on CPU, ONNX Runtime "
                                           "pipelines that each decode and run their own batches [default: all cores]."),
     partition_size: int = typer.Option(1024, "--partition-size", min=1, help="Images per shard (resume unit)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run (or add nothing to a done one)."),
+    resume: bool = ResumeOpt,
     engine: str = EngineOpt,
     ray_address: Optional[str] = RayAddressOpt,
-    processes: Optional[int] = typer.Option(None, "--processes", min=1, help=RayProcessesHelp),
+    processes: Optional[int] = typer.Option(None, "--processes", min=1, help=ProcessesHelp),
     quiet: bool = QuietOpt,
 ):
     """Features of many images into a feature file, streamed in shards, resumable after a crash.

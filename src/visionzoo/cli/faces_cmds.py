@@ -8,14 +8,13 @@ import typer
 
 from ..atomic import write_json
 from . import results
-from ._app import QuietOpt, app, command, console, fail, new_app, out_file, wrote
+from ._app import DrawOpt, QuietOpt, app, command, console, fail, new_app, out_file, wrote
 
 faces_app = new_app("Faces: detect, landmarks, embed, verify, find people, 3D mesh.")
 app.add_typer(faces_app, name="faces")
 
 DetectorOpt = typer.Option("blazeface", "--detector", "-d", help="blazeface (fast, default) | hog | cnn (dlib, slow).")
 MaxDistanceOpt = typer.Option(0.6, "--max-distance", help="Largest embedding distance for the same person (dlib's 0.6).")
-DrawOpt = typer.Option(None, "--draw", help="Folder for pictures with boxes, landmarks and names.")
 RENAMES = {"--threshold": "--max-distance", "-t": "--max-distance"}
 
 

@@ -71,11 +71,7 @@ def train_probe(
     allow_pickle: bool = False,
 ) -> ProbeReport:
     """Cross-validate a `classifier` ("logreg" | "knn") on labelled rows (labels None: parent folders), then fit on all and save to `out`."""
-    from sklearn.metrics import (
-        accuracy_score,
-        f1_score,
-        precision_recall_fscore_support,
-    )
+    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     fs = open_features(features, allow_pickle=allow_pickle)

@@ -1,4 +1,4 @@
-"""HTTP service and browser page: `visionzoo serve` (issue 14). Imports tasks, never the reverse.
+"""HTTP service and browser page: `visionzoo serve`. Imports tasks, never the reverse.
 
     from visionzoo.serve import create_app, run
     app = create_app(models=["efficientnet_lite0"], index="feats.index")   # an ASGI app, models loaded

@@ -152,6 +152,19 @@ def mean_over_ranks(sums: dict[str, list[float]], device: torch.device) -> dict[
     return {k: flat[2 * i] / max(flat[2 * i + 1], 1e-12) for i, k in enumerate(keys)}
 
 
+@contextlib.contextmanager
+def main_first():
+    """Rank 0 runs the block first (say, computing and caching features) while the other ranks wait;
+    then they run it too (and find the cache). Outside data parallelism, just the block."""
+    import torch.distributed as dist
+
+    if _RANK is not None and _RANK[0] != 0:
+        dist.barrier()
+    yield
+    if _RANK is not None and _RANK[0] == 0:
+        dist.barrier()
+
+
 def from_rank0(fn: Callable[[], Any]) -> Any:
     """`fn()` computed on rank 0 alone and handed to every rank (`fn()` itself outside data parallelism)."""
     if _RANK is None:

@@ -69,11 +69,7 @@ class HFCaptioner:
     task = "caption"
 
     def __init__(self, name: str, *, beam: int = 3, device: str = "auto", max_length: int = 40):
-        from transformers import (
-            AutoImageProcessor,
-            AutoModelForImageTextToText,
-            AutoTokenizer,
-        )
+        from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
 
         from ...runtime import pick_device
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ...errors import UsageError
+from ...training import distributed
 from ...training.batches import steps_per_epoch, tensor_batches
 from ...training.engine import Fit, Phase, Step, TaskHooks, seed_everything
 from ...training.run import Recipe, RunConfig, finish_run, train_run
@@ -205,12 +206,14 @@ class CaptionRecipe(Recipe):
         log(f"{len(self.ds.images)} images, {self.ds.n_captions()} captions ({self.ds.layout}); "
             + ", ".join(f"{k} {len(v)}" for k, v in splits.items()) + f"; {len(self.ds.problems)} bad row(s) left out")
         run_dir.mkdir(parents=True, exist_ok=True)
-        row, table, self.unreadable, self.digest = _features(self.ds, run_dir, cfg, progress, log)
+        with distributed.main_first():  # rank 0 computes the features, the other ranks read them
+            row, table, self.unreadable, self.digest = _features(self.ds, run_dir, cfg, progress, log)
         self.splits = {k: [p for p in v if p in row] for k, v in splits.items()}
         if not self.splits["train"]:
             raise UsageError("none of the training images could be read")
         vocab = Vocabulary.build((c for p in self.splits["train"] for c in self.ds.captions[p]), cfg.min_count)
-        vocab.save(run_dir / TOKENIZER_FILE)
+        if distributed.is_main():
+            vocab.save(run_dir / TOKENIZER_FILE)
         x, y = _pairs(self.ds.captions, self.splits["train"], row, vocab, cfg.max_length)
         self.dcfg = DecoderConfig(kind=cfg.decoder, feature_dim=table.shape[1], vocab_size=len(vocab),
                                   embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim,

@@ -48,11 +48,7 @@ def write_report(out: str | os.PathLike, y_true: np.ndarray, probs: np.ndarray, 
                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """report.json, report.md, confusion_matrix.png, misclassified.png and (2 classes) roc_pr.png."""
     from ...eval.metrics import classification_metrics
-    from ...viz.train_plots import (
-        confusion_matrix_plot,
-        misclassified_grid,
-        roc_pr_curves,
-    )
+    from ...viz.train_plots import confusion_matrix_plot, misclassified_grid, roc_pr_curves
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -103,6 +103,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         except Exception as exc:  # a transform choking on a pathological image
             return i, None, f"augmentation failed ({type(exc).__name__}: {exc})"
         target = {k: v.as_subclass(torch.Tensor) for k, v in target.items()}
+        target["seed"] = torch.randint(2**62, ())  # the detector's sampling of this image's anchors (training.py)
         return i, image.as_subclass(torch.Tensor), target
 
 

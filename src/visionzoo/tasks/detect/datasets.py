@@ -17,14 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from ...data.geometry import (
-    SWAPPING,
-    displayed_size,
-    image_frame,
-    orient_boxes,
-    orient_points,
-    transposed,
-)
+from ...data.geometry import SWAPPING, displayed_size, image_frame, orient_boxes, orient_points, transposed
 from ...data.inputs import is_image_name
 from ...data.splits import holdout
 from ...errors import UsageError

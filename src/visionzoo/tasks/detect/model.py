@@ -160,10 +160,7 @@ def backbone_groups(body: nn.Module, arch: str) -> list[list[nn.Parameter]]:
 def build_detector(cfg: DetectorConfig, *, pretrained_backbone: bool = True) -> nn.Module:
     """The torchvision detector for `cfg`; with `pretrained_backbone` the zoo's weights are loaded."""
     from torchvision.models.detection import FCOS, FasterRCNN, MaskRCNN, RetinaNet
-    from torchvision.models.detection.anchor_utils import (
-        AnchorGenerator,
-        DefaultBoxGenerator,
-    )
+    from torchvision.models.detection.anchor_utils import AnchorGenerator, DefaultBoxGenerator
     from torchvision.models.detection.faster_rcnn import TwoMLPHead
     from torchvision.models.detection.fcos import FCOSHead
     from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor

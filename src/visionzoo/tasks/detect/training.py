@@ -25,13 +25,7 @@ from ...zoo.spec import ModelSpec, Preprocessing
 from .augment import DetectionDataset, collate, train_transform
 from .datasets import DetectionData, Sample, load_detection_data, split_samples
 from .evaluation import predict_samples, score_samples, summary_line, write_report
-from .model import (
-    ARCHS,
-    DEFAULT_BACKBONE,
-    DetectorConfig,
-    backbone_groups,
-    build_detector,
-)
+from .model import ARCHS, DEFAULT_BACKBONE, DetectorConfig, backbone_groups, build_detector
 from .predictor import EVAL_CONF, Predictor
 
 Log = Callable[[str], None]
@@ -75,6 +69,26 @@ class DetectTrainConfig(RunConfig):
         return tuple(sorted({max(32, int(round(self.image_size * s / 32)) * 32) for s in self.scales}))
 
 
+class PerImageSampler:
+    """torchvision's positive / negative anchor sampler, drawing each image's samples from that image's own
+    seed: N data-parallel ranks then sample exactly what one process would (a rank holds part of a batch)."""
+
+    def __init__(self, sampler, offset: int):
+        self.sampler, self.offset, self.seeds = sampler, offset, None
+
+    def __call__(self, matched_idxs):
+        if self.seeds is None:
+            return self.sampler(matched_idxs)
+        positive, negative = [], []
+        for matched, seed in zip(matched_idxs, self.seeds):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(seed) + self.offset)
+                pos, neg = self.sampler([matched])
+            positive += pos
+            negative += neg
+        return positive, negative
+
+
 class DetectHooks(TaskHooks):
     """Batches are (images, targets, failures); the model sums its own losses; validation is mAP."""
 
@@ -89,6 +103,7 @@ class DetectHooks(TaskHooks):
                                       workers=cfg.workers)
         self.n_steps = steps_per_epoch(len(dataset), cfg.batch_size)
         self.classes, self.val, self.failures, self.workers = classes, val, failures, cfg.workers
+        self.samplers: list[PerImageSampler] = []
 
     def steps(self) -> int:
         return self.n_steps
@@ -99,6 +114,9 @@ class DetectHooks(TaskHooks):
         if not images:
             return None
         device = next(net.parameters()).device
+        seeds = [t.pop("seed") for t in targets]
+        for sampler in self.samplers:
+            sampler.seeds = seeds
         images = [x.to(device, non_blocking=True) for x in images]
         targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
         losses = net(images, targets)
@@ -126,15 +144,23 @@ class DetectHooks(TaskHooks):
 
     @contextlib.contextmanager
     def train_mode(self, module: torch.nn.Module) -> Iterator[None]:
-        """Training mode with the pretrained backbone's BatchNorm statistics kept (small batches), and
-        the detector's own resize off: training images arrive at their drawn size (augment.py)."""
+        """Training mode with the pretrained backbone's BatchNorm statistics kept (small batches), the
+        detector's own resize off (training images arrive at their drawn size, augment.py) and its anchor
+        samplers drawing per image."""
         module.train()
         freeze_batchnorm_stats(module.backbone.body)
         module.transform.resize = lambda image, target=None: (image, target)
+        owners = [m for m in (getattr(module, "rpn", None), getattr(module, "roi_heads", None)) if m is not None]
+        self.samplers = [PerImageSampler(m.fg_bg_sampler, k) for k, m in enumerate(owners)]
+        for owner, sampler in zip(owners, self.samplers):
+            owner.fg_bg_sampler = sampler
         try:
             yield
         finally:
             del module.transform.resize
+            for owner, sampler in zip(owners, self.samplers):
+                owner.fg_bg_sampler = sampler.sampler
+            self.samplers = []
 
 
 def _optimizer(model: torch.nn.Module, cfg: DetectTrainConfig, backbone_arch: str) -> torch.optim.Optimizer:

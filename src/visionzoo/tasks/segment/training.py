@@ -20,23 +20,9 @@ from ...training.batches import loader_batches, steps_per_epoch
 from ...training.engine import Fit, Phase, Step, TaskHooks, seed_everything
 from ...training.run import Recipe, RunConfig, finish_run, train_run
 from ...zoo.spec import ModelSpec, Preprocessing
-from .data import (
-    IGNORE,
-    PairDataset,
-    Sample,
-    SegDataset,
-    collate_pairs,
-    load_seg_dataset,
-    train_augment,
-)
+from .data import IGNORE, PairDataset, Sample, SegDataset, collate_pairs, load_seg_dataset, train_augment
 from .evaluation import score_samples, write_report
-from .model import (
-    DEFAULT_BACKBONE,
-    SegConfig,
-    Segmenter,
-    backbone_spec,
-    build_segmenter,
-)
+from .model import DEFAULT_BACKBONE, SegConfig, Segmenter, backbone_spec, build_segmenter
 from .predictor import Predictor
 
 Log = Callable[[str], None]
