@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from . import (  # noqa: F401  (register commands)  # noqa: F401  (task models)
+    audit_cmds,  # noqa: F401  (audit)
     caption_cmds,
     classify_cmds,
     demo_cmd,

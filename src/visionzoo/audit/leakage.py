@@ -1,0 +1,76 @@
+"""Copies across splits and labels, found by the existing near-duplicate search (feature candidates
+confirmed by perceptual hashes, downstream/dedup.py).
+
+In each group of copies the anchor is the copy in the earliest split (train, then val, then test;
+among equals the one dedup keeps: the most pixels), and every other copy within dedup's hash
+distance of the anchor itself (not only of another member) is one finding beside it:
+`leakage` when it sits in another split or carries another label (the same photo under two labels),
+`duplicate` when it repeats the anchor within one split and label."""
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Sequence
+
+import numpy as np
+
+from ..downstream.dedup import DEFAULT_MAX_DISTANCE, find_duplicates, fingerprint, hash_distance
+from .findings import Finding
+from .inventory import SPLIT_ORDER, UNSPLIT, Item
+
+
+def _same_bytes(a: str, b: str) -> bool:
+    def digest(p: str) -> str:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        return h.hexdigest()
+
+    try:
+        return os.path.getsize(a) == os.path.getsize(b) and digest(a) == digest(b)
+    except OSError:
+        return False
+
+
+def _how(a: str, b: str, cosine: float) -> tuple[float, str] | None:
+    """(certainty, words): identical files 1.0, else the share of the 128 hash bits that agree; None
+    when the two are further apart than dedup confirms (a group is joined through other members)."""
+    if _same_bytes(a, b):
+        return 1.0, "identical files"
+    bits = hash_distance(fingerprint(a), fingerprint(b))
+    if bits > DEFAULT_MAX_DISTANCE:
+        return None
+    return 1 - bits / 128, f"near-identical: hashes {bits} of 128 bits apart, feature cosine {cosine:.3f}"
+
+
+def copy_findings(paths: Sequence[str], matrix: np.ndarray, items: dict[str, Item]) -> list[Finding]:
+    """One finding per copy beside its group's anchor."""
+    report = find_duplicates((list(paths), matrix))
+    x = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+    row = {p: i for i, p in enumerate(paths)}
+    out = []
+    for group in report.groups:
+        kept = group[0].path
+        anchor = min((m.path for m in group), key=lambda p: (SPLIT_ORDER.index(items[p].split), p != kept, p))
+        a = items[anchor]
+        for m in group:
+            if m.path == anchor:
+                continue
+            b = items[m.path]
+            judged = _how(m.path, anchor, float(x[row[m.path]] @ x[row[anchor]]))
+            if judged is None:
+                continue
+            score, how = judged
+            where = []
+            if b.split != a.split:
+                where.append(f"in {b.split}, a copy of a {a.split} image")
+            if b.label != a.label:
+                where.append(f"labelled {b.label!r} here, {a.label!r} there")
+            if not where and b.split == UNSPLIT:
+                where.append("a random validation split would put copies on both sides")
+            kind = "leakage" if b.split != a.split or b.label != a.label else "duplicate"
+            out.append(Finding(kind, m.path, score, "; ".join(where + [how]), other_path=anchor,
+                               given_label=b.label or "", split=b.split, other_split=a.split,
+                               other_label=a.label or ""))
+    return out

@@ -1,0 +1,86 @@
+"""One picture per kind of finding (OUT/montages/KIND.png), most certain first: single images with
+their caption, the two files of a pair side by side, detection findings with the given boxes in
+white and the detector's confident boxes in colour."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from PIL import Image
+
+from ..data.decode import ImageDecodeError, load_rgb
+from ..viz.figure import figure, save, show_image
+from .boxes import BOX_CONF
+from .findings import WHAT, Finding
+
+SHOWN = 24               # findings per picture
+PAIRS = ("leakage", "duplicate")
+
+
+def _short(text: str, width: int = 34) -> str:
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _caption(f: Finding) -> str:
+    name = _short(Path(f.path).name, 28)
+    if f.kind == "label_error":
+        return f"{name}\n{f.given_label} -> {f.suggested_label}? ({f.score:.2f})"
+    if f.kind in PAIRS:
+        return f"{name}\n{f.split}: {f.given_label}" if f.given_label else f"{name}\n{f.split}"
+    return f"{name}\n{_short(f.detail.split(':')[0])}"
+
+
+def _grid(cells: list[tuple[Any, str]], out: Path, title: str, cols: int) -> Path:
+    """Each cell: (a path or a callable giving a PIL image, caption)."""
+    cols = max(1, min(cols, len(cells)))
+    rows = max(1, -(-len(cells) // cols))
+    plt, fig, axes = figure(rows, cols, (2.2, 2.3))
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (what, caption) in zip(axes.flat, cells):
+        if isinstance(what, str):
+            show_image(ax, what, caption)
+            continue
+        try:
+            ax.imshow(what())
+        except ImageDecodeError as exc:
+            ax.text(0.5, 0.5, f"unreadable:\n{exc.reason}", ha="center", va="center", fontsize=6, color="crimson",
+                    transform=ax.transAxes)
+        ax.set_title(caption, fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    return save(plt, fig, out, dpi=90)
+
+
+def _boxes_picture(f: Finding, sample: Any, prediction: dict | None, classes: list[str]) -> Callable[[], Image.Image]:
+    def draw() -> Image.Image:
+        from ..tasks.detect.draw import render
+
+        truth = [{"box": [float(v) for v in b]} for b in sample.boxes]
+        shown = [d for d in (prediction or {}).get("detections", []) if d["score"] >= BOX_CONF]
+        img = render(load_rgb(sample.path), shown, truth)
+        img.thumbnail((320, 320))
+        return img
+
+    return draw
+
+
+def draw_montages(by_kind: dict[str, list[Finding]], out: Path, *, samples: dict[str, Any] | None = None,
+                  predictions: dict[str, dict] | None = None, classes: list[str] | None = None) -> dict[str, str]:
+    """{kind: PNG path} for every kind with findings."""
+    written = {}
+    for kind, found in by_kind.items():
+        top = found[:SHOWN]
+        title = f"{kind}: {WHAT.get(kind, kind)} ({len(found)}; {len(top)} most certain shown)"
+        if kind in PAIRS:
+            cells = [c for f in top for c in ((f.path, _caption(f)), (f.other_path, _caption(
+                Finding(f.kind, f.other_path, f.score, given_label=f.other_label, split=f.other_split))))]
+            cols = 4
+        elif kind == "box_error" and samples is not None:
+            cells = [(_boxes_picture(f, samples[f.path], (predictions or {}).get(f.path), classes or [])
+                      if f.path in samples else f.path, _caption(f)) for f in top]
+            cols = 4
+        else:
+            cells, cols = [(f.path, _caption(f)) for f in top], 6
+        written[kind] = str(_grid(cells, out / f"{kind}.png", title, cols))
+    return written
+
