@@ -288,6 +288,7 @@ def main() -> None:
         print(_row("class folders, 5 % flipped + 10 copies", report, score(rows, "label_error", truth["flipped"],
                                                                            truth["copies"]), seconds), flush=True)
         planted_counts = {k: n for k, n in report["findings"].items() if n}
+        planted_seconds = report["seconds"]
         if not args.skip_detect:
             truth = raccoon_voc_with_errors(tmp / "raccoon")
             report, rows, seconds = run_audit(tmp / "raccoon", tmp / "raccoon-audit")
@@ -297,7 +298,7 @@ def main() -> None:
                   f"seconds: {report['seconds']}")
         print(f"\nclean class folders, findings by kind: {clean_counts}")
         print(f"lfw, findings by kind: { {k: n for k, n in lfw_report['findings'].items() if n} }")
-        print(f"planted class folders, findings by kind: {planted_counts}")
+        print(f"planted class folders, findings by kind: {planted_counts}; seconds: {planted_seconds}")
     finally:
         if args.keep is None:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -226,6 +226,12 @@ def test_detection_audit_checks_boxes_splits_and_files(tmp_path, monkeypatch):
     assert report["task"] == "detect" and "2 cross-fitted detectors" in report["boxes"]["predictions"]
     assert set(report["balance"]["counts"]) == {"train", "val"} and report["images"] == 9
     assert sorted(p.name for p in (tmp_path / "out" / "detectors").iterdir() if p.is_dir()) == ["fold0", "fold1"]
+    run = tmp_path / "out" / "detectors" / "fold0"  # a detection run folder, as `--model RUN` takes
+    res = CliRunner().invoke(app, ["audit", str(data), "--out", str(tmp_path / "out2"), "--model", str(run), "-q"])
+    assert res.exit_code == 1, res.output
+    report = json.loads((tmp_path / "out2" / "report.json").read_text())
+    assert report["boxes"]["predictions"].startswith(f"boxes of the trained detector {run}")
+    assert not (tmp_path / "out2" / "detectors").exists()
 
 
 @pytest.mark.skipif(not RACCOON.is_dir(), reason="needs ../shared/datasets/raccoon")

@@ -19,6 +19,8 @@ from .features import ModelFeatures
 from .findings import Finding
 from .inventory import Item
 
+REPEATS = 1
+
 
 @dataclass
 class LabelCheck:
@@ -38,8 +40,9 @@ def label_findings(models: Sequence[ModelFeatures], items: dict[str, Item], clas
     Classes with fewer than two readable images cannot be cross-validated and are left out."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
+    from threadpoolctl import threadpool_limits
 
-    from ..tasks.classify.auto import MAX_FOLDS, REPEATS, _best, cross_validate, out_of_fold
+    from ..tasks.classify.auto import MAX_FOLDS, _best, cross_validate, out_of_fold
 
     start = time.perf_counter()
     first = models[0]
@@ -52,14 +55,16 @@ def label_findings(models: Sequence[ModelFeatures], items: dict[str, Item], clas
     keep = np.isin(given, used)
     rows, y = labelled[keep], np.searchsorted(used, given[keep])
     k = int(min(folds or MAX_FOLDS, counts[used].min()))
-    # Every model's features are cross-validated like `--model auto` does; the lowest log-loss wins.
+    # Every model's features are cross-validated like `--model auto` does (one round of k folds: the
+    # audit needs a good C, not the steadier estimate a saved run reports); the lowest log-loss wins.
     tried = []
-    for f in models:
-        cand = _candidate(f, rows)
-        tried += [{"model": f.model, **r} for r in cross_validate(cand, y, k, seed)]
-    best = _best(tried)
-    cand = _candidate(next(f for f in models if f.model == best["model"]), rows)
-    probs = out_of_fold(cand, y, best["C"], k, seed)
+    with threadpool_limits(limits=1, user_api="blas"):  # small fits: threads only wait on each other
+        for f in models:
+            cand = _candidate(f, rows)
+            tried += [{"model": f.model, **r} for r in cross_validate(cand, y, k, seed, repeats=REPEATS)]
+        best = _best(tried)
+        cand = _candidate(next(f for f in models if f.model == best["model"]), rows)
+        probs = out_of_fold(cand, y, best["C"], k, seed)
     flagged = find_label_issues(y, probs, return_indices_ranked_by="self_confidence")
     quality = get_label_quality_scores(y, probs)
     names = [classes[c] for c in used]

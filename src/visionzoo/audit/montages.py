@@ -51,7 +51,7 @@ def _grid(cells: list[tuple[Any, str]], out: Path, title: str, cols: int) -> Pat
     return save(plt, fig, out, dpi=90)
 
 
-def _boxes_picture(f: Finding, sample: Any, prediction: dict | None, classes: list[str]) -> Callable[[], Image.Image]:
+def _boxes_picture(sample: Any, prediction: dict | None) -> Callable[[], Image.Image]:
     def draw() -> Image.Image:
         from ..tasks.detect.draw import render
 
@@ -65,10 +65,14 @@ def _boxes_picture(f: Finding, sample: Any, prediction: dict | None, classes: li
 
 
 def draw_montages(by_kind: dict[str, list[Finding]], out: Path, *, samples: dict[str, Any] | None = None,
-                  predictions: dict[str, dict] | None = None, classes: list[str] | None = None) -> dict[str, str]:
+                  predictions: dict[str, dict] | None = None) -> dict[str, str]:
     """{kind: PNG path} for every kind with findings."""
     written = {}
     for kind, found in by_kind.items():
+        if kind == "box_error" and samples is not None:  # findings about annotation files have no picture
+            found = [f for f in found if f.path in samples]
+        if not found:
+            continue
         top = found[:SHOWN]
         title = f"{kind}: {WHAT.get(kind, kind)} ({len(found)}; {len(top)} most certain shown)"
         if kind in PAIRS:
@@ -76,9 +80,9 @@ def draw_montages(by_kind: dict[str, list[Finding]], out: Path, *, samples: dict
                 Finding(f.kind, f.other_path, f.score, given_label=f.other_label, split=f.other_split))))]
             cols = 4
         elif kind == "box_error" and samples is not None:
-            cells = [(_boxes_picture(f, samples[f.path], (predictions or {}).get(f.path), classes or [])
-                      if f.path in samples else f.path, _caption(f)) for f in top]
+            cells = [(_boxes_picture(samples[f.path], (predictions or {}).get(f.path)), _caption(f)) for f in top]
             cols = 4
+            title += f"\nwhite: the given boxes; in colour: the detector's boxes scored >= {BOX_CONF:g}"
         else:
             cells, cols = [(f.path, _caption(f)) for f in top], 6
         written[kind] = str(_grid(cells, out / f"{kind}.png", title, cols))

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..errors import UsageError
 from ..versions import package_versions
@@ -19,12 +20,13 @@ from . import features as feats
 from .balance import balance
 from .findings import KINDS, Finding, by_kind, ordered
 from .inventory import Inventory, read
-from .junk import image_stats, junk_findings
+from .junk import BLANK_STD, image_stats, junk_findings
 from .leakage import copy_findings
 from .outliers import outlier_findings
 from .report import verdict, write_all
 
 Log = Callable[[str], None]
+CHECKED = {"classify": ("label_error",), "detect": ("box_error", "rare_class"), "segment": ("mask_error", "rare_class")}
 
 
 @dataclass
@@ -43,20 +45,43 @@ class AuditResult:
         return 1 if self.unreadable else 0
 
 
+@dataclass
+class Options:
+    model: str | None = None
+    folds: int | None = None
+    seed: int = 0
+    resume: bool = False
+    workers: int | None = None
+    device: str = "auto"
+    progress: bool = False
+    log: Log = field(default=lambda _msg: None)
+
+
+@dataclass
+class TaskCheck:
+    """What a task's own check adds: findings, report sections, and what its pictures need."""
+
+    findings: list[Finding] = field(default_factory=list)
+    report: dict[str, Any] = field(default_factory=dict)
+    how: dict[str, str] = field(default_factory=dict)
+    pictures: dict[str, Any] = field(default_factory=dict)
+    mask_classes: list[list[str]] | None = None
+
+
 def _inside(child: Path, parent: Path) -> bool:
     child, parent = child.resolve(), parent.resolve()
     return child == parent or parent in child.parents
 
 
-def _check_args(data: Path, out: Path, fix: Path | None, task: str, model: str | None, resume: bool) -> None:
+def _check_args(data: Path, out: Path, fix: Path | None, task: str, opt: Options) -> None:
     if data.is_dir() and _inside(out, data):
         raise UsageError(f"--out {out} is inside DATA {data}: the report's pictures would join the data; "
                          f"choose a folder outside it")
     if fix is not None and data.is_dir() and _inside(fix, data):
         raise UsageError(f"--fix {fix} is inside DATA {data}; choose a folder outside it")
-    if not resume and (out / feats.FEATURES_DIR).exists():
+    if not opt.resume and (out / feats.FEATURES_DIR).exists():
         raise UsageError(f"{out} already holds an audit; pass --resume to reuse its features, or choose another --out")
-    if task == "segment" and model is not None:
+    if task == "segment" and opt.model is not None:
         raise UsageError("--model: a segmentation audit checks masks without a model; leave --model out")
 
 
@@ -70,22 +95,47 @@ def _feature_models(task: str, model: str | None) -> list[str]:
     return candidate_models(model)
 
 
-def _detect_check(inv: Inventory, items: dict, out: Path, model: str | None, folds: int | None, options: dict,
-                  log: Log) -> tuple[list[Finding], dict[str, Any], dict[str, dict]]:
+def _classify_check(inv: Inventory, items: dict, found: feats.Features, out: Path, opt: Options) -> TaskCheck:
+    from .labels import label_findings
+
+    check = label_findings(found.models, items, inv.classes, seed=opt.seed, folds=opt.folds)
+    how = {}
+    if "C" in check.summary:
+        s = check.summary
+        how["label_error"] = (f"Out-of-fold probabilities of a logistic-regression head on {s['model']} features "
+                              f"(C={s['C']:g} chosen by {s['folds']}-fold CV log-loss, as `train --model auto` does; "
+                              f"CV accuracy {s['cv_accuracy']:.3f}), ranked by cleanlab's find_label_issues.")
+    return TaskCheck(check.findings, {"labels": check.summary}, how)
+
+
+def _detect_check(inv: Inventory, items: dict, found: feats.Features, out: Path, opt: Options) -> TaskCheck:
     from .boxes import model_findings, rule_findings
     from .detector import FOLDS, crossfit, run_predictions
 
-    found = rule_findings(inv.samples, inv.classes, items)
-    if model is not None:
-        preds = run_predictions(model, inv.samples, device=options["device"], workers=options["workers"],
-                                progress=options["progress"])
-        how = f"boxes of the trained detector {model} (it may have seen these images)"
+    runtime = {"device": opt.device, "workers": opt.workers, "progress": opt.progress}
+    if opt.model is not None:
+        preds = run_predictions(opt.model, inv.samples, **runtime)
+        how = f"boxes of the trained detector {opt.model} (it may have seen these images)"
     else:
-        k = folds or FOLDS
-        preds = crossfit(inv.samples, inv.classes, inv.root, out, folds=k, log=log, **options)
+        k = opt.folds or FOLDS
+        preds = crossfit(inv.samples, inv.classes, inv.root, out, folds=k, seed=opt.seed, resume=opt.resume,
+                         log=opt.log, **runtime)
         how = f"{k} cross-fitted detectors, each predicting the images it did not train on"
     judged, summary = model_findings(inv.samples, preds, inv.classes, items)
-    return found + judged, {**summary, "predictions": how}, {p["path"]: p for p in preds}
+    pictures = {"samples": {s.path: s for s in inv.samples}, "predictions": {p["path"]: p for p in preds}}
+    return TaskCheck(rule_findings(inv.samples, inv.classes, items) + judged,
+                     {"boxes": {**summary, "predictions": how}},
+                     {"box_error": f"cleanlab's object-detection label quality on {how}."}, pictures)
+
+
+def _segment_check(inv: Inventory, items: dict, found: feats.Features, out: Path, opt: Options) -> TaskCheck:
+    from .masks import mask_check
+
+    rare, mask_classes, share = mask_check(inv.samples, inv.classes, items)
+    return TaskCheck(rare, {"pixel_share": share}, mask_classes=mask_classes)
+
+
+TASK_CHECKS = {"classify": _classify_check, "detect": _detect_check, "segment": _segment_check}
 
 
 def audit(data: str | os.PathLike, out: str | os.PathLike, *, task: str | None = None, model: str | None = None,
@@ -94,100 +144,69 @@ def audit(data: str | os.PathLike, out: str | os.PathLike, *, task: str | None =
           device: str = "auto", progress: bool = False, log: Log | None = None) -> AuditResult:
     """Audit DATA (class folders, a path,label CSV, a VOC / COCO / YOLO set, or images beside masks)
     into the folder `out`. Findings are the result, not failures; unreadable files are findings too."""
-    log = log or (lambda _msg: None)
-    start = time.perf_counter()
-    data_path, out = Path(data), Path(out)
-    inv = read(data_path, task, annotations=annotations, classes=classes)
-    _check_args(data_path, out, Path(fix) if fix else None, inv.task, model, resume)
-    out.mkdir(parents=True, exist_ok=True)
-    log(f"audit: {inv.task}: {inv.detail}")
-    items = {i.path: i for i in inv.items}
-    split = {p: i.split for p, i in items.items()}
-    paths = [i.path for i in inv.items]
-    seconds: dict[str, float] = {}
+    opt = Options(model, folds, seed, resume, workers, device, progress, log or (lambda _msg: None))
+    start, seconds = time.perf_counter(), {}
 
-    def lap(name: str, t: float) -> None:
+    @contextmanager
+    def timed(name: str) -> Iterator[None]:
+        t = time.perf_counter()
+        yield
         seconds[name] = round(time.perf_counter() - t, 2)
 
-    t = time.perf_counter()
-    findings = list(inv.findings) + junk_findings(image_stats(paths, workers), items)
-    lap("files", t)
-    t = time.perf_counter()
-    found = feats.extract(paths, out, _feature_models(inv.task, model), resume=resume, workers=workers, device=device,
-                          progress=progress)
-    lap("features", t)
-    log(f"audit: features of {len(found.first.paths)} images ({found.computed} computed now, "
-        f"{seconds['features']:.0f} s)")
+    data_path, out = Path(data), Path(out)
+    inv = read(data_path, task, annotations=annotations, classes=classes)
+    _check_args(data_path, out, Path(fix) if fix else None, inv.task, opt)
+    out.mkdir(parents=True, exist_ok=True)
+    opt.log(f"audit: {inv.task}: {inv.detail}")
+    items = {i.path: i for i in inv.items}
+    with timed("files"):
+        stats = image_stats([i.path for i in inv.items], workers)
+        findings = list(inv.findings) + junk_findings(stats, items)
+    with timed("features"):
+        found = feats.extract([i.path for i in inv.items], out, _feature_models(inv.task, model), resume=resume,
+                              workers=workers, device=device, progress=progress)
+    opt.log(f"audit: features of {len(found.first.paths)} images ({found.computed} computed now, "
+            f"{seconds['features']:.0f} s)")
     seen = {f.path for f in findings if f.kind == "unreadable"}
-    findings += [Finding("unreadable", p, 1.0, why, split=split.get(p, "")) for p, why in found.failures.items()
+    findings += [Finding("unreadable", p, 1.0, why, split=items[p].split) for p, why in found.failures.items()
                  if p not in seen]
-    t = time.perf_counter()
-    first = found.first
-    findings += copy_findings(first.paths, first.matrix, items)
-    lap("copies", t)
-    t = time.perf_counter()
-    findings += outlier_findings(first.paths, first.matrix, items)
-    lap("outliers", t)
-    how: dict[str, str] = {}
-    extra: dict[str, Any] = {}
-    pictures: dict[str, Any] = {}
-    mask_classes = None
-    t = time.perf_counter()
-    if inv.task == "classify":
-        from .labels import label_findings
-
-        check = label_findings(found.models, items, inv.classes, seed=seed, folds=folds)
-        findings += check.findings
-        extra["labels"] = check.summary
-        if "C" in check.summary:
-            s = check.summary
-            how["label_error"] = (f"Out-of-fold probabilities of a logistic-regression head on {s['model']} features "
-                                  f"(C={s['C']:g} chosen by {s['folds']}-fold x {s['repeats']} CV log-loss, as "
-                                  f"`train --model auto` does; CV accuracy {s['cv_accuracy']:.3f}), ranked by "
-                                  f"cleanlab's find_label_issues.")
-    elif inv.task == "detect":
-        boxes, extra["boxes"], predictions = _detect_check(
-            inv, items, out, model, folds, {"seed": seed, "resume": resume, "device": device, "workers": workers,
-                                            "progress": progress}, log)
-        findings += boxes
-        how["box_error"] = f"cleanlab's object-detection label quality on {extra['boxes']['predictions']}."
-        pictures = {"samples": {s.path: s for s in inv.samples}, "predictions": predictions, "classes": inv.classes}
-    else:
-        from .masks import mask_check
-
-        rare, mask_classes, extra["pixel_share"] = mask_check(inv.samples, inv.classes, items)
-        findings += rare
-    lap(f"{inv.task} check", t)
-    used = {"models": [f.model for f in found.models], "images": len(first.paths), "computed": found.computed,
+    with timed("copies"):
+        flat = {s.path for s in stats if s.error is None and s.spread < BLANK_STD}
+        findings += copy_findings(found.first.paths, found.first.matrix, items, flat)
+    with timed("outliers"):
+        findings += outlier_findings(found.first.paths, found.first.matrix, items)
+    with timed(f"{inv.task} check"):
+        check = TASK_CHECKS[inv.task](inv, items, found, out, opt)
+    used = {"models": [f.model for f in found.models], "images": len(found.first.paths), "computed": found.computed,
             "folder": str(out / feats.FEATURES_DIR)}
-    return _finish(inv, findings, out, fix, mask_classes, extra, how, pictures, seconds, start, model, folds, seed,
-                   used, log)
+    report = _report(inv, findings + check.findings, check, used, opt)
+    return _write(inv, report, findings + check.findings, check, out, fix, seconds, start, opt.log)
 
 
-def _finish(inv: Inventory, findings: list[Finding], out: Path, fix: Any, mask_classes: Any, extra: dict,
-            how: dict, pictures: dict, seconds: dict, start: float, model: Any, folds: Any, seed: int,
-            features: dict, log: Log) -> AuditResult:
+def _report(inv: Inventory, findings: list[Finding], check: TaskCheck, used: dict, opt: Options) -> dict[str, Any]:
+    grouped = by_kind(findings)
+    counts = {k: len(grouped.get(k, [])) for k in KINDS}
+    clean, rate, sentence = verdict(counts, len(inv.items))
+    return {
+        "data": inv.root, "task": inv.task, "describe": inv.detail, "images": len(inv.items),
+        "splits": {s: sum(i.split == s for i in inv.items) for s in inv.splits}, "classes": inv.classes,
+        "findings": counts, "per_1000": round(rate, 2), "clean": clean, "verdict": sentence,
+        "checked": sorted({"unreadable", "leakage", "duplicate", "outlier", "junk", *CHECKED[inv.task]}),
+        "balance": balance(inv, check.mask_classes), **check.report, "how": check.how, "features": used,
+        "skipped": inv.skipped, "settings": {"model": opt.model, "folds": opt.folds, "seed": opt.seed},
+        "versions": package_versions(),
+    }
+
+
+def _write(inv: Inventory, report: dict[str, Any], findings: list[Finding], check: TaskCheck, out: Path, fix: Any,
+           seconds: dict[str, float], start: float, log: Log) -> AuditResult:
     from .montages import draw_montages
 
     findings = ordered(findings)
     grouped = by_kind(findings)
-    counts = {k: len(grouped.get(k, [])) for k in KINDS}
-    clean, rate, sentence = verdict(counts, len(inv.items))
-    checked = {"unreadable", "leakage", "duplicate", "outlier", "junk",
-               *{"classify": ("label_error",), "detect": ("box_error", "rare_class"),
-                 "segment": ("mask_error", "rare_class")}[inv.task]}
     t = time.perf_counter()
-    montages = draw_montages(grouped, out / "montages", **pictures)
+    report["montages"] = draw_montages(grouped, out / "montages", **check.pictures)
     seconds["pictures"] = round(time.perf_counter() - t, 2)
-    report: dict[str, Any] = {
-        "data": inv.root, "task": inv.task, "describe": inv.detail, "images": len(inv.items),
-        "splits": {s: sum(i.split == s for i in inv.items) for s in inv.splits}, "classes": inv.classes,
-        "findings": counts, "per_1000": round(rate, 2), "clean": clean, "verdict": sentence,
-        "checked": sorted(checked), "balance": balance(inv, mask_classes), **extra, "how": how,
-        "features": features, "skipped": inv.skipped, "montages": montages,
-        "settings": {"model": model, "folds": folds, "seed": seed},
-        "versions": package_versions(),
-    }
     if fix is not None:
         from .fix import write_fix
 
@@ -195,5 +214,5 @@ def _finish(inv: Inventory, findings: list[Finding], out: Path, fix: Any, mask_c
     seconds["total"] = round(time.perf_counter() - start, 2)
     report["seconds"] = seconds
     write_all(report, findings, grouped, out)
-    log(f"audit: {sentence}")
+    log(f"audit: {report['verdict']}")
     return AuditResult(str(out), report, findings)

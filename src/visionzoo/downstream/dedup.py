@@ -87,12 +87,15 @@ def find_duplicates(
     threshold: float = DEFAULT_THRESHOLD,
     max_distance: int | None = DEFAULT_MAX_DISTANCE,
     allow_pickle: bool = False,
+    neighbours: int = NEIGHBOURS,
 ) -> DuplicateReport:
-    """Groups of near-duplicate images in a feature file, each with one "keep" and the rest "drop"."""
+    """Groups of near-duplicate images in a feature file, each with one "keep" and the rest "drop".
+    `neighbours`: candidates looked at per image; more find copies among many look-alikes (tiles of
+    one texture), at the cost of more hash checks."""
     fs = open_features(features, allow_pickle=allow_pickle)
     x = fs.normalized()
     index, _ = make_faiss_index(x)
-    scores, rows = index.search(x, min(NEIGHBOURS + 1, len(x)))
+    scores, rows = index.search(x, min(neighbours + 1, len(x)))
     pairs = sorted({(min(i, int(j)), max(i, int(j))) for i in range(len(x))
                     for s, j in zip(scores[i], rows[i]) if j >= 0 and j != i and s >= threshold})
     prints: dict[int, np.ndarray | None] = {}

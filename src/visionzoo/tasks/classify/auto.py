@@ -145,16 +145,16 @@ def _fit(c: float, x: np.ndarray, y: np.ndarray):
         return _head(c).fit(x, y)
 
 
-def cross_validate(cand: Candidate, y: np.ndarray, k: int, seed: int) -> list[dict[str, float]]:
-    """Stratified k-fold (repeated REPEATS times) accuracy (mean, std) and log-loss of the head for
+def cross_validate(cand: Candidate, y: np.ndarray, k: int, seed: int, repeats: int = REPEATS) -> list[dict[str, float]]:
+    """Stratified k-fold (repeated `repeats` times) accuracy (mean, std) and log-loss of the head for
     every C in C_GRID: fitted on both views of each fold's training images, scored on the TTA
     features of its held-out ones."""
     from sklearn.metrics import log_loss
     from sklearn.model_selection import RepeatedStratifiedKFold
 
     features = cand.features
-    folds = RepeatedStratifiedKFold(n_splits=k, n_repeats=REPEATS, random_state=seed)
-    acc, loss = np.zeros((len(C_GRID), k * REPEATS)), np.zeros((len(C_GRID), k * REPEATS))
+    folds = RepeatedStratifiedKFold(n_splits=k, n_repeats=repeats, random_state=seed)
+    acc, loss = np.zeros((len(C_GRID), k * repeats)), np.zeros((len(C_GRID), k * repeats))
     seconds = np.zeros(len(C_GRID))
     for f, (tr, te) in enumerate(folds.split(features, y)):
         x, yy = cand.training_rows(y, tr)
