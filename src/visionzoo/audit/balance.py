@@ -60,7 +60,8 @@ def warnings_for(table: dict[str, dict[str, int]], unit: str) -> list[str]:
 
 def balance(inv: Inventory, mask_classes: list[list[str]] | None = None) -> dict[str, Any]:
     """{"unit", "counts": {split: {class: n}}, "warnings"}."""
-    unit = {"detect": "boxes", "segment": "images holding it"}.get(inv.task, "images")
+    unit = {"detect": "boxes of each class", "segment": "images whose mask holds the class"}.get(
+        inv.task, "images of each class")
     table = counts(inv, mask_classes)
     return {"unit": unit, "counts": table,
             "warnings": warnings_for(table, "boxes" if inv.task == "detect" else "images")}

@@ -47,11 +47,13 @@ def _balance_md(balance: dict[str, Any]) -> list[str]:
         return []
     splits = list(table)
     classes = list(next(iter(table.values())))
-    lines = ["## Class balance", "", f"Counts are {balance['unit']} per class.", "",
-             "| class | " + " | ".join(splits) + " | all |", "|---" * (len(splits) + 2) + "|"]
+    total = len(splits) > 1
+    lines = ["## Class balance", "", f"Counts: {balance['unit']}.", "",
+             "| class | " + " | ".join(splits) + (" | all |" if total else " |"),
+             "|---" * (len(splits) + 1 + total) + "|"]
     for c in classes:
         lines.append(f"| {_cell(c)} | " + " | ".join(str(table[s][c]) for s in splits)
-                     + f" | {sum(table[s][c] for s in splits)} |")
+                     + (f" | {sum(table[s][c] for s in splits)} |" if total else " |"))
     lines.append("")
     lines += [f"- warning: {w}" for w in balance["warnings"]] or ["No class is too small to evaluate."]
     return lines + [""]
