@@ -241,3 +241,28 @@ def test_two_processes_train_as_one(voc, tmp_path):
     first = [float(h[0]["val_map50"]) for h in (history(tmp_path / "one"), history(tmp_path / "two"))]
     assert abs(first[0] - first[1]) <= 0.02, first
     assert detect.predict(tmp_path / "two", [voc / "images" / "img01.jpg"], conf=0.001)[0]["detections"]
+
+
+def test_train_exits_1_when_annotations_were_left_out(voc, tmp_path):
+    """The same exit codes as every command: the broken XML and the unlabelled image are named, the run is
+    saved without them, and the status is 1."""
+    proc = subprocess.run([sys.executable, "-m", "visionzoo", "detect", "train", str(voc), "--out", str(tmp_path / "r"),
+                           "--epochs", "1", "--image-size", "64", "--quiet"], capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    assert "broken.xml" in proc.stderr and "left out" in proc.stderr and (tmp_path / "r" / "config.json").is_file()
+
+
+def test_an_image_gets_the_same_boxes_alone_and_in_a_mixed_batch(run, voc, tmp_path):
+    """A portrait, a landscape and an enlarged copy in one call, and each alone: the same boxes and scores
+    (only images of one network size share a forward pass, so padding never changes an answer)."""
+    src = Image.open(voc / "images" / "img03.jpg").convert("RGB")
+    images = [src, src.transpose(Image.Transpose.ROTATE_90), src.resize((400, 220)),
+              Image.open(voc / "images" / "img05.jpg").convert("RGB")]
+    predictor = detect.load_predictor(str(run), conf=0.001, batch_size=4)
+    together = predictor(images)
+    for img, mixed in zip(images, together):
+        alone = predictor([img])[0]
+        assert len(alone["detections"]) == len(mixed["detections"]) > 0
+        for a, b in zip(alone["detections"], mixed["detections"]):
+            np.testing.assert_allclose(a["box"], b["box"], atol=1.0)
+            assert a["score"] == pytest.approx(b["score"], abs=1e-4) and a["label"] == b["label"]

@@ -70,7 +70,7 @@ def train_cmd(
                    progress=show_progress(quiet), log=say, arch=arch, backbone=backbone, epochs=epochs,
                    image_size=image_size, freeze=freeze, batch_size=batch_size, lr=lr, val_split=val_split,
                    patience=patience, seed=seed, workers=workers, num_workers=processes, device=device)
-    raise typer.Exit(1 if result["config"]["dataset"]["failures"] else 0)
+    raise typer.Exit(results.trained(result))
 
 
 @detect_app.command("predict")
@@ -95,6 +95,8 @@ def predict_cmd(
     from ..tasks.detect import predict
 
     results.check_out(out)
+    results.check_folder(draw, "--draw")
+    results.check_folder(masks, "--masks")
     listed = results.listed(inputs)
     rows = predict(model, listed.files, conf=conf, iou=iou, weights=weights, draw=draw, masks_dir=masks,
                    batch_size=batch_size, workers=workers, device=device, progress=show_progress(quiet))
@@ -129,4 +131,4 @@ def evaluate_cmd(
     for f in report.get("failures", []):
         fail(f["path"], f["error"])
     say(f"wrote {out or Path(model) / 'eval'}/report.json")
-    raise typer.Exit(1 if report.get("failures") else 0)
+    raise typer.Exit(1 if report.get("failures") or any(i["skipped"] for i in report.get("issues", [])) else 0)

@@ -73,7 +73,7 @@ def train_cmd(
                    workers=workers, num_workers=processes, device=device)
     if result.get("report"):
         console.print(f"val: {_scores(result['report'])}", highlight=False)
-    raise typer.Exit(1 if result.get("failures") else 0)
+    raise typer.Exit(results.trained(result))
 
 
 @segment_app.command("predict")
@@ -100,6 +100,7 @@ def predict_cmd(
                           f"FILE.json; writing {out}/predictions.json and the masks there, as before", highlight=False)
         masks, out = out, out / "predictions.json"
     results.check_out(out)
+    results.check_folder(masks, "--masks")
     listed = results.listed(inputs)
     rows = predict(model, listed.files, masks_dir=masks, weights=weights, tile=tile, device=device, workers=workers,
                    progress=show_progress(quiet))

@@ -128,6 +128,8 @@ def train_run(entry: Callable[..., Any], recipe: Recipe, out: str | os.PathLike,
     `call` the keywords it was called with: data-parallel ranks start by calling it again."""
     log = log or quiet
     run_dir = Path(out)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--out {run_dir} is a file; a run is a folder (give a new folder name)")
     config, checkpoint = recipe.config, None
     if resume and not (run_dir / cb.CHECKPOINT_FILE).exists() and is_run_dir(run_dir) \
             and read_config(run_dir).get("status") == "complete":

@@ -64,8 +64,10 @@ def finish(module: nn.Module, cfg: TrainConfig, ds: LabeledDataset, train: Split
         return name, report, {k: report[k] for k in keys if k in report}
 
     spec = module.zoo_spec
-    return finish_run(run_dir, module, task="classify", classes=ds.labels, image_size=spec.preprocessing.image_size,
+    result = finish_run(run_dir, module, task="classify", classes=ds.labels, image_size=spec.preprocessing.image_size,
                       preprocessing=spec.to_dict()["preprocessing"], config=cfg,
                       dataset=dataset_info(ds, train, val, failures), fit=fit, evaluate=evaluate,
                       curve_keys=CURVE_KEYS, log=log,
                       extra={"architecture": spec.full_arch, "labels": ds.labels, **extra})
+    result["skipped"] = sorted(failures.items())
+    return result

@@ -62,6 +62,11 @@ class Predictor:
         return self.detector.names
 
     @property
+    def classes(self) -> list[str]:
+        """The object classes (label ids 1..K), as the run records them."""
+        return self.detector.classes
+
+    @property
     def has_masks(self) -> bool:
         return self.detector.has_masks
 
@@ -77,15 +82,22 @@ class Predictor:
 
     @torch.inference_mode()
     def __call__(self, images: Sequence[Image.Image]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for start in range(0, len(images), self.batch_size):
-            chunk = [img.convert("RGB") for img in images[start:start + self.batch_size]]
-            small = [self.network_input(img) for img in chunk]
-            tensors = [torch.from_numpy(np.asarray(s, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255)
-                       .to(self.device) for s in small]
-            raw = self.module(tensors)
-            for img, s, r in zip(chunk, small, raw):
-                out.append(self._to_dict(r, img.size, s.size))
+        """Detections per image. Only images of the same network size share a forward pass: the
+        detector pads a batch to its largest image, and padding would change what it finds, so an
+        image's answer never depends on the other images of the call."""
+        originals = [img.convert("RGB") for img in images]
+        small = [self.network_input(img) for img in originals]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, s in enumerate(small):
+            groups.setdefault(s.size, []).append(i)
+        out: list[dict[str, Any]] = [{} for _ in originals]
+        for members in groups.values():
+            for start in range(0, len(members), self.batch_size):
+                chunk = members[start:start + self.batch_size]
+                tensors = [torch.from_numpy(np.asarray(small[i], dtype=np.uint8).copy()).permute(2, 0, 1).float()
+                           .div_(255).to(self.device) for i in chunk]
+                for i, r in zip(chunk, self.module(tensors)):
+                    out[i] = self._to_dict(r, originals[i].size, small[i].size)
         return out
 
     def _to_dict(self, r: dict[str, torch.Tensor], size: tuple[int, int], net_size: tuple[int, int]) -> dict[str, Any]:

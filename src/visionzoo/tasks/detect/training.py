@@ -295,8 +295,10 @@ def _finish_run(model, cfg: DetectTrainConfig, det_cfg: DetectorConfig, spec: Mo
     preprocessing = {"resize": f"short side {det_cfg.image_size}, long side <= {det_cfg.max_size}, aspect kept",
                      "interpolation": "bilinear", "mean": list(det_cfg.mean), "std": list(det_cfg.std),
                      "input": "RGB in [0, 1], EXIF rotation applied"}
-    return finish_run(run_dir, model, task="detect", classes=classes, image_size=det_cfg.image_size,
+    result = finish_run(run_dir, model, task="detect", classes=classes, image_size=det_cfg.image_size,
                       preprocessing=preprocessing, config=cfg,
                       dataset=dataset, fit=fit, evaluate=evaluate, curve_keys=DetectHooks.curve_keys, log=log,
                       extra={"arch": det_cfg.arch, "backbone": det_cfg.backbone, "conf": cfg.conf,
                              "detector": det_cfg.to_dict()})
+    result["skipped"] = [(i.file, i.reason) for i in data_set.issues if i.skipped] + sorted(failures.items())
+    return result

@@ -166,7 +166,7 @@ class SegRecipe(Recipe):
                            "mean": list(seg_cfg.mean), "std": list(seg_cfg.std)},
             config=cfg, dataset=dataset, fit=fit, evaluate=evaluate, curve_keys=SegHooks.curve_keys, log=log,
             extra={"arch": seg_cfg.arch, "backbone": seg_cfg.backbone, "segmenter": seg_cfg.to_dict()})
-        result["failures"] = [*ds.failures, *sorted(self.failures.items())]
+        result["failures"] = result["skipped"] = [*ds.failures, *sorted(self.failures.items())]
         return result
 
 
