@@ -266,3 +266,32 @@ def test_an_image_gets_the_same_boxes_alone_and_in_a_mixed_batch(run, voc, tmp_p
         for a, b in zip(alone["detections"], mixed["detections"]):
             np.testing.assert_allclose(a["box"], b["box"], atol=1.0)
             assert a["score"] == pytest.approx(b["score"], abs=1e-4) and a["label"] == b["label"]
+
+
+def test_fine_tune_a_coco_detector_offline_from_a_weights_file(voc, tmp_path, monkeypatch):
+    """`--from NAME`: torchvision's COCO detector, weights from a file (offline), its head replaced for the
+    user's classes, every other tensor taken from the file; offline without the file, one clear message."""
+    import torch
+    import torchvision
+
+    from visionzoo.tasks.detect.model import load_detector
+
+    monkeypatch.setenv("VISIONZOO_OFFLINE", "1")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    name = "fasterrcnn_mobilenet_v3_large_320_fpn"
+    with pytest.raises(WeightsUnavailableError, match=name):
+        detect.train(voc, tmp_path / "r0", start_from=name, epochs=1, log=None)
+    coco = torchvision.models.get_model(name, weights=None, weights_backbone=None)
+    torch.save(coco.state_dict(), tmp_path / "coco.pth")
+    lines: list[str] = []
+    result = detect.train(voc, tmp_path / "run", start_from=name, weights=str(tmp_path / "coco.pth"), epochs=1,
+                          image_size=128, batch_size=4, freeze=2, val_split=0.25, log=lines.append)
+    assert any("of the head are new" in line for line in lines), lines
+    config = result["config"]
+    assert config["detector"]["source"] == name and config["arch"] == "fasterrcnn"
+    assert sorted(config["classes"]) == ["blue", "red"] and "operating_point" in config
+    tuned = load_detector(tmp_path / "run").module.state_dict()
+    first = next(k for k in coco.state_dict() if k.startswith("backbone.body") and k.endswith("weight"))
+    assert torch.equal(tuned[first], coco.state_dict()[first])          # a frozen trunk tensor: the file's
+    assert tuned["roi_heads.box_predictor.cls_score.weight"].shape[0] == 3  # background + 2 classes
+    assert detect.predict(tmp_path / "run", [voc / "images" / "img01.jpg"], conf=0.0)[0]["error"] is None

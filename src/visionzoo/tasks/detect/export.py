@@ -58,6 +58,7 @@ def export_onnx(run_dir: str | os.PathLike, out: str | os.PathLike, *, check_ima
         entry.key = "visionzoo"
         entry.value = json.dumps({"task": "detect", "classes": detector.classes, "names_by_label": detector.names,
                                   "arch": detector.config.get("arch"), "conf": detector.config.get("conf", 0.25),
+                                  "operating_point": detector.config.get("operating_point"),
                                   "input": "image: float32 3xHxW RGB in [0, 1]", "outputs": names})
         onnx.save(proto, str(tmp))
         _check(wrapper, tmp, check_image)

@@ -8,6 +8,7 @@ training), and scales the boxes and masks back.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -23,9 +24,9 @@ from ...runtime import pick_device
 from .augment import fit_size
 from .masks import encode_mask, write_mask_png
 from .model import Detector, load_detector
+from .operating import EVAL_CONF, OperatingPoint  # noqa: F401  (EVAL_CONF: re-exported)
 
-DEFAULT_CONF, DEFAULT_IOU = 0.25, 0.5
-EVAL_CONF = 0.001  # evaluation keeps (almost) every box: COCO AP integrates over all scores
+MODEL_NMS = 0.5    # the model's own class-aware NMS; the operating point's (operating.py) may suppress more
 
 
 def network_size(module: torch.nn.Module) -> tuple[int, int, tuple[int, int] | None]:
@@ -46,15 +47,21 @@ class Predictor:
 
     task = "detect"
 
-    def __init__(self, detector: Detector, *, conf: float = DEFAULT_CONF, iou: float = DEFAULT_IOU,
-                 device: str = "auto", batch_size: int = 4):
-        if not 0 <= conf <= 1 or not 0 < iou <= 1:
+    def __init__(self, detector: Detector, *, conf: float | None = None, iou: float | None = None,
+                 point: OperatingPoint | None = None, device: str = "auto", batch_size: int = 4):
+        """`point`: which boxes to keep [default: the run's operating point]; `conf` (one threshold for
+        every class) and `iou` (NMS) override parts of it."""
+        if (conf is not None and not 0 <= conf <= 1) or (iou is not None and not 0 < iou <= 1):
             raise UsageError(f"--conf must be in [0, 1] and --iou in (0, 1], got {conf} and {iou}")
-        self.detector = detector
-        self.conf, self.iou, self.batch_size = conf, iou, batch_size
+        point = point or OperatingPoint.from_config(detector.config)
+        if conf is not None:
+            point = point.with_conf(conf)
+        if iou is not None:
+            point = replace(point, nms_iou=float(iou))
+        self.detector, self.point, self.batch_size = detector, point, batch_size
         self.device = pick_device(device)
         self.module = detector.module.eval().to(self.device)
-        set_thresholds(self.module, conf, iou)
+        set_thresholds(self.module, point.lowest, max(MODEL_NMS, point.nms_iou))
         self.short, self.long, self.fixed = network_size(self.module)
 
     @property
@@ -113,19 +120,18 @@ class Predictor:
                 masks = torch.nn.functional.interpolate(masks[None], size=(h, w), mode="bilinear",
                                                         align_corners=False)[0]
             masks = (masks > 0.5).numpy()
-        detections = []
-        for k in range(len(scores)):
-            label = int(labels[k])
-            d = {"label": self.names[label] if 0 <= label < len(self.names) else str(label),
-                 "score": round(float(scores[k]), 5),
-                 "box": [round(float(v), 2) for v in boxes[k]]}
+        detections = [{"label": self.names[int(labels[k])] if 0 <= int(labels[k]) < len(self.names) else str(labels[k]),
+                       "score": round(float(scores[k]), 5), "box": [round(float(v), 2) for v in boxes[k]], "_k": k}
+                      for k in range(len(scores))]
+        detections = self.point.apply(detections)
+        for d in detections:
+            k = d.pop("_k")
             if masks is not None:
                 d["mask"] = encode_mask(masks[k])
-            detections.append(d)
         return {"width": w, "height": h, "detections": detections}
 
 
-def load_predictor(run_or_name: str | os.PathLike, *, conf: float = DEFAULT_CONF, iou: float = DEFAULT_IOU,
+def load_predictor(run_or_name: str | os.PathLike, *, conf: float | None = None, iou: float | None = None,
                    weights: str | os.PathLike | None = None, device: str = "auto", batch_size: int = 4) -> Predictor:
     """A detection run folder or a torchvision COCO detector name, loaded once, ready to call."""
     return Predictor(load_detector(run_or_name, weights), conf=conf, iou=iou, device=device, batch_size=batch_size)
@@ -205,7 +211,7 @@ def output_name(path: str, root: str | None, out_dir: Path, suffix: str) -> Path
 
 
 def predict(run_or_name: str | os.PathLike, inputs: str | os.PathLike | Sequence[str | os.PathLike], *,
-            conf: float = DEFAULT_CONF, iou: float = DEFAULT_IOU, weights: str | os.PathLike | None = None,
+            conf: float | None = None, iou: float | None = None, weights: str | os.PathLike | None = None,
             draw: str | os.PathLike | None = None, masks_dir: str | os.PathLike | None = None,
             batch_size: int = 4, workers: int | None = None, device: str = "auto",
             progress: bool = False) -> list[dict[str, Any]]:
