@@ -295,3 +295,16 @@ def test_fine_tune_a_coco_detector_offline_from_a_weights_file(voc, tmp_path, mo
     assert torch.equal(tuned[first], coco.state_dict()[first])          # a frozen trunk tensor: the file's
     assert tuned["roi_heads.box_predictor.cls_score.weight"].shape[0] == 3  # background + 2 classes
     assert detect.predict(tmp_path / "run", [voc / "images" / "img01.jpg"], conf=0.0)[0]["error"] is None
+
+
+def test_onnx_runtime_gives_pytorchs_boxes(run, voc):
+    """On a CPU, predict runs the run's cached ONNX export; its boxes are PyTorch's."""
+    images = [Image.open(voc / "images" / f"img{i:02d}.jpg").convert("RGB") for i in (2, 7)]
+    onnx = detect.load_predictor(str(run), conf=0.05)
+    torch_ = detect.load_predictor(str(run), conf=0.05, backend="torch")
+    assert (onnx.backend, torch_.backend) == ("onnx", "torch")
+    for a, b in zip(onnx(images), torch_(images)):
+        assert [d["label"] for d in a["detections"]] == [d["label"] for d in b["detections"]]
+        np.testing.assert_allclose([d["box"] for d in a["detections"]], [d["box"] for d in b["detections"]], atol=1.0)
+        np.testing.assert_allclose([d["score"] for d in a["detections"]], [d["score"] for d in b["detections"]],
+                                   atol=1e-3)

@@ -20,6 +20,7 @@ from ...data.decode import ImageDecodeError, load_rgb
 from ...data.geometry import file_displayed_size
 from ...data.inputs import expand_inputs
 from ...errors import UsageError
+from ...ordered import ordered_map
 from ...runtime import pick_device
 from .augment import fit_size
 from .masks import encode_mask, write_mask_png
@@ -48,9 +49,13 @@ class Predictor:
     task = "detect"
 
     def __init__(self, detector: Detector, *, conf: float | None = None, iou: float | None = None,
-                 point: OperatingPoint | None = None, device: str = "auto", batch_size: int = 4):
+                 point: OperatingPoint | None = None, device: str = "auto", batch_size: int = 4,
+                 backend: str = "auto"):
         """`point`: which boxes to keep [default: the run's operating point]; `conf` (one threshold for
-        every class) and `iou` (NMS) override parts of it."""
+        every class) and `iou` (NMS) override parts of it. `backend`: auto (ONNX Runtime on a CPU, see
+        runtime.py; PyTorch on a GPU or when the model cannot be exported), torch or onnx."""
+        if backend not in ("auto", "torch", "onnx"):
+            raise UsageError(f"unknown backend {backend!r}; use auto, torch or onnx")
         if (conf is not None and not 0 <= conf <= 1) or (iou is not None and not 0 < iou <= 1):
             raise UsageError(f"--conf must be in [0, 1] and --iou in (0, 1], got {conf} and {iou}")
         point = point or OperatingPoint.from_config(detector.config)
@@ -63,6 +68,26 @@ class Predictor:
         self.module = detector.module.eval().to(self.device)
         set_thresholds(self.module, point.lowest, max(MODEL_NMS, point.nms_iou))
         self.short, self.long, self.fixed = network_size(self.module)
+        self.network, self.backend, self.parallel = self.module, "torch", 1
+        if backend == "onnx" or (backend == "auto" and self.device.type == "cpu"):
+            self._use_onnx(backend == "onnx")
+
+    def _use_onnx(self, required: bool) -> None:
+        from ...cpus import usable_cpus
+        from .runtime import OnnxDetector
+
+        try:
+            self.network = OnnxDetector(self.detector)
+        except UsageError as exc:
+            if required:
+                raise
+            import warnings
+
+            warnings.warn(f"{exc}; detecting with PyTorch instead", stacklevel=3)
+            return
+        finally:
+            set_thresholds(self.module, self.point.lowest, max(MODEL_NMS, self.point.nms_iou))
+        self.backend, self.parallel = "onnx", usable_cpus()
 
     @property
     def names(self) -> list[str]:
@@ -103,7 +128,7 @@ class Predictor:
                 chunk = members[start:start + self.batch_size]
                 tensors = [torch.from_numpy(np.asarray(small[i], dtype=np.uint8).copy()).permute(2, 0, 1).float()
                            .div_(255).to(self.device) for i in chunk]
-                for i, r in zip(chunk, self.module(tensors)):
+                for i, r in zip(chunk, self.network(tensors)):
                     out[i] = self._to_dict(r, originals[i].size, small[i].size)
         return out
 
@@ -132,9 +157,11 @@ class Predictor:
 
 
 def load_predictor(run_or_name: str | os.PathLike, *, conf: float | None = None, iou: float | None = None,
-                   weights: str | os.PathLike | None = None, device: str = "auto", batch_size: int = 4) -> Predictor:
+                   weights: str | os.PathLike | None = None, device: str = "auto", batch_size: int = 4,
+                   backend: str = "auto") -> Predictor:
     """A detection run folder or a torchvision COCO detector name, loaded once, ready to call."""
-    return Predictor(load_detector(run_or_name, weights), conf=conf, iou=iou, device=device, batch_size=batch_size)
+    return Predictor(load_detector(run_or_name, weights), conf=conf, iou=iou, device=device, batch_size=batch_size,
+                     backend=backend)
 
 
 # --------------------------------------------------------------------------- files
@@ -181,11 +208,19 @@ def _rescale(result: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
 
 def iter_predict_files(predictor: Predictor, paths: Sequence[str], *, workers: int | None = None,
                        progress: bool = False) -> Iterator[dict[str, Any]]:
-    """Per file, in order: {"path", "width", "height", "detections", "error"}; memory holds one batch."""
+    """Per file, in order: {"path", "width", "height", "detections", "error"}; memory holds one batch.
+    On ONNX Runtime, one pipeline per core decodes a file and detects in it; on PyTorch, `workers`
+    processes decode ahead of the model."""
     from tqdm.auto import tqdm
 
     from ...cpus import default_workers
 
+    if predictor.parallel > 1:
+        with tqdm(total=len(paths), unit="img", disable=not progress, desc="detect") as bar:
+            for result in ordered_map(lambda path: _detect_file(predictor, path), paths, predictor.parallel):
+                bar.update()
+                yield result
+        return
     workers = default_workers(len(paths), 4 * predictor.batch_size) if workers is None else workers
     loader = torch.utils.data.DataLoader(_Decoded(predictor, paths), batch_size=predictor.batch_size,
                                          num_workers=workers, collate_fn=list)
@@ -200,6 +235,14 @@ def iter_predict_files(predictor: Predictor, paths: Sequence[str], *, workers: i
                 else:
                     yield {"path": paths[i], "width": None, "height": None, "detections": [], "error": err}
             bar.update(len(batch))
+
+
+def _detect_file(predictor: Predictor, path: str) -> dict[str, Any]:
+    try:
+        img, size = decode_for(predictor, path)
+    except ImageDecodeError as exc:
+        return {"path": path, "width": None, "height": None, "detections": [], "error": exc.reason}
+    return {"path": path, **_rescale(predictor([predictor.network_input(img)])[0], size), "error": None}
 
 
 def output_name(path: str, root: str | None, out_dir: Path, suffix: str) -> Path:

@@ -153,7 +153,8 @@ class DetectHooks(TaskHooks):
         from .model import BACKGROUND, Detector
 
         detector = Detector(module, [BACKGROUND, *self.classes], "training")
-        predictor = Predictor(detector, point=raw_point(), device=str(next(module.parameters()).device))
+        predictor = Predictor(detector, point=raw_point(), device=str(next(module.parameters()).device),
+                              backend="torch")
         predictions = predict_samples(predictor, self.val, workers=self.workers)
         report = evaluate_predictions(self.val, [p for p in predictions if not p.get("error")], self.classes)
         return {"map50": report["map50"], "map": report["map"]}
