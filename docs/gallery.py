@@ -125,19 +125,21 @@ def collection() -> Path:
     return feats
 
 
-@step("classify.png")
+@step("classify.jpg")
 def classify() -> None:
-    vz("classify", photos(), "--top-k", 3, "--grid", OUT / "classify.png", "--quiet")
+    vz("classify", photos(), "--top-k", 3, "--grid", CACHE / "classify.png", "--quiet")
+    copy(CACHE / "classify.png", "classify.jpg")
 
 
-@step("neighbours.png")
+@step("neighbours.jpg")
 def search() -> None:
     feats = collection()
     query = CACHE / "collection" / "raccoon" / "raccoon-41.jpg"
-    vz("search", feats, query, "--top-k", 5, "--grid", OUT / "neighbours.png", "--quiet")
+    vz("search", feats, query, "--top-k", 5, "--grid", CACHE / "neighbours.png", "--quiet")
+    copy(CACHE / "neighbours.png", "neighbours.jpg")
 
 
-@step("map.png", "cluster.png")
+@step("map.png", "cluster.jpg")
 def cluster() -> None:
     feats = collection()
     vz("map", feats, "--out", OUT / "map.png", "--quiet")
@@ -147,7 +149,7 @@ def cluster() -> None:
     summary = json.loads((out / "clusters.json").read_text())
     sizes = summary.get("sizes") or []
     biggest = max(range(len(sizes)), key=sizes.__getitem__) if sizes else 0
-    copy(out / f"cluster_{biggest:02d}.png", "cluster.png", width=1000)
+    copy(out / f"cluster_{biggest:02d}.png", "cluster.jpg", width=900)
 
 
 @step("train_confusion.png", "train_curves.png")
@@ -175,7 +177,7 @@ def held_out(run: Path, data: Path) -> list[Path]:
     return sorted(Path(f) if os.path.isabs(f) else data / f for f in files)
 
 
-@step("detect.jpg", "detect_pr.png")
+@step("detect.jpg", "detect_curves.png")
 def detect() -> None:
     data = DATASETS / "raccoon"
     run = trained("raccoon", "detect", "train", data, "--time-budget", 300)
@@ -184,10 +186,7 @@ def detect() -> None:
     shutil.rmtree(drawn, ignore_errors=True)
     vz("detect", "predict", run, *picks, "--draw", drawn, "--out", CACHE / "detect.json", "--quiet")
     strip(sorted(drawn.rglob("*.jpg")), "detect.jpg", height=320)
-    for name in ("pr_curve.png", "f1_curve.png"):
-        if (run / name).exists():
-            copy(run / name, "detect_pr.png", width=700)
-            break
+    copy(run / "threshold_curves.png", "detect_curves.png", width=700)
 
 
 @step("segment.jpg")
