@@ -226,3 +226,15 @@ def test_no_page_speaks_of_issues_or_history():
         text = page.read_text("utf-8").lower()
         assert not re.search(r"\bissues? *#?\d+|the issue (named|asked|said)|\bgh-\d+", text), page
         assert "old default" not in text and "(old)" not in text, page
+
+
+@pytest.mark.parametrize("words,expected", [("visionzoo det", {"detect"}),
+                                            ("visionzoo detect ", {"train", "predict", "evaluate"}),
+                                            ("visionzoo detect train --time-b", {"--time-budget"})])
+def test_shell_completion_completes_commands_and_options(words, expected):
+    """What `visionzoo --install-completion` installs asks the program itself, as here (bash)."""
+    env = {**os.environ, "_VISIONZOO_COMPLETE": "complete_bash", "COMP_WORDS": words,
+           "COMP_CWORD": str(len(words.split(" ")) - 1)}
+    proc = subprocess.run([sys.executable, "-c", "from visionzoo.cli import main; main()"], env=env,
+                          capture_output=True, text=True)
+    assert set(proc.stdout.split()) == expected, proc.stdout + proc.stderr
