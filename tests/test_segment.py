@@ -96,6 +96,19 @@ def test_unet_learns_generated_blobs_and_saves_a_run(run):
         assert (out / name).is_file(), name
 
 
+def test_a_two_class_run_stores_its_threshold_and_predict_uses_it(run, blobs):
+    out, result = run
+    config = json.loads((out / "config.json").read_text())
+    point = config["operating_point"]
+    assert 0 < point["threshold"] < 1 and point["miou"] >= point["miou_at_half"], point
+    # The histograms' mIoU is what the saved masks score on the same validation images.
+    assert abs(config["metrics"]["val"]["miou"] - point["miou"]) < 2e-3, (config["metrics"]["val"], point)
+    image = [str(blobs / "images" / "b03.jpg")]
+    share = {conf: segment.predict(out, image, conf=conf)[0]["shares"]["blob"] for conf in (0.02, point["threshold"], 0.98)}
+    assert share[0.02] > share[point["threshold"]] > share[0.98], share
+    assert segment.predict(out, image)[0]["shares"] == segment.predict(out, image, conf=point["threshold"])[0]["shares"]
+
+
 def test_tiled_prediction_equals_untiled_on_a_3000x2000_image(run):
     from visionzoo.tasks.segment.model import load_segmenter
 
@@ -105,10 +118,22 @@ def test_tiled_prediction_equals_untiled_on_a_3000x2000_image(run):
     big = np.concatenate([np.concatenate(tiles[r * 5:(r + 1) * 5], axis=1) for r in range(4)], axis=0)
     image = torch.from_numpy(big[:2000, :3000].copy()).permute(2, 0, 1)
     with torch.inference_mode():
-        whole = label_map(seg.module, image, seg.mean, seg.std, tile=None)
-        tiled = label_map(seg.module, image, seg.mean, seg.std, tile=512, overlap=0.25)
+        whole = label_map(seg.network(), image, tile=None)
+        tiled = label_map(seg.network(), image, tile=512, overlap=0.25)
     assert tiled.shape == (2000, 3000)
     assert (whole == tiled).float().mean() > 0.995
+
+
+def test_onnx_runtime_is_the_cpu_default_and_draws_pytorchs_masks(run, blobs):
+    from visionzoo.data.decode import load_rgb
+
+    onnx = segment.load_predictor(run[0], tile=256)
+    eager = segment.load_predictor(run[0], tile=256, backend="torch")
+    assert (onnx.backend, eager.backend) == ("onnx", "torch")
+    photo = load_rgb(blobs / "images" / "b05.jpg")
+    big = photo.resize((700, 560))                                 # tiled: 3 x 3 tiles of 256
+    for img in (photo, big):
+        assert (onnx.mask(img) == eager.mask(img)).mean() > 0.999
 
 
 def test_predict_masks_at_original_size_and_orientation(run, blobs, tmp_path):

@@ -45,8 +45,8 @@ def export_onnx(run_dir: str | os.PathLike, out: str | os.PathLike, *, check_ima
 def export_detector(detector: Any, out: str | os.PathLike, *, check_image: str | None = None) -> Path:
     """Write a loaded Detector as ONNX to `out` (every box scoring at least EVAL_CONF, after the model's own
     NMS: the operating point is applied afterwards, as in PyTorch) and check it reproduces PyTorch's boxes."""
+    from .model import MODEL_NMS, set_thresholds
     from .operating import EVAL_CONF
-    from .predictor import MODEL_NMS, set_thresholds
 
     set_thresholds(detector.module, EVAL_CONF, MODEL_NMS)
     wrapper = _OneImage(detector.module.eval().cpu(), detector.has_masks).eval()

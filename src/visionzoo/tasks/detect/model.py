@@ -330,3 +330,13 @@ def load_detector(run_or_name: str | os.PathLike, weights: str | os.PathLike | N
         raise UsageError(f"{name} is not a run folder (needs model.safetensors and config.json)")
     raise UsageError(f"unknown detector {name!r}: pass a run folder written by `visionzoo detect train` or one of "
                      f"{', '.join(pretrained_names())}")
+
+
+MODEL_NMS = 0.5    # the model's own class-aware NMS; the operating point's (operating.py) may suppress more
+
+
+def set_thresholds(module: torch.nn.Module, conf: float, iou: float) -> None:
+    """Score threshold and NMS IoU on whichever torchvision detector this is."""
+    heads = getattr(module, "roi_heads", None)
+    target = heads if heads is not None else module
+    target.score_thresh, target.nms_thresh = float(conf), float(iou)

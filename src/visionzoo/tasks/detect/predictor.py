@@ -26,23 +26,14 @@ from ...viz.notebook import shows
 from .augment import fit_size
 from .draw import describe_row, render_row
 from .masks import encode_mask, write_mask_png
-from .model import Detector, load_detector
+from .model import MODEL_NMS, Detector, load_detector, set_thresholds
 from .operating import EVAL_CONF, OperatingPoint  # noqa: F401  (EVAL_CONF: re-exported)
-
-MODEL_NMS = 0.5    # the model's own class-aware NMS; the operating point's (operating.py) may suppress more
 
 
 def network_size(module: torch.nn.Module) -> tuple[int, int, tuple[int, int] | None]:
     """(short side, long-side cap, fixed size or None) that the detector's transform resizes to."""
     t = module.transform
     return int(t.min_size[-1]), int(t.max_size), (tuple(t.fixed_size) if t.fixed_size else None)
-
-
-def set_thresholds(module: torch.nn.Module, conf: float, iou: float) -> None:
-    """Score threshold and NMS IoU on whichever torchvision detector this is."""
-    heads = getattr(module, "roi_heads", None)
-    target = heads if heads is not None else module
-    target.score_thresh, target.nms_thresh = float(conf), float(iou)
 
 
 class Predictor:
@@ -259,7 +250,7 @@ def output_name(path: str, root: str | None, out_dir: Path, suffix: str) -> Path
 def predict(run_or_name: str | os.PathLike, inputs: str | os.PathLike | Sequence[str | os.PathLike], *,
             conf: float | None = None, iou: float | None = None, weights: str | os.PathLike | None = None,
             draw: str | os.PathLike | None = None, masks_dir: str | os.PathLike | None = None,
-            batch_size: int = 4, workers: int | None = None, device: str = "auto",
+            batch_size: int = 4, workers: int | None = None, device: str = "auto", backend: str = "auto",
             progress: bool = False) -> list[dict[str, Any]]:
     """Detect objects in files, folders or globs: per file {"path", "width", "height", "detections":
     [{"label", "score", "box": [x1, y1, x2, y2]}], "error"} in the file's displayed pixels (EXIF
@@ -268,7 +259,8 @@ def predict(run_or_name: str | os.PathLike, inputs: str | os.PathLike | Sequence
     from .draw import draw_detections
 
     files = expand_inputs(inputs).files
-    predictor = load_predictor(run_or_name, conf=conf, iou=iou, weights=weights, device=device, batch_size=batch_size)
+    predictor = load_predictor(run_or_name, conf=conf, iou=iou, weights=weights, device=device, batch_size=batch_size,
+                               backend=backend)
     root = os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in files])
     results = []
     for r in iter_predict_files(predictor, files, workers=workers, progress=progress):

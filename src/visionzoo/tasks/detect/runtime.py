@@ -7,45 +7,21 @@ releases the GIL) with each image decoded in the thread that runs it.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ...runtime.onnx_session import onnx_cache_dir, session
-
-
-def _identity(detector: Any) -> dict[str, Any]:
-    """What decides the exported graph: the run (or weights file) and its modification, the detector's
-    config and the libraries that build and export it."""
-    source = str(detector.source)
-    weights = Path(source) / "model.safetensors" if Path(source).is_dir() else Path(source)
-    stat = weights.stat() if weights.is_file() else None
-    versions = {}
-    for package in ("visionzoo", "torch", "torchvision"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = ""
-    return {"source": os.path.realpath(source) if stat else source, "size": stat.st_size if stat else None,
-            "mtime": stat.st_mtime_ns if stat else None, "detector": detector.config.get("detector"),
-            "arch": detector.config.get("arch"), "versions": versions}
+from ...runtime.onnx_session import cached_export, run_identity, session
 
 
 def onnx_file(detector: Any) -> Path:
     """The cached ONNX export of `detector`, made (and checked against PyTorch) the first time."""
     from .export import export_detector
 
-    key = hashlib.sha256(json.dumps(_identity(detector), sort_keys=True, default=str).encode()).hexdigest()[:20]
-    path = onnx_cache_dir() / "detect" / f"{key}.onnx"
-    if not path.is_file():
-        export_detector(detector, path)
-    return path
+    identity = run_identity(detector.source, {k: detector.config.get(k) for k in ("detector", "arch")})
+    return cached_export("detect", identity, lambda path: export_detector(detector, path))
 
 
 class OnnxDetector:
