@@ -238,3 +238,14 @@ def test_shell_completion_completes_commands_and_options(words, expected):
     proc = subprocess.run([sys.executable, "-c", "from visionzoo.cli import main; main()"], env=env,
                           capture_output=True, text=True)
     assert set(proc.stdout.split()) == expected, proc.stdout + proc.stderr
+
+
+def test_notebooks_store_no_outputs():
+    """The build runs them: a stored output could only go stale."""
+    import json
+
+    notebooks = sorted((ROOT / "docs" / "notebooks").glob("*.ipynb"))
+    assert len(notebooks) >= 5
+    for nb in notebooks:
+        cells = [c for c in json.loads(nb.read_text("utf-8"))["cells"] if c["cell_type"] == "code"]
+        assert cells and all(not c["outputs"] and c["execution_count"] is None for c in cells), nb.name
