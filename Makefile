@@ -4,8 +4,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
+DSTAMP := $(VENV)/.installed-docs
+DATASETS ?= $(abspath ../shared/datasets)
 
-.PHONY: demo test bench install clean
+.PHONY: demo test docs gallery bench install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +21,10 @@ $(TSTAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -e '.[all,test]'
 	touch $@ $(STAMP)
 
+$(DSTAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e '.[all,docs]'
+	touch $@ $(STAMP)
+
 install: $(STAMP)
 
 demo: $(STAMP)
@@ -26,6 +32,15 @@ demo: $(STAMP)
 
 test: $(TSTAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+# The site in site/: the gallery's missing pictures first (real runs, cached in .cache/docs), then a strict
+# build that runs the notebooks; a broken link, picture or API name fails it.
+docs: $(DSTAMP)
+	VISIONZOO_DATASETS=$(DATASETS) $(BIN)/python docs/gallery.py $(GALLERY_ARGS)
+	VISIONZOO_DATASETS=$(DATASETS) NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+gallery: $(DSTAMP)
+	VISIONZOO_DATASETS=$(DATASETS) $(BIN)/python docs/gallery.py --force
 
 bench: $(TSTAMP)
 	$(BIN)/python benchmarks/extract_bench.py
@@ -43,4 +58,4 @@ bench: $(TSTAMP)
 	$(BIN)/python benchmarks/remote_store_bench.py
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache site .cache/docs

@@ -78,8 +78,8 @@ def renamed(table: dict[str, str]) -> type[TyperCommand]:
     return Renamed
 
 
-def new_app(help: str, *, default: bool = False) -> typer.Typer:  # noqa: A002 - typer's own word
-    return typer.Typer(help=help, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+def new_app(help: str, *, default: bool = False, completion: bool = False) -> typer.Typer:  # noqa: A002 - typer's word
+    return typer.Typer(help=help, no_args_is_help=True, add_completion=completion, pretty_exceptions_enable=False,
                        cls=DefaultGroup if default else Group, rich_markup_mode=None)
 
 
@@ -89,7 +89,7 @@ warnings.filterwarnings("ignore", message=".*DecompressionBomb.*|.*decompression
 warnings.filterwarnings("ignore", category=FutureWarning, module="(torch|timm|torchvision|transformers)")
 
 app = new_app("Pretrained vision models: model zoo, classification, features at scale, transfer learning, "
-              "detection, segmentation, faces, captioning, serving.")
+              "detection, segmentation, faces, captioning, serving.", completion=True)  # --install-completion
 
 
 def _version(value: bool) -> None:

@@ -47,3 +47,12 @@ def examples_figure(best: Sequence[dict[str, Any]], worst: Sequence[dict[str, An
             ax.set_title(f"{label} (CIDEr {item['cider']:.2f})\npred: {_wrap(item['caption'], 34)}\n"
                          f"ref: {_wrap(item['references'][0], 34)}", fontsize=7)
     return save(plt, fig, out)
+
+
+def render_row(img: Any, row: dict[str, Any]) -> Any:
+    """A `predict` row's picture in a notebook: the image (its caption is the row's words)."""
+    return img
+
+
+def describe_row(row: dict[str, Any]) -> str:
+    return str(row.get("caption") or "")

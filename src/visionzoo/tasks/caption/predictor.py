@@ -16,8 +16,10 @@ from tqdm.auto import tqdm
 
 from ...data import eval_transform, expand_inputs, iter_batches
 from ...errors import UsageError
+from ...viz.notebook import shows
 from ...zoo.rundir import WEIGHTS_FILE, is_run_dir, read_config, task_config
 from .beam import beam_search
+from .draw import describe_row, render_row
 from .model import Captioner, DecoderConfig, build_decoder
 from .vocab import Vocabulary
 
@@ -96,6 +98,7 @@ def caption_files(predictor, files: Sequence[str], *, batch_size: int = 16, work
     return results
 
 
+@shows(render_row, describe_row)  # in a notebook the rows show image and caption; they stay plain dicts
 def predict(run_or_name: str | os.PathLike, inputs: str | os.PathLike | Sequence[str | os.PathLike], *,
             beam: int | None = None, batch_size: int = 16, workers: int | None = None, device: str = "auto",
             backend: str = "auto", draw: str | os.PathLike | None = None, progress: bool = False) -> list[dict[str, Any]]:

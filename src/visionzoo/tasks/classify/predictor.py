@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from ...data import eval_transform, expand_inputs, iter_batches
 from ...runtime import TorchRunner
+from ...viz.notebook import Results, ShowsTopK
 from ...zoo import ModelSpec, as_model
 
 ModelArg = str | os.PathLike | nn.Module | None
@@ -24,8 +25,9 @@ class Prediction:
 
 
 @dataclass
-class ImageResult:
-    """One input's outcome: predictions, or the error that stopped it (never both)."""
+class ImageResult(ShowsTopK):
+    """One input's outcome: predictions, or the error that stopped it (never both). In a notebook
+    it shows the picture beside its top-k bars (`show()` anywhere)."""
 
     path: str
     predictions: list[Prediction] = field(default_factory=list)
@@ -69,7 +71,7 @@ def classify(
     module, spec = as_model(model, weights)
     runner = TorchRunner(module, device=device)
     labels = label_names(spec)
-    results = [ImageResult(path=p) for p in files]
+    results = Results(ImageResult(path=p) for p in files)
     with tqdm(total=len(files), unit="img", disable=not progress, desc="classify") as bar:
         for batch in iter_batches(
             files, eval_transform(spec.preprocessing), batch_size=batch_size, workers=workers,

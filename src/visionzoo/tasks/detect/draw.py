@@ -119,3 +119,16 @@ def training_curves(history: Sequence[dict[str, Any]], out: str | os.PathLike) -
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return save(plt, fig, out)
+
+
+def render_row(img: Image.Image, row: dict[str, Any]) -> Image.Image:
+    """A `predict` row's picture (in a notebook): its boxes drawn over its image."""
+    return render(img, row.get("detections", []))
+
+
+def describe_row(row: dict[str, Any]) -> str:
+    """A `predict` row in words: how many of each class."""
+    from collections import Counter
+
+    counts = Counter(d["label"] for d in row.get("detections", []))
+    return ", ".join(f"{n} {label}" for label, n in counts.most_common()) or "nothing found"

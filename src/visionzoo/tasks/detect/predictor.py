@@ -22,7 +22,9 @@ from ...data.inputs import expand_inputs
 from ...errors import UsageError
 from ...ordered import ordered_map
 from ...runtime import pick_device
+from ...viz.notebook import shows
 from .augment import fit_size
+from .draw import describe_row, render_row
 from .masks import encode_mask, write_mask_png
 from .model import MODEL_NMS, Detector, load_detector, set_thresholds
 from .operating import EVAL_CONF, OperatingPoint  # noqa: F401  (EVAL_CONF: re-exported)
@@ -244,6 +246,7 @@ def output_name(path: str, root: str | None, out_dir: Path, suffix: str) -> Path
     return out_dir / rel.with_suffix(suffix)
 
 
+@shows(render_row, describe_row)  # in a notebook the rows draw their boxes; they stay plain dicts
 def predict(run_or_name: str | os.PathLike, inputs: str | os.PathLike | Sequence[str | os.PathLike], *,
             conf: float | None = None, iou: float | None = None, weights: str | os.PathLike | None = None,
             draw: str | os.PathLike | None = None, masks_dir: str | os.PathLike | None = None,

@@ -9,7 +9,9 @@ import numpy as np
 from PIL import Image
 
 from ...errors import UsageError
+from ...viz.notebook import shows
 from .detectors import DEFAULT_DETECTOR, DETECTORS, Face, check_detector
+from .draw import describe_row, render_row
 from .gallery import Gallery, load_gallery
 from .images import working_copy
 from .pipeline import faces_in, iter_faces
@@ -84,6 +86,7 @@ def _draw(path: str, image: Image.Image, scale: float, faces: list[Face], out_di
     return draw_faces(image, [f.scaled(1 / scale) for f in faces], Path(out_dir) / (Path(path).stem + ".faces.jpg"))
 
 
+@shows(render_row, describe_row)  # in a notebook the rows draw their faces; they stay plain dicts
 def predict(run_or_name: str = "default", inputs=(), *, draw: str | os.PathLike | None = None, **options: Any) -> list[dict[str, Any]]:
     """Per input file `{path, faces: [{box, score, landmarks, (identity, distance)}], error}`."""
     predictor = load_predictor(run_or_name, **options)

@@ -16,8 +16,10 @@ from ...data.decode import ImageDecodeError, load_rgb
 from ...data.inputs import expand_inputs
 from ...errors import UsageError
 from ...runtime import pick_device
+from ...viz.notebook import shows
 from .infer import foreground, label_map, logit_rows
 from .model import Segmenter, load_segmenter
+from .pictures import describe_row, render_row
 
 DEFAULT_TILE = 1024
 
@@ -145,6 +147,7 @@ def iter_masks(predictor: Predictor, files: Sequence[str], workers: int | None =
         yield path, img, (predictor.mask(img) if img is not None else None), error
 
 
+@shows(render_row, describe_row)  # in a notebook the rows show their overlay; they stay plain dicts
 def predict(run_or_name: str | os.PathLike, inputs: str | os.PathLike | Sequence[str | os.PathLike], *,
             masks_dir: str | os.PathLike | None = None, weights: str | os.PathLike | None = None,
             tile: int | None = DEFAULT_TILE, overlap: float = 0.25, device: str = "auto", workers: int | None = None,
