@@ -128,7 +128,15 @@ RayAddressOpt = typer.Option(None, "--ray-address", help="--engine ray: auto, HO
                              "(default: $RAY_ADDRESS, else a local Ray for this run).")
 PickleOpt = typer.Option(False, "--allow-pickle", help="Allow reading a .pkl feature file (unpickling can run code: "
                          "only for files you trust).")
-DrawOpt = typer.Option(None, "--draw", help="Folder for each picture drawn with its results (boxes, names, captions).")
+DrawOpt = typer.Option(None, "--draw", help="Folder for each picture drawn with its results (boxes, names, captions); "
+                       "each video as an annotated STEM.mp4.")
+
+# Videos, streams, webcams and image sequences, wherever images are taken: which frames to look at.
+FpsOpt = typer.Option(None, "--fps", min=0.001, help="Videos: frames per second to look at (the first frame of each "
+                      "1/F s) [default: every frame].")
+EveryOpt = typer.Option(None, "--every", min=1, help="Videos: look at every Nth frame.")
+StartOpt = typer.Option(None, "--start", min=0.0, help="Videos: seconds into each video to start at.")
+EndOpt = typer.Option(None, "--end", min=0.0, help="Videos: seconds into each video to stop at.")
 
 TRAIN_RENAMES = {"--num-workers": "--processes"}
 TASK_TRAIN_RENAMES = {**TRAIN_RENAMES, "-m": "--backbone"}  # -m is --model everywhere

@@ -11,13 +11,17 @@ from . import results
 from ._app import (
     TRAIN_RENAMES,
     DeviceOpt,
+    EndOpt,
     EngineOpt,
+    EveryOpt,
+    FpsOpt,
     ModelOpt,
     ProcessesHelp,
     QuietOpt,
     RayAddressOpt,
     ResumeOpt,
     SeedOpt,
+    StartOpt,
     TopKOpt,
     ValSplitOpt,
     WeightsOpt,
@@ -32,6 +36,8 @@ from ._app import (
     show_progress,
     wrote,
 )
+from .videos import VIDEO_KINDS
+from .videos import sampling as video_sampling
 
 classify_app = new_app("Image classification: top-k labels of images (`visionzoo classify IMAGES...`), and "
                        "train / predict / evaluate a classifier on your labelled images.", default=True)
@@ -59,11 +65,12 @@ def _print_table(rows: list[dict], title: str) -> None:
 
 @command(classify_app, "images", renames={"--num-workers": "--processes"}, hidden=True)
 def images_cmd(
-    inputs: List[str] = typer.Argument(..., help="Image files, folders (recursive) or globs."),
+    inputs: List[str] = typer.Argument(..., help="Image files, folders (recursive) or globs; video files (each "
+                                       "sampled frame classified)."),
     model: Optional[str] = ModelOpt,
     weights: Optional[Path] = WeightsOpt,
     top_k: int = TopKOpt,
-    out: Optional[Path] = out_file(),
+    out: Optional[Path] = out_file(VIDEO_KINDS),
     grid: Optional[Path] = typer.Option(None, "--grid", help="Draw images with top-k bar charts to FILE.png."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per forward pass."),
     workers: Optional[int] = WorkersOpt,
@@ -71,20 +78,26 @@ def images_cmd(
     engine: str = EngineOpt,
     ray_address: Optional[str] = RayAddressOpt,
     processes: Optional[int] = typer.Option(None, "--processes", min=1, help=ProcessesHelp),
+    fps: Optional[float] = FpsOpt,
+    every: Optional[int] = EveryOpt,
+    start: Optional[float] = StartOpt,
+    end: Optional[float] = EndOpt,
     quiet: bool = QuietOpt,
 ):
-    """Top-k ImageNet labels (or a saved run's labels) with probabilities.
+    """Top-k ImageNet labels (or a saved run's labels) with probabilities, per image and per sampled
+    frame of videos (PATH#t=SECONDS).
 
-    Example: visionzoo classify photos/ --top-k 3 --out labels.csv
+    Example: visionzoo classify photos/ clip.mp4 --fps 1 --top-k 3 --out labels.csv
     """
     from ..batch import classify
+    from ..data.video import frame_fields
 
-    results.check_out(out)
-    listed = results.listed(inputs)
+    results.check_out(out, VIDEO_KINDS)
+    listed = results.listed(inputs, videos=True)
     found = classify(listed.files, model=model, weights=weights, top_k=top_k, batch_size=batch_size, workers=workers,
                      device=device, progress=show_progress(quiet), engine=engine, ray_address=ray_address,
-                     num_workers=processes)
-    rows = [r.to_dict() for r in found]
+                     num_workers=processes, sampling=video_sampling(fps, every, start, end))
+    rows = [{"path": r.path, **frame_fields(r.path), **r.to_dict()} for r in found]
     _print_table(rows, f"{model or 'efficientnet_lite0'}: top-{top_k}")
     if grid:
         from ..viz.grid import topk_grid

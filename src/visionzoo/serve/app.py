@@ -30,6 +30,7 @@ from .batching import Overloaded
 from .config import ServeConfig, exposure_warning
 from .models import TASKS, Served, load_served
 from .uploads import UploadError
+from .video import is_video_upload, video_response
 
 log = logging.getLogger("visionzoo.serve")
 STATIC = Path(__file__).resolve().parent / "static"
@@ -244,11 +245,18 @@ def create_app(config: ServeConfig | None = None, **options: Any) -> FastAPI:
 
     def task_route(task: str):
         async def predict(file: list[UploadFile] = FilesParam, model: Optional[str] = ModelParam) -> JSONResponse:
+            if len(file) == 1 and await is_video_upload(file[0]):   # serve/video.py
+                try:
+                    loaded = served.get(task, model)
+                except LookupError as exc:
+                    return _error(*_status_of(exc))
+                return await video_response(task, loaded, file[0], cfg.timeout_s)
             return await answer(task, file, model, submit=lambda m, x: m.batcher.submit(x),
                                 post=lambda _m, out: out, extra=lambda m: {"model": m.name})
 
         predict.__doc__ = (f"The {task} model's JSON for each image (the same as `visionzoo {task} predict` writes, "
-                           f"in the uploaded image's pixels); 404 when no {task} model is loaded.")
+                           f"in the uploaded image's pixels); for one short video, each frame's JSON, the video's "
+                           f"summary and the annotated video; 404 when no {task} model is loaded.")
         v1.add_api_route(f"/{task}", predict, methods=["POST"], tags=[task], name=f"{task}_predict")
 
     for task in TASKS[1:]:
