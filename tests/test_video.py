@@ -294,3 +294,21 @@ def test_serve_answers_a_video_upload_per_frame_with_the_annotated_video(short_c
         for kind, status in (("audio", 415), ("corrupt", 415), ("empty", 400)):
             r = client.post("/v1/faces", files={"file": (bad[kind].name, bad[kind].read_bytes(), "video/mp4")})
             assert r.status_code == status and r.json()["error"], (kind, r.text)
+
+
+def test_image_sequences_and_a_missing_webcam(tmp_path):
+    """frames/img%03d.png is a video of its images (25 fps, each frame keyed by its own file); a webcam
+    index that is not there is a clear failure, and the other inputs go on."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for k in range(5):
+        Image.fromarray(np.full((40, 60, 3), 40 * k, np.uint8)).save(folder / f"img{k + 1:03d}.png")
+    (folder / "notes.txt").write_text("not a frame")
+    frames = list(iter_frames(str(folder / "img%03d.png"), Sampling(every=2)))
+    assert [Path(f.key).name for f in frames] == ["img001.png", "img003.png", "img005.png"]
+    assert [f.time for f in frames] == pytest.approx([0, 0.08, 0.16]) and frames[1].image.getpixel((0, 0))[0] == 80
+    out = tmp_path / "seq.jsonl"
+    r = cli("faces", "detect", folder / "img%03d.png", "7", "--out", out, "--quiet")
+    assert r.returncode == 1 and "no webcam 7 (/dev/video7 does not exist)" in r.stderr, r.stderr
+    summaries = [row for row in read_jsonl(out) if "frame" not in row]
+    assert summaries[0]["frames"] == 5 and summaries[0]["error"] is None

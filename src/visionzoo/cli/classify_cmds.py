@@ -191,31 +191,47 @@ def evaluate_cmd(
 
 def predict_cmd(
     run_dir: Path = typer.Argument(..., help="A run folder of any task (or a feature probe)."),
-    inputs: List[str] = typer.Argument(..., help="Image files, folders (recursive) or globs."),
+    inputs: List[str] = typer.Argument(..., help="Image files, folders (recursive) or globs; videos (and, for "
+                                       "detection, segmentation or captioning runs, streams and image sequences)."),
     top_k: int = TopKOpt,
-    out: Optional[Path] = out_file(),
+    out: Optional[Path] = out_file(VIDEO_KINDS),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1,
                                              help="Images per forward pass [default: the task's own]."),
+    fps: Optional[float] = FpsOpt,
+    every: Optional[int] = EveryOpt,
+    start: Optional[float] = StartOpt,
+    end: Optional[float] = EndOpt,
     workers: Optional[int] = WorkersOpt,
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
 ):
     """Run a saved run on images: labels (as `classify` prints them), or for a detection,
-    segmentation or captioning run the JSON of its task's own `predict`.
+    segmentation or captioning run the JSON of its task's own `predict`; videos frame by frame.
 
     Example: visionzoo predict runs/flowers new_photos/ --out predictions.csv
     """
+    from ..batch.reader import frame_items
+    from ..data.video import frame_fields
     from ..prediction import predict_any
     from ..tasks.registry import task_of
+    from ..video import VideoOptions, predict_videos
+    from .videos import finish, split
 
-    results.check_out(out)
-    listed = results.listed(inputs)
-    rows = predict_any(run_dir, listed.files, top_k=top_k, batch_size=batch_size, workers=workers, device=device,
-                       progress=show_progress(quiet))
-    if task_of(run_dir) == "classify":
+    results.check_out(out, VIDEO_KINDS)
+    listed = results.listed(inputs, videos=True)
+    sampling = video_sampling(fps, every, start, end)
+    if task_of(run_dir) == "classify":     # frames of video files, as `classify` takes them
+        rows = predict_any(run_dir, frame_items(listed.files, sampling), top_k=top_k, batch_size=batch_size,
+                           workers=workers, device=device, progress=show_progress(quiet))
+        rows = [{"path": r["path"], **frame_fields(r["path"]), **r} for r in rows]
         _print_table(rows, f"{run_dir}: top-{top_k}")
         raise typer.Exit(results.finish(rows, out, listed.skipped))
-    raise typer.Exit(results.finish(rows, out, listed.skipped, stdout_json=True))
+    images, sources = split(listed.files)
+    rows = predict_any(run_dir, images, top_k=top_k, batch_size=batch_size, workers=workers, device=device,
+                       progress=show_progress(quiet)) if images else []
+    options = VideoOptions(sampling, batch_size or 4, False, None, show_progress(quiet), say)
+    frames = predict_videos(run_dir, sources, options=options, device=device) if sources else ()
+    raise typer.Exit(finish(rows, frames, out, listed.skipped, stdout_json=True))
 
 
 for target in (classify_app, app):
