@@ -59,7 +59,8 @@ class _Cursor:
             if p == pts:
                 return f
         keyframe = self.info.keyframe_before(pts)
-        if pts <= self.position or keyframe > self.position:
+        following = self.info.pts[min(len(self.info.pts) - 1, int(np.searchsorted(self.info.pts, self.position, "right")))]
+        if pts <= self.position or keyframe > following:     # behind us, or a jump past a keyframe: seek
             self._restart(keyframe)
         try:
             for f in self.frames:
@@ -70,7 +71,8 @@ class _Cursor:
                 if f.pts >= pts:
                     return f
         except av.error.FFmpegError as exc:
-            raise VideoError(self.path, f"corrupt video data near t={pts * self.info.time_base:.2f} s ({exc.strerror or exc})") from None
+            where = f"near t={pts * self.info.time_base:.2f} s"
+            raise VideoError(self.path, f"corrupt video data {where} ({exc.strerror or exc})") from None
         self._restart(None)
         raise VideoError(self.path, f"no frame at t={pts * self.info.time_base:.3f} s (truncated video)")
 

@@ -1,9 +1,10 @@
 """Captions of a video at its scene changes, and the SubRip (.srt) subtitles that show them.
 
 A scene changes when a frame's perceptual hashes (dedup's pHash + dHash) differ from those of the
-scene's first frame in more than dedup's near-duplicate distance: the frames a near-duplicate
-search would group stay one scene, so a pan or a cut starts a new one, and only the first frame of
-each scene goes to the captioner.
+scene's first frame in more than dedup's near-duplicate distance, or when its colours do (the
+hashes look at brightness structure only, so a cut between two shots of the same layout in other
+colours would pass them): the frames a near-duplicate search would group stay one scene, a pan or
+a cut starts a new one, and only the first frame of each scene goes to the captioner.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import textwrap
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 from ..atomic import atomic_path
@@ -20,6 +22,8 @@ from ..downstream.dedup import DEFAULT_MAX_DISTANCE, hash_distance, image_finger
 from .sessions import Session, frame_fields
 
 HASH_SIDE = 64        # frames are hashed from a copy this small (the hashes look at 8-32 px)
+COLOUR_SIDE = 16      # colours are compared on a copy this small ...
+COLOUR_CHANGE = 40    # ... whose mean channel difference (of 255) past this is a new scene
 
 
 class CaptionSession(Session):
@@ -39,8 +43,10 @@ class CaptionSession(Session):
             small = f.image.copy()
             small.thumbnail((HASH_SIDE, HASH_SIDE))
             bits = image_fingerprint(small)
-            if self.reference is None or hash_distance(bits, self.reference) > self.max_distance:
-                self.reference = bits
+            colours = np.asarray(small.convert("RGB").resize((COLOUR_SIDE, COLOUR_SIDE)), np.float32)
+            if self.reference is None or hash_distance(bits, self.reference[0]) > self.max_distance \
+                    or np.abs(colours - self.reference[1]).mean() > COLOUR_CHANGE:
+                self.reference = (bits, colours)
                 chosen.append(f)
         return chosen
 
