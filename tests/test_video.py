@@ -276,24 +276,43 @@ def test_faces_find_on_a_video_gives_who_appears_when(tmp_path):
         assert sum(1 for _ in c.decode(video=0)) == 20
 
 
-def test_serve_answers_a_video_upload_per_frame_with_the_annotated_video(short_clip, tmp_path):
-    from fastapi.testclient import TestClient
+def test_serve_answers_a_video_upload_per_frame_and_the_page_plays_it(short_clip, tmp_path):
+    import httpx
+    import uvicorn
 
     from visionzoo.serve.app import create_app
 
     bad = _bad_videos(tmp_path / "bad")
-    with TestClient(create_app(models=["faces"])) as client:
-        r = client.post("/v1/faces", files={"file": ("clip.mp4", short_clip.read_bytes(), "video/mp4")})
-        assert r.status_code == 200, r.text
-        answer = r.json()
-        assert len(answer["frames"]) == 10 and answer["frames"][0]["path"].startswith("clip.mp4#t=")
-        assert sum(len(f["faces"]) == 1 for f in answer["frames"]) >= 8 and answer["summary"]["timeline"]
-        data = base64.b64decode(answer["video"].split(",", 1)[1])
-        with av.open(io.BytesIO(data)) as c:
-            assert c.streams.video[0].codec_context.name == "h264" and sum(1 for _ in c.decode(video=0)) == 10
-        for kind, status in (("audio", 415), ("corrupt", 415), ("empty", 400)):
-            r = client.post("/v1/faces", files={"file": (bad[kind].name, bad[kind].read_bytes(), "video/mp4")})
-            assert r.status_code == status and r.json()["error"], (kind, r.text)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(models=["faces"]), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    deadline = time.monotonic() + 60
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=120) as client:
+            _check_video_answers(client, short_clip, bad)
+        _page_plays_the_annotated_video(base, short_clip)
+    finally:
+        server.should_exit = True
+
+
+def _check_video_answers(client, short_clip: Path, bad: dict[str, Path]) -> None:
+    r = client.post("/v1/faces", files={"file": ("clip.mp4", short_clip.read_bytes(), "video/mp4")})
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert len(answer["frames"]) == 10 and answer["frames"][0]["path"].startswith("clip.mp4#t=")
+    assert sum(len(f["faces"]) == 1 for f in answer["frames"]) >= 8 and answer["summary"]["timeline"]
+    data = base64.b64decode(answer["video"].split(",", 1)[1])
+    with av.open(io.BytesIO(data)) as c:
+        assert c.streams.video[0].codec_context.name == "h264" and sum(1 for _ in c.decode(video=0)) == 10
+    for kind, status in (("audio", 415), ("corrupt", 415), ("empty", 400)):
+        r = client.post("/v1/faces", files={"file": (bad[kind].name, bad[kind].read_bytes(), "video/mp4")})
+        assert r.status_code == status and r.json()["error"], (kind, r.text)
 
 
 def test_image_sequences_and_a_missing_webcam(tmp_path):
@@ -312,3 +331,26 @@ def test_image_sequences_and_a_missing_webcam(tmp_path):
     assert r.returncode == 1 and "no webcam 7 (/dev/video7 does not exist)" in r.stderr, r.stderr
     summaries = [row for row in read_jsonl(out) if "frame" not in row]
     assert summaries[0]["frames"] == 5 and summaries[0]["error"] is None
+
+
+def _page_plays_the_annotated_video(base: str, clip: Path) -> None:
+    """Chromium (the system browser, headless) uploads the clip on the page and plays the answer."""
+    chromium = "/usr/bin/chromium"
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(chromium).exists():
+        pytest.skip(f"{chromium} is missing (apt-get install chromium)")
+    artifacts = Path(os.environ.get("VISIONZOO_ARTIFACTS", Path(__file__).resolve().parents[1] / "artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            page.goto(base + "/")
+            sync_api.expect(page.locator("#status")).to_contain_text("faces", timeout=30_000)
+            page.set_input_files("#file", str(clip))
+            sync_api.expect(page.locator("#found")).to_contain_text("10 frame(s)", timeout=60_000)
+            page.wait_for_function("() => { const v = document.getElementById('movie');"
+                                   " return v.src.startsWith('data:video/mp4') && v.readyState >= 2; }", timeout=30_000)
+            page.screenshot(path=str(artifacts / "serve_video_page.png"), full_page=True)
+        finally:
+            browser.close()

@@ -160,9 +160,13 @@ class FacesSession(Session):
         from ..tasks.faces.detectors import Face
         from ..tasks.faces.draw import render_faces
 
-        faces = [Face(np.asarray(f["box"], float), float(f["score"]), np.asarray(list(f["landmarks"].values()), float),
-                      {k: f[k] for k in ("identity", "distance") if k in f})
-                 for f in (result or {}).get("faces", [])]
+        faces = []
+        for f in (result or {}).get("faces", []):
+            named = {k: f[k] for k in ("identity", "distance") if k in f}
+            if not named and f.get("track_id") is not None:      # detect only: the track and the score
+                named = {"identity": f"#{f['track_id']} {f['score']:.2f}"}
+            faces.append(Face(np.asarray(f["box"], float), float(f["score"]),
+                              np.asarray(list(f["landmarks"].values()), float), named))
         return render_faces(frame.image, faces)
 
     def summary(self) -> dict[str, Any]:

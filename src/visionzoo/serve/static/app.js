@@ -282,8 +282,7 @@ function videoSummary(task, answer) {
 // A video goes to the task routes only; the first annotated video that comes back is played.
 async function handleVideo(file) {
   const movie = $("movie");
-  $("photo").hidden = true;
-  $("overlay").hidden = true;
+  $("photo").closest(".stage").style.display = "none";
   movie.hidden = false;
   movie.src = URL.createObjectURL(file);
   $("figure").hidden = false;
@@ -318,8 +317,7 @@ async function handleFile(file) {
   if (isVideo(file)) return handleVideo(file);
   $("movie").hidden = true;
   $("movie").removeAttribute("src");
-  $("photo").hidden = false;
-  $("overlay").hidden = false;
+  $("photo").closest(".stage").style.display = "";
   const photo = $("photo");
   photo.onload = redraw;
   photo.src = URL.createObjectURL(file);
