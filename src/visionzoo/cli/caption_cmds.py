@@ -122,7 +122,8 @@ def predict_cmd(
         raise UsageError("--out FILE.srt holds the subtitles of one video; give one video (or --out FILE.json)")
     rows = predict(model, images, beam=beam, batch_size=batch_size, workers=workers, device=device, backend=backend,
                    draw=draw, progress=show_progress(quiet)) if images else []
-    options = VideoOptions(videos.sampling(fps, every, start, end), batch_size, False, draw, show_progress(quiet), say)
+    options = VideoOptions(videos.sampling(fps, every, start, end), batch_size=batch_size, draw=draw,
+                           progress=show_progress(quiet), log=say)
     frames = predict_videos(model, sources, task="caption", options=options, beam=beam, device=device,
                             backend=backend) if sources else ()
     if srt is not None:

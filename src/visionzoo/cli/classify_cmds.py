@@ -229,7 +229,7 @@ def predict_cmd(
     images, sources = split(listed.files)
     rows = predict_any(run_dir, images, top_k=top_k, batch_size=batch_size, workers=workers, device=device,
                        progress=show_progress(quiet)) if images else []
-    options = VideoOptions(sampling, batch_size or 4, False, None, show_progress(quiet), say)
+    options = VideoOptions(sampling, batch_size=batch_size or 4, progress=show_progress(quiet), log=say)
     frames = predict_videos(run_dir, sources, options=options, device=device) if sources else ()
     raise typer.Exit(finish(rows, frames, out, listed.skipped, stdout_json=True))
 

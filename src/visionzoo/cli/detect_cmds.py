@@ -112,7 +112,8 @@ def predict_cmd(
     images, sources = videos.split(listed.files)
     rows = predict(model, images, conf=conf, iou=iou, weights=weights, draw=draw, masks_dir=masks,
                    batch_size=batch_size, workers=workers, device=device, progress=show_progress(quiet)) if images else []
-    options = VideoOptions(videos.sampling(fps, every, start, end), batch_size, track, draw, show_progress(quiet), say)
+    options = VideoOptions(videos.sampling(fps, every, start, end), batch_size=batch_size, track=track, draw=draw,
+                           progress=show_progress(quiet), log=say)
     frames = predict_videos(model, sources, task="detect", options=options, conf=conf, iou=iou, weights=weights,
                             device=device, batch_size=batch_size) if sources else ()
     line = lambda r: f"{r['path']}: " + (", ".join(f"{d['label']} {d['score']:.2f}" for d in r["detections"])  # noqa: E731

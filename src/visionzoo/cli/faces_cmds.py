@@ -46,7 +46,7 @@ def _video_frames(detector: str, sources: list[str], draw: Optional[Path], sampl
 
     if not sources:
         return ()
-    opts = VideoOptions(sampling, 1, True, draw, show_progress(quiet), say)
+    opts = VideoOptions(sampling, batch_size=1, track=True, draw=draw, progress=show_progress(quiet), log=say)
     return predict_videos(detector, sources, task="faces", options=opts, **options)
 
 

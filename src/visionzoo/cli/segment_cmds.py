@@ -115,7 +115,8 @@ def predict_cmd(
     images, sources = videos.split(listed.files)
     rows = predict(model, images, masks_dir=masks, weights=weights, tile=tile, device=device, workers=workers,
                    progress=show_progress(quiet)) if images else []
-    options = VideoOptions(videos.sampling(fps, every, start, end), 1, False, masks, show_progress(quiet), say)
+    options = VideoOptions(videos.sampling(fps, every, start, end), batch_size=1, draw=masks, progress=show_progress(quiet),
+                           log=say)
     frames = predict_videos(model, sources, task="segment", options=options, weights=weights, tile=tile,
                             device=device) if sources else ()
 

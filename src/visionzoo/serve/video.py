@@ -71,7 +71,7 @@ def answer_video(task: str, predictor: Any, data: bytes, filename: str) -> dict[
         frames: list[dict[str, Any]] = []
         summary: dict[str, Any] = {}
         drawn = Path(tmp) / "drawn"
-        for row in run_source(task, predictor, path, VideoOptions(sampling, 4, task == "detect", drawn)):
+        for row in run_source(task, predictor, path, VideoOptions(sampling, track=task == "detect", draw=drawn)):
             row = jsonable(row)
             row["path"] = filename + row["path"][len(path):]
             if "frame" in row:
