@@ -35,14 +35,19 @@ class VideoError(ImageDecodeError):
     """A video, stream or webcam that cannot be read (or stopped): `path` and `reason`."""
 
 
+_SUFFIXES = tuple(sorted(VIDEO_EXTENSIONS))
+
+
 def is_video_name(path: str | os.PathLike) -> bool:
-    return Path(os.fspath(path).split("?")[0]).suffix.lower() in VIDEO_EXTENSIONS
+    """By the extension (a plain string test: it runs once per input of every command)."""
+    return os.fspath(path).split("?")[0].lower().endswith(_SUFFIXES)
 
 
 def is_stream(source: str) -> bool:
     """rtsp://, http(s):// and other network streams, and webcams (an index such as 0, or /dev/videoN)."""
-    scheme, sep, _ = source.partition("://")
-    return bool(sep) and scheme.lower() in STREAM_SCHEMES or is_webcam(source)
+    if "://" in source:
+        return source.partition("://")[0].lower() in STREAM_SCHEMES
+    return is_webcam(source)
 
 
 def is_webcam(source: str) -> bool:
