@@ -12,6 +12,7 @@ from ._app import (
     TASK_TRAIN_RENAMES,
     DeviceOpt,
     DrawOpt,
+    EncodingOpt,
     EndOpt,
     EveryOpt,
     FpsOpt,
@@ -52,6 +53,7 @@ def train_cmd(
                                 "or images for --annotations."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder to write (decoder, vocabulary, config, report)."),
     annotations: Optional[Path] = AnnotationsOpt,
+    encoding: str = EncodingOpt,
     backbone: str = typer.Option("efficientnet_lite0", "--backbone",
                                  help="Encoder: zoo name or run folder (frozen; its features are cached)."),
     decoder: str = typer.Option("lstm", "--decoder", help="lstm or transformer."),
@@ -76,7 +78,8 @@ def train_cmd(
     """
     from ..tasks.caption import train
 
-    result = train(data, out, annotations=annotations, resume=resume, progress=show_progress(quiet), log=say,
+    result = train(data, out, annotations=annotations, encoding=encoding, resume=resume,
+                   progress=show_progress(quiet), log=say,
                    backbone=backbone, decoder=decoder, dropout=dropout, epochs=epochs, batch_size=batch_size, lr=lr, beam=beam,
                    val_split=val_split, test_split=test_split, patience=patience, seed=seed, workers=workers,
                    num_workers=processes, device=device)
@@ -84,7 +87,7 @@ def train_cmd(
         fail(where, reason, "left out")
     if result.get("report"):
         console.print(f"held-out: {_scores(result['report'])}", highlight=False)
-    raise typer.Exit(1 if result.get("problems") else 0)
+    raise typer.Exit(results.trained(result))
 
 
 @caption_app.command("predict")
@@ -115,6 +118,7 @@ def predict_cmd(
     from ..video import VideoOptions, predict_videos
 
     results.check_out(out, (*videos.VIDEO_KINDS, ".srt"))
+    results.check_folder(draw, "--draw")
     listed = results.listed(inputs, videos=True)
     images, sources = videos.split(listed.files)
     srt = out if out is not None and out.suffix.lower() == ".srt" else None
@@ -138,6 +142,7 @@ def evaluate_cmd(
     data: Path = typer.Argument(..., help="A captioned dataset (as for train)."),
     out: Path = typer.Option(..., "--out", "-o", help="Report folder (report.json, captions.json, examples.png)."),
     annotations: Optional[Path] = AnnotationsOpt,
+    encoding: str = EncodingOpt,
     split: str = typer.Option("all", "--split", help="all, or the run's train / val / test images of DATA."),
     beam: Optional[int] = BeamOpt,
     batch_size: int = BatchOpt,
@@ -153,7 +158,8 @@ def evaluate_cmd(
     from ..tasks.caption import evaluate
 
     report = evaluate(model, data, out, annotations=annotations, split=split, beam=beam, batch_size=batch_size,
-                      workers=workers, device=device, backend=backend, progress=show_progress(quiet))
+                      workers=workers, device=device, backend=backend, encoding=encoding,
+                      progress=show_progress(quiet))
     console.print(f"{report['n_images']} images: {_scores(report)}", highlight=False)
     for p in report["problems"]:
         fail(p["where"], p["error"], "left out")

@@ -37,6 +37,9 @@ segment_app = new_app("Semantic segmentation (U-Net, DeepLabV3+, FPN): train on 
 app.add_typer(segment_app, name="segment")
 
 TileOpt = typer.Option(1024, "--tile", min=64, help="Images larger than this run as overlapping tiles of this size.")
+ConfOpt = typer.Option(None, "--conf", min=0.0, max=1.0, help="Two-class masks: a pixel is the second class where "
+                       "its probability reaches this [default: the run's operating point, chosen on its validation "
+                       "images]. Ignored for more classes.")
 
 
 def _scores(report: dict) -> str:
@@ -77,7 +80,7 @@ def train_cmd(
                    workers=workers, num_workers=processes, device=device)
     if result.get("report"):
         console.print(f"val: {_scores(result['report'])}", highlight=False)
-    raise typer.Exit(1 if result.get("failures") else 0)
+    raise typer.Exit(results.trained(result))
 
 
 @segment_app.command("predict")
@@ -89,6 +92,7 @@ def predict_cmd(
     masks: Optional[Path] = typer.Option(None, "--masks", help="Folder for STEM.mask.png (class indices) and "
                                          "STEM.overlay.png per image; for a video, its overlay video STEM.mp4."),
     tile: int = TileOpt,
+    conf: Optional[float] = ConfOpt,
     weights: Optional[Path] = WeightsOpt,
     fps: Optional[float] = FpsOpt,
     every: Optional[int] = EveryOpt,
@@ -106,19 +110,20 @@ def predict_cmd(
     from ..tasks.segment import predict
     from ..video import VideoOptions, predict_videos
 
-    if out is not None and out.suffix.lower() not in (".json", ".csv") and masks is None:  # the old meaning of --out
+    if out is not None and out.suffix.lower() not in videos.VIDEO_KINDS and masks is None:  # the old meaning of --out
         err_console.print(f"warning: --out {out} is a folder: masks now go to --masks DIR and the results to --out "
                           f"FILE.json; writing {out}/predictions.json and the masks there, as before", highlight=False)
         masks, out = out, out / "predictions.json"
     results.check_out(out, videos.VIDEO_KINDS)
+    results.check_folder(masks, "--masks")
     listed = results.listed(inputs, videos=True)
     images, sources = videos.split(listed.files)
     rows = predict(model, images, masks_dir=masks, weights=weights, tile=tile, device=device, workers=workers,
-                   progress=show_progress(quiet)) if images else []
+                   conf=conf, progress=show_progress(quiet)) if images else []
     options = VideoOptions(videos.sampling(fps, every, start, end), batch_size=1, draw=masks, progress=show_progress(quiet),
                            log=say)
     frames = predict_videos(model, sources, task="segment", options=options, weights=weights, tile=tile,
-                            device=device) if sources else ()
+                            conf=conf, device=device) if sources else ()
 
     def line(r: dict) -> str:
         top = sorted(r["shares"].items(), key=lambda kv: -kv[1])[:3]
@@ -133,6 +138,7 @@ def evaluate_cmd(
     data: Path = typer.Argument(..., help="Images + masks (its test/ or val/ part if it has one)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder [default: RUN/eval]."),
     tile: int = TileOpt,
+    conf: Optional[float] = ConfOpt,
     weights: Optional[Path] = WeightsOpt,
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
@@ -143,7 +149,8 @@ def evaluate_cmd(
     """
     from ..tasks.segment import evaluate
 
-    report = evaluate(model, data, out=out, weights=weights, tile=tile, device=device, progress=show_progress(quiet))
+    report = evaluate(model, data, out=out, weights=weights, tile=tile, conf=conf, device=device,
+                      progress=show_progress(quiet))
     console.print(_scores(report), highlight=False)
     for f in report["problems"] + report["failures"]:
         fail(f["path"], f["error"], "skipped")

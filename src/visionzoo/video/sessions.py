@@ -43,14 +43,20 @@ class Session:
         return {"frames": self.frames}
 
 
+def track_threshold(predictor: Any) -> float:
+    """ByteTrack's activation threshold: the detector's operating point (the lowest of its per-class
+    score thresholds, or `--conf`), so tracks start from the boxes a still image would show."""
+    point = getattr(predictor, "point", None)
+    return float(point.lowest) if point is not None else 0.25
+
+
 class DetectSession(Session):
     """Boxes per frame; with tracking, each box's `track_id`, trails in the drawing, and per-track
     rows (class, first / last seen, frames, mean score) in the summary."""
 
     def __init__(self, predictor: Any, rate: float, track: bool = False):
         super().__init__(predictor, rate, track)
-        threshold = getattr(predictor, "conf", None)
-        self.tracker = Tracker(rate, threshold if threshold is not None else 0.25) if track else None
+        self.tracker = Tracker(rate, track_threshold(predictor)) if track else None
         self.counts: dict[str, int] = {}
 
     def row(self, frame: Frame, result: dict[str, Any] | None) -> dict[str, Any]:
