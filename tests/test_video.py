@@ -185,6 +185,32 @@ def test_bytetrack_keeps_ids_through_jitter_misses_and_a_crossing():
     assert box_iou(np.array([[0, 0, 10, 10]]), np.array([[5, 0, 15, 10]]))[0, 0] == pytest.approx(1 / 3)
 
 
+def test_tracks_start_from_the_detectors_operating_point_and_low_boxes_continue_them():
+    """A run whose operating point keeps boxes from 0.8: a box scoring 0.85 starts a track at once; later
+    a 0.3 box on that track continues it (ByteTrack's second association) and is kept, a 0.3 box
+    elsewhere is dropped as a still image would drop it; `--conf` replaces the run's point."""
+    from visionzoo.tasks.detect.operating import OperatingPoint
+    from visionzoo.video.sessions import DetectSession, track_threshold
+
+    class Run:
+        point = OperatingPoint(conf=0.9, per_class={"raccoon": 0.8})
+
+    assert track_threshold(Run()) == 0.8 and track_threshold(object()) == 0.25
+    assert track_threshold(type("Conf", (), {"point": Run.point.with_conf(0.3)})()) == 0.3
+    session = DetectSession(Run(), rate=10, track=True)
+    assert session.predictor.point.conf == 0.1 and Run.point.lowest == 0.8     # the run's predictor untouched
+    rows = []
+    for k in range(4):
+        frame = type("Frame", (), {"key": f"v.mp4#t={k / 10}", "index": k, "time": k / 10})()
+        box = [10 + 3 * k, 10, 60 + 3 * k, 60]
+        dets = [{"label": "raccoon", "score": 0.85 if k < 2 else 0.3, "box": box},
+                {"label": "raccoon", "score": 0.3, "box": [200, 200, 240, 240]}]
+        rows.append(session.row(frame, {"detections": dets}))
+    assert [len(r["detections"]) for r in rows] == [1, 1, 1, 1]
+    assert {r["detections"][0]["track_id"] for r in rows} == {rows[0]["detections"][0]["track_id"]} != {None}
+    assert session.summary()["tracks"][0]["frames"] == 4 and session.summary()["counts"] == {"raccoon": 4}
+
+
 class _Stream(http.server.BaseHTTPRequestHandler):
     data = b""
     plan: list[str] = []      # per request: "full", "half" (then the connection is reset), "refuse"

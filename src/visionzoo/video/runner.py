@@ -101,7 +101,7 @@ def run_source(task: str, predictor: Any, source: str, opts: VideoOptions) -> It
                 opts.log(f"note: {source}: {note}")
         for batch in _batches(ahead(frames, 2 * opts.batch_size), opts.batch_size):
             chosen = session.select(batch)
-            results = dict(zip((f.key for f in chosen), predictor([f.image for f in chosen]))) if chosen else {}
+            results = dict(zip((f.key for f in chosen), session.predictor([f.image for f in chosen]))) if chosen else {}
             for f in batch:     # the drawn frame first: after Ctrl-C the video holds every row's frame
                 result = results.get(f.key)
                 row = session.row(f, result)

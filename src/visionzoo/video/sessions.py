@@ -6,6 +6,8 @@ scenes), never the frames, so any length runs in constant memory.
 """
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -15,6 +17,7 @@ from ..data.video_frames import Frame
 from .tracking import Tracker
 
 MERGE_GAP_S = 1.0     # appearances of one person this close together are one interval
+LOW_SCORE = 0.1       # ByteTrack's second association looks at boxes down to this score
 
 
 def frame_fields(frame: Frame) -> dict[str, Any]:
@@ -50,25 +53,45 @@ def track_threshold(predictor: Any) -> float:
     return float(point.lowest) if point is not None else 0.25
 
 
+def seeing_low_scores(predictor: Any) -> Any:
+    """The predictor, answering boxes down to LOW_SCORE (its network and post-processing shared), for
+    ByteTrack's second association: a box the operating point drops still continues a track it
+    overlaps (motion blur, partial views). A predictor without an operating point is used as it is."""
+    point = getattr(predictor, "point", None)
+    if point is None or point.lowest <= LOW_SCORE:
+        return predictor
+    low = copy.copy(predictor)
+    low.point = replace(point, conf=LOW_SCORE, per_class={})
+    return low
+
+
 class DetectSession(Session):
     """Boxes per frame; with tracking, each box's `track_id`, trails in the drawing, and per-track
-    rows (class, first / last seen, frames, mean score) in the summary."""
+    rows (class, first / last seen, frames, mean score) in the summary. A tracked frame's boxes are
+    those the operating point keeps, and lower-scoring ones that continue a track."""
 
     def __init__(self, predictor: Any, rate: float, track: bool = False):
         super().__init__(predictor, rate, track)
+        self.point = getattr(predictor, "point", None)
         self.tracker = Tracker(rate, track_threshold(predictor)) if track else None
+        if track:
+            self.predictor = seeing_low_scores(predictor)
         self.counts: dict[str, int] = {}
+
+    def _kept(self, d: dict[str, Any]) -> bool:
+        return self.point is None or d["score"] >= self.point.threshold(d["label"]) or d.get("track_id") is not None
 
     def row(self, frame: Frame, result: dict[str, Any] | None) -> dict[str, Any]:
         row = super().row(frame, result)
         dets = row.get("detections", [])
-        for d in dets:
-            self.counts[d["label"]] = self.counts.get(d["label"], 0) + 1
         if self.tracker is not None:
             ids = self.tracker.update(frame.time, [d["box"] for d in dets], [d["score"] for d in dets],
                                       [d["label"] for d in dets])
             for d, tid in zip(dets, ids):
                 d["track_id"] = tid
+            dets = row["detections"] = [d for d in dets if self._kept(d)]
+        for d in dets:
+            self.counts[d["label"]] = self.counts.get(d["label"], 0) + 1
         return row
 
     def draw(self, frame: Frame, result: dict[str, Any] | None) -> Image.Image:

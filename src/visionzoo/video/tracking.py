@@ -2,8 +2,9 @@
 implements it), and what each track did (class, first and last seen, frames, mean score).
 
 ByteTrack associates boxes by IoU with Kalman-predicted track boxes, high scores first, then low
-ones; a track lost for longer than `lost_s` seconds ends. It starts new tracks only from boxes at
-least 0.1 above its activation threshold, which is the predictor's own score threshold.
+ones; a track lost for longer than `lost_s` seconds ends. Its activation threshold is the detector's
+operating point (the score a still image's box needs), and any box that passes it may start a track
+(supervision's ByteTrack would ask 0.1 more, which drops every box of a detector whose point is high).
 """
 from __future__ import annotations
 
@@ -55,6 +56,7 @@ class Tracker:
             warnings.simplefilter("ignore")
             self.byte = self._sv.ByteTrack(track_activation_threshold=threshold, frame_rate=rate,
                                            lost_track_buffer=max(1, round(30 * lost_s)), minimum_matching_threshold=0.8)
+        self.byte.det_thresh = threshold    # new tracks from every box the operating point keeps
         self.tracks: dict[int, Track] = {}
 
     def update(self, t: float, boxes: Sequence[Sequence[float]], scores: Sequence[float],
