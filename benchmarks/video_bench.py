@@ -169,39 +169,41 @@ def main() -> None:
     frames = 60 if args.quick else 240
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"video {VIDEO.name} (640x360, 29.8 fps, h264)\n")
-
-    print("| pipeline | frames | model forward-only (frames/s) | whole pipeline (frames/s) | ratio |")
-    print("|---|---|---|---|---|")
-    for name, (model, pipe) in (("detect predict --track (raccoon detector)", detect_speed(args.run, frames)),
-                                ("extract (efficientnet_lite0, ONNX Runtime)", extract_speed(4 * frames))):
-        n = frames if name.startswith("detect") else 4 * frames
-        print(f"| {name} | {n} | {model:.1f} | {pipe:.1f} | {pipe / model:.2f} |", flush=True)
-
     with tempfile.TemporaryDirectory(prefix="vz-video-bench-") as tmp:
         tmp = Path(tmp)
-        short = remux(VIDEO, tmp / "ten_seconds.mp4", seconds=10)
-        long = remux(VIDEO, tmp / "ten_minutes.mp4", loops=1 if args.quick else 15)
-        print("\n| command | input | frames looked at | peak memory (MB) | seconds |")
-        print("|---|---|---|---|---|")
-        fps = "2" if args.quick else "1"
-        for label, path in (("10 s", short), ("10 min" if not args.quick else "40 s", long)):
-            for name, cmd in (("detect predict --track --draw --out X.jsonl",
-                               ["detect", "predict", str(args.run), str(path), "--track", "--fps", fps, "--draw",
-                                str(tmp / "drawn" / label.replace(" ", "")), "--out", str(tmp / f"{label}.jsonl")]),
-                              ("extract --fps 5", ["extract", str(path), "--fps", "5", "--out",
-                                                   str(tmp / f"{label.replace(' ', '')}.parquet")])):
-                from visionzoo.data.video import Sampling, probe
-
-                looked = len(probe(str(path)).sampled(Sampling(fps=float(cmd[cmd.index("--fps") + 1]))))
-                mb, seconds = peak_rss_mb(cmd)
-                print(f"| {name} | {label} | {looked} | {mb:.0f} | {seconds:.0f} |", flush=True)
-
-        print("\n| video (validation photo) | raccoons | MOTA | IDF1 | ID switches | most switches of one raccoon |")
+        print("| video (validation photo) | raccoons | MOTA | IDF1 | ID switches | most switches of one raccoon |")
         print("|---|---|---|---|---|---|")
         table = tracking(args.run, tmp, 2 if args.quick else 5, 30 if args.quick else 60)
-    idf1 = sum(r["idf1"] for r in table) / len(table)
-    print(f"| mean of {len(table)} | | {sum(r['mota'] for r in table) / len(table):.3f} | {idf1:.3f} | "
-          f"{sum(r['id_switches'] for r in table)} | {max(r['max_switches_per_track'] for r in table)} |")
+        idf1 = sum(r["idf1"] for r in table) / len(table)
+        print(f"| mean of {len(table)} | | {sum(r['mota'] for r in table) / len(table):.3f} | {idf1:.3f} | "
+              f"{sum(r['id_switches'] for r in table)} | {max(r['max_switches_per_track'] for r in table)} |", flush=True)
+
+        print("\n| pipeline | frames | model forward-only (frames/s) | whole pipeline (frames/s) | ratio |")
+        print("|---|---|---|---|---|")
+        for name, n, measure in (("detect predict --track (raccoon detector)", frames, lambda: detect_speed(args.run, frames)),
+                                 ("extract (efficientnet_lite0, ONNX Runtime)", 4 * frames, lambda: extract_speed(4 * frames))):
+            model, pipe = measure()
+            print(f"| {name} | {n} | {model:.1f} | {pipe:.1f} | {pipe / model:.2f} |", flush=True)
+        memory(args, tmp)
+
+
+def memory(args: argparse.Namespace, tmp: Path) -> None:
+    from visionzoo.data.video import Sampling, probe
+
+    short = remux(VIDEO, tmp / "ten_seconds.mp4", seconds=10)
+    long = remux(VIDEO, tmp / "ten_minutes.mp4", loops=1 if args.quick else 15)
+    print("\n| command | input | frames looked at | peak memory (MB) | seconds |")
+    print("|---|---|---|---|---|")
+    fps = "2" if args.quick else "1"
+    for label, path in (("10 s", short), ("10 min" if not args.quick else "40 s", long)):
+        for name, cmd in (("detect predict --track --draw --out X.jsonl",
+                           ["detect", "predict", str(args.run), str(path), "--track", "--fps", fps, "--draw",
+                            str(tmp / "drawn" / label.replace(" ", "")), "--out", str(tmp / f"{label}.jsonl")]),
+                          ("extract --fps 5", ["extract", str(path), "--fps", "5", "--out",
+                                               str(tmp / f"{label.replace(' ', '')}.parquet")])):
+            looked = len(probe(str(path)).sampled(Sampling(fps=float(cmd[cmd.index("--fps") + 1]))))
+            mb, seconds = peak_rss_mb(cmd)
+            print(f"| {name} | {label} | {looked} | {mb:.0f} | {seconds:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
