@@ -153,7 +153,7 @@ def tracking(run: Path, tmp: Path, n_photos: int, n_frames: int) -> list[dict]:
             if r.returncode:
                 raise SystemExit(r.stderr[-2000:])
             found = [json.loads(line) for line in out.read_text().splitlines()]
-            rows.append({"video": video.name, "objects": len(boxes), **mot_scores(truths[kind], found)})
+            rows.append({"video": video.name, **mot_scores(truths[kind], found), "objects": len(boxes)})
             r = rows[-1]
             print(f"| {r['video']} | {r['objects']} | {r['mota']:.3f} | {r['idf1']:.3f} | {r['id_switches']} | "
                   f"{r['max_switches_per_track']} |", flush=True)
