@@ -14,7 +14,8 @@ from visionzoo.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ("--workers", "--device", "--quiet", "--top-k", "--processes", "--resume", "--seed", "--allow-pickle",
-          "--draw", "--weights", "--engine", "--ray-address", "--max-distance", "--val-split")
+          "--draw", "--weights", "--engine", "--ray-address", "--max-distance", "--val-split", "--fps", "--every",
+          "--start", "--end")
 
 
 def _commands(group=None, prefix=()):

@@ -172,6 +172,37 @@ def test_two_processes_stay_within_two_points_of_one(run, scenes, tmp_path):
     assert abs(two["report"]["bleu4"] - run[1]["report"]["bleu4"]) <= 0.02, (two["report"], run[1]["report"])
 
 
+def test_video_is_captioned_at_its_scene_changes_with_subtitles(run, scenes, tmp_path):
+    """Three different scenes, a second each: three captions (one per scene, as the images get them),
+    their start times, a .srt with three cues and the captioned video beside it."""
+    import av
+    from videos import write_video
+
+    out, _ = run
+    chosen, backgrounds = [], []           # three scenes on three different backgrounds
+    for path in sorted((scenes / "images").glob("scene_*.png")):
+        bg = Image.open(path).convert("RGB").getpixel((1, 1))
+        if all(sum(abs(a - b) for a, b in zip(bg, seen)) > 120 for seen in backgrounds):
+            chosen.append(path)
+            backgrounds.append(bg)
+        if len(chosen) == 3:
+            break
+    video = write_video(tmp_path / "three.mp4", [Image.open(p).convert("RGB") for p in chosen for _ in range(5)], 5)
+    srt = tmp_path / "three.srt"
+    result = subprocess.run([sys.executable, "-m", "visionzoo", "caption", "predict", str(out), str(video),
+                             "--out", str(srt), "--draw", str(tmp_path / "drawn"), "--quiet"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    expected = [r["caption"] for r in caption.predict(out, chosen)]
+    cues = srt.read_text().strip().split("\n\n")
+    assert [c.splitlines()[2] for c in cues] == expected
+    assert [c.splitlines()[1] for c in cues] == ["00:00:00,000 --> 00:00:01,000", "00:00:01,000 --> 00:00:02,000",
+                                                 "00:00:02,000 --> 00:00:03,000"]
+    assert (tmp_path / "drawn" / "three.srt").read_text() == srt.read_text()
+    with av.open(str(tmp_path / "drawn" / "three.mp4")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 15
+
+
 def test_caption_files_are_read_strictly(tmp_path):
     """An unbalanced quote or an unquoted comma is an error naming the line, never a silently merged or
     cut caption; a Latin-1 file is named in one line, and --encoding reads it."""

@@ -243,6 +243,43 @@ def test_two_processes_train_as_one(voc, tmp_path):
     assert detect.predict(tmp_path / "two", [voc / "images" / "img01.jpg"], conf=0.001)[0]["detections"]
 
 
+def test_video_track_cli_writes_frames_tracks_and_a_playable_video(run, tmp_path):
+    """`detect predict RUN VIDEO --track`: a row per frame at PyAV's times, boxes with stable track ids
+    on the two moving rectangles, a per-track summary, and an annotated mp4 with every frame."""
+    import av
+    from videos import moving_boxes
+
+    video = tmp_path / "moving.mp4"
+    truth = moving_boxes(video, n=30)
+    out, drawn = tmp_path / "frames.jsonl", tmp_path / "drawn"
+    # --conf 0.5: the operating point of this two-epoch detector (chosen on its 4 validation photos, about
+    # 0.9) keeps only the red rectangle; tracks from a run's own point: test_video.py and the benchmark.
+    result = subprocess.run([sys.executable, "-m", "visionzoo", "detect", "predict", str(run), str(video), "--track",
+                             "--conf", "0.5", "--draw", str(drawn), "--out", str(out), "--quiet"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    frames, summary = rows[:-1], rows[-1]
+    with av.open(str(video)) as c:
+        times = [float(f.time) for f in c.decode(video=0)]
+    assert [r["time"] for r in frames] == pytest.approx(times) and [r["frame"] for r in frames] == list(range(30))
+    assert all("track_id" in d for r in frames for d in r["detections"])
+    assert summary["path"] == str(video) and summary["error"] is None and summary["tracks"]
+    assert {"track_id", "label", "first_seen", "last_seen", "frames", "mean_score"} <= set(summary["tracks"][0])
+    # This two-epoch detector boxes each rectangle loosely and more than once, but one id stays on each
+    # rectangle through most of the video (benchmarks/video_bench.py scores tracking with a real detector).
+    for oid in (1, 2):
+        frames_of: dict[int, int] = {}
+        for objects, r in zip(truth, frames):
+            box = np.array(next(b for i, _, b in objects if i == oid))
+            for tid in {d["track_id"] for d in r["detections"] if d["track_id"] is not None
+                        and _iou(box, np.array(d["box"])) >= 0.3}:
+                frames_of[tid] = frames_of.get(tid, 0) + 1
+        assert frames_of and max(frames_of.values()) >= 0.6 * len(frames), (oid, frames_of)
+    with av.open(str(drawn / "moving.mp4")) as c:
+        assert [round(float(f.time), 3) for f in c.decode(video=0)] == pytest.approx(times, abs=1e-3)
+
+
 def test_train_exits_1_when_annotations_were_left_out(voc, tmp_path):
     """The same exit codes as every command: the broken XML and the unlabelled image are named, the run is
     saved without them, and the status is 1."""

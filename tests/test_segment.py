@@ -221,6 +221,29 @@ def test_two_processes_stay_within_two_points_of_one(run, blobs, tmp_path):
     assert abs(two["report"]["miou"] - run[1]["report"]["miou"]) <= 0.02, (two["report"]["miou"], run[1]["report"])
 
 
+def test_video_gives_shares_per_frame_and_an_overlay_video(run, blobs, tmp_path):
+    import av
+    from videos import write_video
+
+    out, _ = run
+    stills = [Image.open(p).convert("RGB") for p in sorted((blobs / "images").glob("*.jpg"))[:3]]
+    video = write_video(tmp_path / "blobs.mp4", [im for im in stills for _ in range(3)], 6)
+    rows_file, masks = tmp_path / "shares.jsonl", tmp_path / "masks"
+    result = subprocess.run([sys.executable, "-m", "visionzoo", "segment", "predict", str(out), str(video),
+                             "--masks", str(masks), "--out", str(rows_file), "--quiet"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in rows_file.read_text().splitlines()]
+    frames, summary = rows[:-1], rows[-1]
+    assert len(frames) == 9 and all(abs(sum(r["shares"].values()) - 1) < 1e-4 for r in frames)
+    stills[0].save(tmp_path / "still.png")
+    still = segment.predict(out, [tmp_path / "still.png"])[0]["shares"]   # the image: same shares, within codec loss
+    assert all(abs(frames[0]["shares"][k] - v) < 0.03 for k, v in still.items()), (frames[0]["shares"], still)
+    assert summary["frames"] == 9 and set(summary["mean_shares"]) == set(frames[0]["shares"])
+    with av.open(str(masks / "blobs.mp4")) as c:
+        drawn = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(drawn) == 9 and drawn[0].shape[:2] == (stills[0].height, stills[0].width)
+
+
 def test_one_odd_mask_never_redefines_the_classes(blobs, tmp_path):
     """Among 0/255 masks, a mask with values {0, 1, 3} is left out (its values named), and an anti-aliased
     0/255 mask (a patch of 128 on an edge) is kept with its edge snapped; the classes stay two."""

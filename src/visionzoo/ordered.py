@@ -32,3 +32,53 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Itera
                 ahead.append(pool.submit(fn, item))
                 break
             yield result
+
+
+def ahead(items: Iterable[T], depth: int) -> Iterator[T]:
+    """Yield `items` in order while one background thread produces up to `depth` of them ahead
+    (a video's frames decoding while the model runs). The producer's exception is raised here,
+    after the items before it; closing the generator stops the producer."""
+    import queue
+    import threading
+    import time
+
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put((True, item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((True, done))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put((False, exc))
+
+    thread = threading.Thread(target=produce, name="vz-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = q.get()
+            if not ok:
+                raise item
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        deadline = time.monotonic() + 30   # a producer stuck in a read (a stalled stream) is left behind
+        while thread.is_alive() and time.monotonic() < deadline:
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
+        close = getattr(items, "close", None)
+        if close is not None and not thread.is_alive():
+            close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from ..data.video import Sampling
 from ..errors import UsageError
 from ..store import FORMATS
 from ..zoo.spec import DEFAULT_LAYER
@@ -40,6 +41,7 @@ class ExtractConfig:
     engine: str = "local"              # "ray": the partitions as Ray tasks (batch/ray_engine.py)
     ray_address: str | None = None     # None: $RAY_ADDRESS, else a local Ray started for the run
     num_workers: int | None = None     # Ray tasks at once [default: one per GPU, else per node]
+    sampling: Sampling = field(default_factory=Sampling)   # which frames of videos (their keys: PATH#t=SECONDS)
 
     def model_names(self) -> list[str | None]:
         if self.model is None:
@@ -58,6 +60,7 @@ class ExtractConfig:
         if (self.batch_size is not None and self.batch_size < 1) or self.partition_size < 1:
             raise UsageError("batch size and partition size must be at least 1")
         check_engine(self.engine)
+        self.sampling.check()
 
 
 @dataclass

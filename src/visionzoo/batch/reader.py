@@ -18,8 +18,24 @@ import numpy as np
 
 from ..data.decode import ImageDecodeError, load_rgb
 from ..data.transforms import eval_array_transform
+from ..data.video import Sampling
+from ..errors import UsageError
 from ..ordered import ordered_map
 from ..zoo.spec import Preprocessing
+
+
+def frame_items(files: Sequence[str], sampling: Sampling) -> list[str]:
+    """The items to read: images as they are, each video file as its sampled frames' keys, read in
+    time order by one shared decoder per video (data/video_cursor.py). Live streams have no end to
+    plan partitions over, so they are refused."""
+    from ..data.video import is_stream
+    from ..data.video_cursor import expand_frames
+
+    streams = [f for f in files if is_stream(f)]
+    if streams:
+        raise UsageError(f"{streams[0]} is a live stream: this command plans resumable partitions over files; "
+                         f"give it video files (the task commands, e.g. `visionzoo detect predict`, take streams)")
+    return expand_frames(files, sampling)
 
 
 @dataclass

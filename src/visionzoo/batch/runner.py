@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from ..cpus import default_workers, usable_cpus
 from ..data.inputs import absolute, common_root, expand_inputs
+from ..data.video import Sampling
 from ..errors import UsageError
 from ..store import Location, finalize, finished_shards, layout_for
 from ..store.manifest import read_json
@@ -25,6 +26,7 @@ from ..zoo.spec import DEFAULT_LAYER
 from .config import ExtractConfig, ExtractResult
 from .models import feature_model
 from .partition import BatchPlan, Job, computed_batches, flush, n_partitions
+from .reader import frame_items
 
 # Keys that must agree between an interrupted run and its resumption.
 _RESUME_KEYS = ("model", "weights_sha256", "layer", "pool", "normalize", "dtype", "dim", "partition_size", "inputs")
@@ -107,6 +109,7 @@ def extract(
     engine: str = "local",
     ray_address: str | None = None,
     num_workers: int | None = None,
+    sampling: Sampling | None = None,
 ) -> ExtractResult:
     """Extract features of files, folders (recursive) or globs into feature file(s) at `out`.
 
@@ -114,19 +117,21 @@ def extract(
     becomes a folder with one feature file per model. An existing `out` is an error unless
     `resume=True`, which computes only the partitions not yet written. `engine="ray"` computes
     the same partitions as Ray tasks (`ray_address`, `num_workers`), with the same output.
+    Videos give the frames `sampling` keeps, as rows keyed `PATH#t=SECONDS`.
     """
     cfg = ExtractConfig(model=model, layer=layer, pool=pool, normalize=normalize, format=format, dtype=dtype,
                         batch_size=batch_size, workers=workers, backend=backend, device=device, threads=threads,
                         resume=resume, partition_size=partition_size, progress=progress, engine=engine,
-                        ray_address=ray_address, num_workers=num_workers)
+                        ray_address=ray_address, num_workers=num_workers, sampling=sampling or Sampling())
     return run(inputs, out, cfg)
 
 
 def run(inputs, out: str | os.PathLike, cfg: ExtractConfig) -> ExtractResult:
     start = time.perf_counter()
     cfg.check()
-    listed = expand_inputs(inputs)
-    files = absolute(listed.files)  # rows name their images from anywhere (the manifest's "root")
+    listed = expand_inputs(inputs, videos=True)
+    # rows name their images (and video frames, PATH#t=SECONDS) from anywhere (the manifest's "root")
+    files = frame_items(absolute(listed.files), cfg.sampling)
     names = cfg.model_names()
     # Inference gets every core: ONNX Runtime as one decode + infer pipeline per core; PyTorch as
     # a pool of that many threads, with `workers` decoding threads beside it.

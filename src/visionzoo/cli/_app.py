@@ -160,7 +160,15 @@ PickleOpt = typer.Option(False, "--allow-pickle", help="Allow reading a .pkl fea
 EncodingOpt = typer.Option("utf-8", "--encoding", help="Text encoding of the dataset's CSV / caption files.")
 RootOpt = typer.Option(None, "--root", help="Where the images of the feature file are now, if the collection moved "
                        "since `extract` (the folder it recorded is replaced by this one).")
-DrawOpt = typer.Option(None, "--draw", help="Folder for each picture drawn with its results (boxes, names, captions).")
+DrawOpt = typer.Option(None, "--draw", help="Folder for each picture drawn with its results (boxes, names, captions); "
+                       "each video as an annotated STEM.mp4.")
+
+# Videos, streams, webcams and image sequences, wherever images are taken: which frames to look at.
+FpsOpt = typer.Option(None, "--fps", min=0.001, help="Videos: frames per second to look at (the first frame of each "
+                      "1/F s) [default: every frame].")
+EveryOpt = typer.Option(None, "--every", min=1, help="Videos: look at every Nth frame.")
+StartOpt = typer.Option(None, "--start", min=0.0, help="Videos: seconds into each video to start at.")
+EndOpt = typer.Option(None, "--end", min=0.0, help="Videos: seconds into each video to stop at.")
 
 TRAIN_RENAMES = {"--num-workers": "--processes"}
 TASK_TRAIN_RENAMES = {**TRAIN_RENAMES, "-m": "--backbone"}  # -m is --model everywhere

@@ -6,16 +6,21 @@ from typing import List, Optional
 
 import typer
 
-from . import results
+from ..errors import UsageError
+from . import results, videos
 from ._app import (
     TASK_TRAIN_RENAMES,
     DeviceOpt,
     DrawOpt,
     EncodingOpt,
+    EndOpt,
+    EveryOpt,
+    FpsOpt,
     ProcessesHelp,
     QuietOpt,
     ResumeOpt,
     SeedOpt,
+    StartOpt,
     ValSplitHelp,
     WorkersOpt,
     app,
@@ -89,28 +94,46 @@ def train_cmd(
 def predict_cmd(
     model: str = typer.Argument(..., help="Caption run folder, Hugging Face model id or folder, or blip, "
                                 "blip-large, vit-gpt2."),
-    inputs: List[str] = typer.Argument(..., help="Image files, folders (recursive) or globs."),
-    out: Optional[Path] = out_file(),
+    inputs: List[str] = typer.Argument(..., help="Image files, folders (recursive) or globs; videos, image sequences "
+                                       "(frames/%04d.png), rtsp:// or http(s):// streams, a webcam index."),
+    out: Optional[Path] = out_file((*videos.VIDEO_KINDS, ".srt")),
     beam: Optional[int] = BeamOpt,
     draw: Optional[Path] = DrawOpt,
+    fps: Optional[float] = FpsOpt,
+    every: Optional[int] = EveryOpt,
+    start: Optional[float] = StartOpt,
+    end: Optional[float] = EndOpt,
     batch_size: int = BatchOpt,
     workers: Optional[int] = WorkersOpt,
     device: str = DeviceOpt,
     backend: str = BackendOpt,
     quiet: bool = QuietOpt,
 ):
-    """Caption images with a trained run or a pretrained captioner.
+    """Caption images with a trained run or a pretrained captioner; a video gets a caption at each
+    scene change (rows per scene, subtitles: --out FILE.srt, or STEM.srt beside the --draw video).
 
     Example: visionzoo caption predict runs/captions photos/ --out captions.csv
     """
     from ..tasks.caption import predict
+    from ..video import VideoOptions, predict_videos
 
-    results.check_out(out)
+    results.check_out(out, (*videos.VIDEO_KINDS, ".srt"))
     results.check_folder(draw, "--draw")
-    listed = results.listed(inputs)
-    rows = predict(model, listed.files, beam=beam, batch_size=batch_size, workers=workers, device=device,
-                   backend=backend, draw=draw, progress=show_progress(quiet))
-    raise typer.Exit(results.finish(rows, out, listed.skipped, line=lambda r: f"{r['path']}: {r['caption']}"))
+    listed = results.listed(inputs, videos=True)
+    images, sources = videos.split(listed.files)
+    srt = out if out is not None and out.suffix.lower() == ".srt" else None
+    if srt is not None and (images or len(sources) != 1):
+        raise UsageError("--out FILE.srt holds the subtitles of one video; give one video (or --out FILE.json)")
+    rows = predict(model, images, beam=beam, batch_size=batch_size, workers=workers, device=device, backend=backend,
+                   draw=draw, progress=show_progress(quiet)) if images else []
+    options = VideoOptions(videos.sampling(fps, every, start, end), batch_size=batch_size, draw=draw,
+                           progress=show_progress(quiet), log=say)
+    frames = predict_videos(model, sources, task="caption", options=options, beam=beam, device=device,
+                            backend=backend) if sources else ()
+    if srt is not None:
+        frames = videos.subtitles(frames, srt)
+    raise typer.Exit(videos.finish(rows, frames, None if srt else out, listed.skipped,
+                                   line=lambda r: f"{r['path']}: {r['caption']}"))
 
 
 @caption_app.command("evaluate")

@@ -12,13 +12,17 @@ from ._app import (
     TRAIN_RENAMES,
     DeviceOpt,
     EncodingOpt,
+    EndOpt,
     EngineOpt,
+    EveryOpt,
+    FpsOpt,
     ModelOpt,
     ProcessesHelp,
     QuietOpt,
     RayAddressOpt,
     ResumeOpt,
     SeedOpt,
+    StartOpt,
     TopKOpt,
     ValSplitOpt,
     WeightsOpt,
@@ -33,6 +37,8 @@ from ._app import (
     show_progress,
     wrote,
 )
+from .videos import VIDEO_KINDS
+from .videos import sampling as video_sampling
 
 classify_app = new_app("Image classification: top-k labels of images (`visionzoo classify IMAGES...`), and "
                        "train / predict / evaluate a classifier on your labelled images.", default=True)
@@ -60,11 +66,12 @@ def _print_table(rows: list[dict], title: str) -> None:
 
 @command(classify_app, "images", renames={"--num-workers": "--processes"}, hidden=True)
 def images_cmd(
-    inputs: List[str] = typer.Argument(..., help="Image files, folders (recursive) or globs."),
+    inputs: List[str] = typer.Argument(..., help="Image files, folders (recursive) or globs; video files (each "
+                                       "sampled frame classified)."),
     model: Optional[str] = ModelOpt,
     weights: Optional[Path] = WeightsOpt,
     top_k: int = TopKOpt,
-    out: Optional[Path] = out_file(),
+    out: Optional[Path] = out_file(VIDEO_KINDS),
     grid: Optional[Path] = typer.Option(None, "--grid", help="Draw images with top-k bar charts to FILE.png."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per forward pass."),
     workers: Optional[int] = WorkersOpt,
@@ -72,20 +79,26 @@ def images_cmd(
     engine: str = EngineOpt,
     ray_address: Optional[str] = RayAddressOpt,
     processes: Optional[int] = typer.Option(None, "--processes", min=1, help=ProcessesHelp),
+    fps: Optional[float] = FpsOpt,
+    every: Optional[int] = EveryOpt,
+    start: Optional[float] = StartOpt,
+    end: Optional[float] = EndOpt,
     quiet: bool = QuietOpt,
 ):
-    """Top-k ImageNet labels (or a saved run's labels) with probabilities.
+    """Top-k ImageNet labels (or a saved run's labels) with probabilities, per image and per sampled
+    frame of videos (PATH#t=SECONDS).
 
-    Example: visionzoo classify photos/ --top-k 3 --out labels.csv
+    Example: visionzoo classify photos/ clip.mp4 --fps 1 --top-k 3 --out labels.csv
     """
     from ..batch import classify
+    from ..data.video import frame_fields
 
-    results.check_out(out)
-    listed = results.listed(inputs)
+    results.check_out(out, VIDEO_KINDS)
+    listed = results.listed(inputs, videos=True)
     found = classify(listed.files, model=model, weights=weights, top_k=top_k, batch_size=batch_size, workers=workers,
                      device=device, progress=show_progress(quiet), engine=engine, ray_address=ray_address,
-                     num_workers=processes)
-    rows = [r.to_dict() for r in found]
+                     num_workers=processes, sampling=video_sampling(fps, every, start, end))
+    rows = [{"path": r.path, **frame_fields(r.path), **r.to_dict()} for r in found]
     _print_table(rows, f"{model or 'efficientnet_lite0'}: top-{top_k}")
     if grid:
         from ..viz.grid import topk_grid
@@ -180,31 +193,47 @@ def evaluate_cmd(
 
 def predict_cmd(
     run_dir: Path = typer.Argument(..., help="A run folder of any task (or a feature probe)."),
-    inputs: List[str] = typer.Argument(..., help="Image files, folders (recursive) or globs."),
+    inputs: List[str] = typer.Argument(..., help="Image files, folders (recursive) or globs; videos (and, for "
+                                       "detection, segmentation or captioning runs, streams and image sequences)."),
     top_k: int = TopKOpt,
-    out: Optional[Path] = out_file(),
+    out: Optional[Path] = out_file(VIDEO_KINDS),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1,
                                              help="Images per forward pass [default: the task's own]."),
+    fps: Optional[float] = FpsOpt,
+    every: Optional[int] = EveryOpt,
+    start: Optional[float] = StartOpt,
+    end: Optional[float] = EndOpt,
     workers: Optional[int] = WorkersOpt,
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
 ):
     """Run a saved run on images: labels (as `classify` prints them), or for a detection,
-    segmentation or captioning run the JSON of its task's own `predict`.
+    segmentation or captioning run the JSON of its task's own `predict`; videos frame by frame.
 
     Example: visionzoo predict runs/flowers new_photos/ --out predictions.csv
     """
+    from ..batch.reader import frame_items
+    from ..data.video import frame_fields
     from ..prediction import predict_any
     from ..tasks.registry import task_of
+    from ..video import VideoOptions, predict_videos
+    from .videos import finish, split
 
-    results.check_out(out)
-    listed = results.listed(inputs)
-    rows = predict_any(run_dir, listed.files, top_k=top_k, batch_size=batch_size, workers=workers, device=device,
-                       progress=show_progress(quiet))
-    if task_of(run_dir) == "classify":
+    results.check_out(out, VIDEO_KINDS)
+    listed = results.listed(inputs, videos=True)
+    sampling = video_sampling(fps, every, start, end)
+    if task_of(run_dir) == "classify":     # frames of video files, as `classify` takes them
+        rows = predict_any(run_dir, frame_items(listed.files, sampling), top_k=top_k, batch_size=batch_size,
+                           workers=workers, device=device, progress=show_progress(quiet))
+        rows = [{"path": r["path"], **frame_fields(r["path"]), **r} for r in rows]
         _print_table(rows, f"{run_dir}: top-{top_k}")
         raise typer.Exit(results.finish(rows, out, listed.skipped))
-    raise typer.Exit(results.finish(rows, out, listed.skipped, stdout_json=True))
+    images, sources = split(listed.files)
+    rows = predict_any(run_dir, images, top_k=top_k, batch_size=batch_size, workers=workers, device=device,
+                       progress=show_progress(quiet)) if images else []
+    options = VideoOptions(sampling, batch_size=batch_size or 4, progress=show_progress(quiet), log=say)
+    frames = predict_videos(run_dir, sources, options=options, device=device) if sources else ()
+    raise typer.Exit(finish(rows, frames, out, listed.skipped, stdout_json=True))
 
 
 for target in (classify_app, app):

@@ -6,15 +6,19 @@ from typing import List, Optional
 
 import typer
 
-from . import results
+from . import results, videos
 from ._app import (
     TASK_TRAIN_RENAMES,
     DeviceOpt,
     DrawOpt,
+    EndOpt,
+    EveryOpt,
+    FpsOpt,
     ProcessesHelp,
     QuietOpt,
     ResumeOpt,
     SeedOpt,
+    StartOpt,
     ValSplitOpt,
     WeightsOpt,
     WorkersOpt,
@@ -85,8 +89,9 @@ def train_cmd(
 @detect_app.command("predict")
 def predict_cmd(
     model: str = typer.Argument(..., help="Detection run folder or COCO detector name (e.g. fasterrcnn_resnet50_fpn_v2)."),
-    inputs: List[str] = typer.Argument(..., help="Image files, folders (recursive) or globs."),
-    out: Optional[Path] = out_file(),
+    inputs: List[str] = typer.Argument(..., help="Image files, folders (recursive) or globs; videos, image sequences "
+                                       "(frames/%04d.png), rtsp:// or http(s):// streams, a webcam index."),
+    out: Optional[Path] = out_file(videos.VIDEO_KINDS),
     conf: Optional[float] = typer.Option(None, "--conf", help="Keep detections scoring at least this [default: the "
                                          "run's operating point, chosen on its validation images; 0.25 for a "
                                          "detector by name]."),
@@ -94,26 +99,39 @@ def predict_cmd(
     draw: Optional[Path] = DrawOpt,
     masks: Optional[Path] = typer.Option(None, "--masks", help="Folder for one PNG per detected mask."),
     weights: Optional[Path] = WeightsOpt,
+    track: bool = typer.Option(False, "--track", help="Videos: follow each object from frame to frame (ByteTrack): "
+                               "a track_id per box, a summary per track, trails in the --draw video."),
+    fps: Optional[float] = FpsOpt,
+    every: Optional[int] = EveryOpt,
+    start: Optional[float] = StartOpt,
+    end: Optional[float] = EndOpt,
     batch_size: int = BatchOpt,
     workers: Optional[int] = WorkersOpt,
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
 ):
-    """Boxes (and masks) in each image's original pixels, EXIF rotation applied.
+    """Boxes (and masks) in each image's original pixels, EXIF rotation applied; per frame of videos
+    and streams, tracked with --track (--draw writes an annotated mp4 per video).
 
-    Example: visionzoo detect predict runs/raccoon photos/ --draw drawn/ --out boxes.json
+    Example: visionzoo detect predict runs/raccoon photos/ clip.mp4 --track --draw drawn/ --out boxes.jsonl
     """
     from ..tasks.detect import predict
+    from ..video import VideoOptions, predict_videos
 
-    results.check_out(out)
+    results.check_out(out, videos.VIDEO_KINDS)
     results.check_folder(draw, "--draw")
     results.check_folder(masks, "--masks")
-    listed = results.listed(inputs)
-    rows = predict(model, listed.files, conf=conf, iou=iou, weights=weights, draw=draw, masks_dir=masks,
-                   batch_size=batch_size, workers=workers, device=device, progress=show_progress(quiet))
+    listed = results.listed(inputs, videos=True)
+    images, sources = videos.split(listed.files)
+    rows = predict(model, images, conf=conf, iou=iou, weights=weights, draw=draw, masks_dir=masks,
+                   batch_size=batch_size, workers=workers, device=device, progress=show_progress(quiet)) if images else []
+    options = VideoOptions(videos.sampling(fps, every, start, end), batch_size=batch_size, track=track, draw=draw,
+                           progress=show_progress(quiet), log=say)
+    frames = predict_videos(model, sources, task="detect", options=options, conf=conf, iou=iou, weights=weights,
+                            device=device, batch_size=batch_size) if sources else ()
     line = lambda r: f"{r['path']}: " + (", ".join(f"{d['label']} {d['score']:.2f}" for d in r["detections"])  # noqa: E731
                                           or "nothing")
-    raise typer.Exit(results.finish(rows, out, listed.skipped, line=line))
+    raise typer.Exit(videos.finish(rows, frames, out, listed.skipped, line=line))
 
 
 @detect_app.command("evaluate")

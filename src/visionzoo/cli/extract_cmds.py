@@ -7,11 +7,15 @@ import typer
 
 from ._app import (
     DeviceOpt,
+    EndOpt,
     EngineOpt,
+    EveryOpt,
+    FpsOpt,
     ProcessesHelp,
     QuietOpt,
     RayAddressOpt,
     ResumeOpt,
+    StartOpt,
     WorkersOpt,
     app,
     command,
@@ -24,7 +28,8 @@ from .zoo_cmds import NormOpt, PoolOpt
 
 @command(app, "extract", {"--num-workers": "--processes"})
 def extract(
-    inputs: List[str] = typer.Argument(..., help="Image files, folders (recursive) or globs."),
+    inputs: List[str] = typer.Argument(..., help="Image files, folders (recursive) or globs; video files (a row "
+                                       "per sampled frame, keyed PATH#t=SECONDS)."),
     out: str = typer.Option(..., "--out", "-o", help="Feature file: a Parquet folder (default), FILE.npy or "
                             "FILE.pkl, a local path or a URI (s3://bucket/feats.parquet, gs://, hdfs://). "
                             "With several models, a folder with one file per model."),
@@ -49,18 +54,25 @@ def extract(
     engine: str = EngineOpt,
     ray_address: Optional[str] = RayAddressOpt,
     processes: Optional[int] = typer.Option(None, "--processes", min=1, help=ProcessesHelp),
+    fps: Optional[float] = FpsOpt,
+    every: Optional[int] = EveryOpt,
+    start: Optional[float] = StartOpt,
+    end: Optional[float] = EndOpt,
     quiet: bool = QuietOpt,
 ):
-    """Features of many images into a feature file, streamed in shards, resumable after a crash.
+    """Features of many images (and of video frames) into a feature file, streamed in shards, resumable
+    after a crash.
 
     Example: visionzoo extract photos/ --out feats.parquet
     """
     from ..batch import extract as run_extract
+    from .videos import sampling
 
     result = run_extract(inputs, out, model, layer=layer, pool=pool, normalize=normalize, format=fmt, dtype=dtype,
                          batch_size=batch_size, workers=workers, backend=backend, device=device, threads=threads,
                          resume=resume, partition_size=partition_size, progress=show_progress(quiet),
-                         engine=engine, ray_address=ray_address, num_workers=processes)
+                         engine=engine, ray_address=ray_address, num_workers=processes,
+                         sampling=sampling(fps, every, start, end))
     for path, reason in result.failures:
         fail(path, reason)
     if result.skipped:

@@ -7,8 +7,24 @@ from typing import List, Optional
 import typer
 
 from ..atomic import write_json
-from . import results
-from ._app import DrawOpt, QuietOpt, app, command, console, fail, new_app, out_file, wrote
+from . import results, videos
+from ._app import (
+    DrawOpt,
+    EndOpt,
+    EveryOpt,
+    FpsOpt,
+    QuietOpt,
+    StartOpt,
+    app,
+    command,
+    console,
+    fail,
+    new_app,
+    out_file,
+    say,
+    show_progress,
+    wrote,
+)
 
 faces_app = new_app("Faces: detect, landmarks, embed, verify, find people, 3D mesh.")
 app.add_typer(faces_app, name="faces")
@@ -24,21 +40,35 @@ def _line(r: dict) -> str:
     return f"{r['path']}: {len(faces)} face(s)" + (f" ({', '.join(names)})" if names else "")
 
 
+def _video_frames(detector: str, sources: list[str], draw: Optional[Path], sampling, quiet: bool, **options):
+    """Faces per frame of each video (tracked, so the timeline tells people apart), as rows."""
+    from ..video import VideoOptions, predict_videos
+
+    if not sources:
+        return ()
+    opts = VideoOptions(sampling, batch_size=1, track=True, draw=draw, progress=show_progress(quiet), log=say)
+    return predict_videos(detector, sources, task="faces", options=opts, **options)
+
+
 @faces_app.command("detect")
-def detect_cmd(images: List[str] = typer.Argument(..., help="Image files, folders or globs."),
-               out: Optional[Path] = out_file(), detector: str = DetectorOpt, draw: Optional[Path] = DrawOpt,
-               quiet: bool = QuietOpt) -> None:
+def detect_cmd(images: List[str] = typer.Argument(..., help="Image files, folders or globs; videos, image sequences, "
+                                                  "streams, a webcam index."),
+               out: Optional[Path] = out_file(videos.VIDEO_KINDS), detector: str = DetectorOpt,
+               draw: Optional[Path] = DrawOpt, fps: Optional[float] = FpsOpt, every: Optional[int] = EveryOpt,
+               start: Optional[float] = StartOpt, end: Optional[float] = EndOpt, quiet: bool = QuietOpt) -> None:
     """Faces per image: box [x1, y1, x2, y2], score and 5 landmarks, in original pixels (JSON on stdout
-    without --out).
+    without --out); per frame of videos, each face tracked (track_id).
 
     Example: visionzoo faces detect photos/ --draw drawn/ --out faces.json
     """
     from ..tasks.faces import detect
 
-    results.check_out(out)
-    listed = results.listed(images)
-    rows = detect(listed.files, detector=detector, draw=draw)
-    raise typer.Exit(results.finish(rows, out, listed.skipped, stdout_json=True))
+    results.check_out(out, videos.VIDEO_KINDS)
+    listed = results.listed(images, videos=True)
+    still, sources = videos.split(listed.files)
+    rows = detect(still, detector=detector, draw=draw) if still else []
+    frames = _video_frames(detector, sources, draw, videos.sampling(fps, every, start, end), quiet)
+    raise typer.Exit(videos.finish(rows, frames, out, listed.skipped, stdout_json=True))
 
 
 @faces_app.command("embed")
@@ -81,19 +111,26 @@ def verify_cmd(a: str = typer.Argument(...), b: str = typer.Argument(...), max_d
 
 @command(faces_app, "find", RENAMES)
 def find_cmd(gallery: Path = typer.Argument(..., help="Folder of person subfolders."),
-             queries: List[str] = typer.Argument(..., help="Query images, folders or globs."),
-             out: Optional[Path] = out_file(), max_distance: float = MaxDistanceOpt,
-             detector: str = DetectorOpt, draw: Optional[Path] = DrawOpt, quiet: bool = QuietOpt) -> None:
-    """Name every face in the queries (a gallery person, or `unknown` past the max distance).
+             queries: List[str] = typer.Argument(..., help="Query images, folders or globs; videos, image sequences, "
+                                                 "streams, a webcam index."),
+             out: Optional[Path] = out_file(videos.VIDEO_KINDS), max_distance: float = MaxDistanceOpt,
+             detector: str = DetectorOpt, draw: Optional[Path] = DrawOpt, fps: Optional[float] = FpsOpt,
+             every: Optional[int] = EveryOpt, start: Optional[float] = StartOpt, end: Optional[float] = EndOpt,
+             quiet: bool = QuietOpt) -> None:
+    """Name every face in the queries (a gallery person, or `unknown` past the max distance); for a
+    video, the timeline of who appears when (unknown faces told apart by their tracks).
 
-    Example: visionzoo faces find people/ party_photos/ --draw named/
+    Example: visionzoo faces find people/ party_photos/ party.mp4 --draw named/
     """
     from ..tasks.faces import find
 
-    results.check_out(out)
-    listed = results.listed(queries)
-    rows = find(gallery, listed.files, threshold=max_distance, detector=detector, draw=draw)
-    raise typer.Exit(results.finish(rows, out, listed.skipped, stdout_json=True))
+    results.check_out(out, videos.VIDEO_KINDS)
+    listed = results.listed(queries, videos=True)
+    still, sources = videos.split(listed.files)
+    rows = find(gallery, still, threshold=max_distance, detector=detector, draw=draw) if still else []
+    frames = _video_frames(detector, sources, draw, videos.sampling(fps, every, start, end), quiet,
+                           gallery=gallery, threshold=max_distance)
+    raise typer.Exit(videos.finish(rows, frames, out, listed.skipped, stdout_json=True))
 
 
 @faces_app.command("mesh")

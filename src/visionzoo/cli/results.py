@@ -8,6 +8,7 @@ inputs failed (each named on stderr), 2 usage errors (raised before any work is 
 from __future__ import annotations
 
 import csv
+import json
 import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -67,6 +68,10 @@ def csv_rows(row: dict[str, Any]) -> list[dict[str, Any]]:
 
 def write_results(rows: Sequence[dict[str, Any]], out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".jsonl":
+        with atomic_path(out) as tmp, tmp.open("w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+        return out
     if out.suffix.lower() != ".csv":
         return write_json(out, list(rows))
     flat = [r for row in rows for r in csv_rows(row)]
@@ -116,8 +121,9 @@ def finish(rows: Sequence[dict[str, Any]], out: Path | None, skipped: Sequence[s
     return report_failures(rows, skipped)
 
 
-def listed(inputs: Sequence[str]):
-    """The files named by INPUT... (folders, globs, URIs) and those skipped for their extension."""
+def listed(inputs: Sequence[str], videos: bool = False):
+    """The files named by INPUT... (folders, globs, URIs) and those skipped for their extension;
+    `videos`: video files, streams, webcams and image sequences too."""
     from ..data import expand_inputs
 
-    return expand_inputs([os.fspath(i) for i in inputs])
+    return expand_inputs([os.fspath(i) for i in inputs], videos=videos)

@@ -6,14 +6,18 @@ from typing import List, Optional
 
 import typer
 
-from . import results
+from . import results, videos
 from ._app import (
     TASK_TRAIN_RENAMES,
     DeviceOpt,
+    EndOpt,
+    EveryOpt,
+    FpsOpt,
     ProcessesHelp,
     QuietOpt,
     ResumeOpt,
     SeedOpt,
+    StartOpt,
     ValSplitOpt,
     WeightsOpt,
     WorkersOpt,
@@ -82,38 +86,50 @@ def train_cmd(
 @segment_app.command("predict")
 def predict_cmd(
     model: str = typer.Argument(..., help="Segmentation run folder or torchvision name (e.g. deeplabv3_resnet50)."),
-    inputs: List[str] = typer.Argument(..., help="Image files, folders (recursive) or globs."),
-    out: Optional[Path] = out_file(),
+    inputs: List[str] = typer.Argument(..., help="Image files, folders (recursive) or globs; videos, image sequences "
+                                       "(frames/%04d.png), rtsp:// or http(s):// streams, a webcam index."),
+    out: Optional[Path] = out_file(videos.VIDEO_KINDS),
     masks: Optional[Path] = typer.Option(None, "--masks", help="Folder for STEM.mask.png (class indices) and "
-                                         "STEM.overlay.png per image."),
+                                         "STEM.overlay.png per image; for a video, its overlay video STEM.mp4."),
     tile: int = TileOpt,
     conf: Optional[float] = ConfOpt,
     weights: Optional[Path] = WeightsOpt,
+    fps: Optional[float] = FpsOpt,
+    every: Optional[int] = EveryOpt,
+    start: Optional[float] = StartOpt,
+    end: Optional[float] = EndOpt,
     workers: Optional[int] = WorkersOpt,
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
 ):
-    """A class-index mask PNG per image at its original size, a colour overlay, and per-class pixel shares.
+    """A class-index mask PNG per image at its original size, a colour overlay, and per-class pixel shares;
+    per frame of videos and streams (shares per frame, an overlay video in --masks).
 
     Example: visionzoo segment predict runs/membrane cells/ --masks masks/ --out shares.csv
     """
     from ..tasks.segment import predict
+    from ..video import VideoOptions, predict_videos
 
-    if out is not None and out.suffix.lower() not in (".json", ".csv") and masks is None:  # the old meaning of --out
+    if out is not None and out.suffix.lower() not in videos.VIDEO_KINDS and masks is None:  # the old meaning of --out
         err_console.print(f"warning: --out {out} is a folder: masks now go to --masks DIR and the results to --out "
                           f"FILE.json; writing {out}/predictions.json and the masks there, as before", highlight=False)
         masks, out = out, out / "predictions.json"
-    results.check_out(out)
+    results.check_out(out, videos.VIDEO_KINDS)
     results.check_folder(masks, "--masks")
-    listed = results.listed(inputs)
-    rows = predict(model, listed.files, masks_dir=masks, weights=weights, tile=tile, device=device, workers=workers,
-                   conf=conf, progress=show_progress(quiet))
+    listed = results.listed(inputs, videos=True)
+    images, sources = videos.split(listed.files)
+    rows = predict(model, images, masks_dir=masks, weights=weights, tile=tile, device=device, workers=workers,
+                   conf=conf, progress=show_progress(quiet)) if images else []
+    options = VideoOptions(videos.sampling(fps, every, start, end), batch_size=1, draw=masks, progress=show_progress(quiet),
+                           log=say)
+    frames = predict_videos(model, sources, task="segment", options=options, weights=weights, tile=tile,
+                            conf=conf, device=device) if sources else ()
 
     def line(r: dict) -> str:
         top = sorted(r["shares"].items(), key=lambda kv: -kv[1])[:3]
         return f"{r['path']}: " + ", ".join(f"{k} {v:.1%}" for k, v in top)
 
-    raise typer.Exit(results.finish(rows, out, listed.skipped, line=line))
+    raise typer.Exit(videos.finish(rows, frames, out, listed.skipped, line=line))
 
 
 @segment_app.command("evaluate")

@@ -27,7 +27,9 @@ class InputList:
     skipped: list[str] = field(default_factory=list)
 
 
-def walk(folder: Path) -> tuple[list[str], list[str]]:
+def walk(folder: Path, videos: bool = False) -> tuple[list[str], list[str]]:
+    from .video import is_video_name
+
     files, skipped = [], []
     for root, dirs, names in os.walk(folder, followlinks=True):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
@@ -35,7 +37,7 @@ def walk(folder: Path) -> tuple[list[str], list[str]]:
             if name.startswith("."):
                 continue
             path = os.path.join(root, name)
-            (files if is_image_name(name) else skipped).append(path)
+            (files if is_image_name(name) or videos and is_video_name(name) else skipped).append(path)
     return files, skipped
 
 
@@ -58,22 +60,29 @@ def _expand_uri(uri: str) -> tuple[list[str], list[str]]:
     return [f for f in found if is_image_name(f)], [f for f in found if not is_image_name(f)]
 
 
-def expand_inputs(inputs: str | os.PathLike | list | tuple) -> InputList:
+def expand_inputs(inputs: str | os.PathLike | list | tuple, videos: bool = False) -> InputList:
     """Files are taken as given (any extension); folders recursively (image extensions only);
     globs are expanded; URIs (s3://bucket/prefix/, gs://...) likewise, through pyarrow's
-    filesystems. A path that does not exist, or no file at all, is a usage error."""
+    filesystems. A path that does not exist, or no file at all, is a usage error.
+    `videos`: folders also give their video files, and streams (rtsp://, http(s)://), webcam
+    indexes and numbered image sequences (img%04d.png) are taken as they are."""
+    from .video import frame_order, is_sequence_pattern, is_stream, parse_frame_key
+
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     files: list[str] = []
     skipped: list[str] = []
     for item in inputs:
         item = os.fspath(item)
-        if "://" in item:
+        if videos and (is_stream(item) or is_sequence_pattern(item) and not os.path.lexists(item)) \
+                or "#t=" in item and parse_frame_key(item):   # a video frame: PATH#t=SECONDS
+            files.append(item)
+        elif "://" in item:
             found, skip = _expand_uri(item)
             files += found
             skipped += skip
         elif os.path.isdir(item):
-            found, skip = walk(Path(item))
+            found, skip = walk(Path(item), videos)
             files += found
             skipped += skip
         elif os.path.lexists(item):
@@ -84,7 +93,7 @@ def expand_inputs(inputs: str | os.PathLike | list | tuple) -> InputList:
                 raise UsageError(f"no files match {item!r}")
             for match in matches:
                 if os.path.isdir(match):
-                    found, skip = walk(Path(match))
+                    found, skip = walk(Path(match), videos)
                     files += found
                     skipped += skip
                 else:
@@ -92,6 +101,8 @@ def expand_inputs(inputs: str | os.PathLike | list | tuple) -> InputList:
         else:
             raise UsageError(f"no such file or folder: {item}")
     files = sorted(dict.fromkeys(files))
+    if any("#t=" in f for f in files):      # frames in time order, not in the order of their names
+        files.sort(key=frame_order)
     if not files:
         raise UsageError(f"no image files found in {', '.join(map(str, inputs))}")
     return InputList(files=files, skipped=sorted(skipped))

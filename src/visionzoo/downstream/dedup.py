@@ -59,9 +59,13 @@ class DuplicateReport:
 
 def fingerprint(path: str) -> np.ndarray:
     """pHash + dHash bits of the file (128 booleans), robust to resizing, recompression, light crops."""
+    return image_fingerprint(load_rgb(path, target_size=HASH_DECODE))
+
+
+def image_fingerprint(img) -> np.ndarray:
+    """`fingerprint` of a decoded PIL image (a video frame, for scene changes)."""
     import imagehash
 
-    img = load_rgb(path, target_size=HASH_DECODE)
     return np.concatenate([imagehash.phash(img).hash.ravel(), imagehash.dhash(img).hash.ravel()])
 
 

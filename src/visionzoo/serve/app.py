@@ -30,6 +30,7 @@ from .batching import Overloaded
 from .config import ServeConfig, exposure_warning
 from .models import TASKS, Served, load_served
 from .uploads import UploadError
+from .video import is_video_upload, video_response
 
 log = logging.getLogger("visionzoo.serve")
 STATIC = Path(__file__).resolve().parent / "static"
@@ -99,12 +100,65 @@ def _status_of(exc: BaseException) -> tuple[int, str, dict[str, str] | None]:
     return 500, "internal server error (see the server log)", None
 
 
+class Answers:
+    """How a route answers uploads: decode each file in a worker thread (a few at a time, so decoded
+    images in memory stay bounded), submit it to its model's batcher, await all with the deadline."""
+
+    def __init__(self, cfg: ServeConfig, served: Served):
+        self.cfg, self.served = cfg, served
+        self.decode_slots = asyncio.Semaphore(max(2, usable_cpus()))
+
+    async def process(self, files: list[UploadFile], model, submit: Callable, post: Callable) -> list[Any]:
+        """Per file: its answer (a dict) or the exception that stopped it; the whole lot has a deadline."""
+        cfg = self.cfg
+        if len(files) > cfg.max_files:
+            raise UploadError(413, f"too many files in one request ({len(files)} > {cfg.max_files})")
+
+        async def one(upload: UploadFile):
+            name = upload.filename or "upload"
+            data = await upload.read()
+            async with self.decode_slots:
+                item = await run_in_threadpool(model.prepare, data, name)
+            return post(await asyncio.wrap_future(submit(item)))
+
+        try:
+            return await asyncio.wait_for(asyncio.gather(*(one(f) for f in files), return_exceptions=True),
+                                          cfg.timeout_s)
+        except asyncio.TimeoutError:
+            raise UploadError(504, f"timed out after {cfg.timeout_s:g} s (the server is overloaded or the image "
+                                   f"is very large)") from None
+
+    @staticmethod
+    def respond(files: list[UploadFile], results: list[Any], extra: dict[str, Any]) -> JSONResponse:
+        """One file: its answer or its 4xx. Several: a list with per-file errors (4xx if none worked)."""
+        fatal = [r for r in results if isinstance(r, BaseException) and not isinstance(r, UploadError)]
+        if fatal:
+            return _error(*_status_of(fatal[0]))
+        if len(files) == 1:
+            if isinstance(results[0], UploadError):
+                return _error(results[0].status, results[0].reason, filename=files[0].filename)
+            return JSONResponse({**results[0], **extra})
+        items = [{"filename": f.filename, "error": r.reason, "status": r.status} if isinstance(r, UploadError)
+                 else {"filename": f.filename, **r} for f, r in zip(files, results)]
+        if all(isinstance(r, UploadError) for r in results):
+            return _error(results[0].status, "no uploaded file could be read", results=items)
+        return JSONResponse({"results": items, **extra})
+
+    async def __call__(self, task: str, files: list[UploadFile], model_name: Optional[str], *, submit: Callable,
+                       post: Callable, extra: Callable[[Any], dict[str, Any]]) -> JSONResponse:
+        try:
+            model = self.served.get(task, model_name)
+            results = await self.process(files, model, lambda item: submit(model, item), lambda out: post(model, out))
+        except (UploadError, Overloaded, LookupError) as exc:
+            return _error(*_status_of(exc))
+        return self.respond(files, results, extra(model))
+
+
 def create_app(config: ServeConfig | None = None, **options: Any) -> FastAPI:
     """Build the app and load its models and index (once, now). `options` override `config` fields."""
     cfg = ServeConfig(**{**(vars(config) if config else {}), **options})
     cfg.check()
     served = load_served(cfg)
-    decode_slots = asyncio.Semaphore(max(2, usable_cpus()))  # bounded decoded images in memory
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -120,7 +174,28 @@ def create_app(config: ServeConfig | None = None, **options: Any) -> FastAPI:
     app.add_middleware(RequestGuard, api_key=cfg.api_key, max_body=cfg.max_upload_bytes, max_mb=cfg.max_upload_mb)
     # Malformed multipart bodies are answered with a 400; the parser's own warning for each is noise.
     logging.getLogger("python_multipart").setLevel(logging.ERROR)
+    _add_error_handlers(app, cfg)
+    # Documents the key in /docs ("Authorize"); RequestGuard enforces it before the body is read.
+    auth = [Security(APIKeyHeader(name=API_KEY_HEADER, auto_error=False))] if cfg.api_key else []
+    v1 = APIRouter(prefix="/v1", dependencies=auth)
+    answer = Answers(cfg, served)
+    _add_service_routes(app, v1, cfg, served)
+    _add_classification_routes(v1, answer)
+    _add_search_routes(v1, answer, served)
+    for task in TASKS[1:]:
+        _add_task_route(v1, answer, task)
+    app.include_router(v1)
 
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _add_error_handlers(app: FastAPI, cfg: ServeConfig) -> None:
+    """Every error a JSON `{"error": reason}` with its status; never a stack trace."""
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException):
         reason = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
@@ -140,53 +215,8 @@ def create_app(config: ServeConfig | None = None, **options: Any) -> FastAPI:
         status, reason, headers = _status_of(exc)
         return _error(status, reason, headers)
 
-    async def process(files: list[UploadFile], model, submit: Callable, post: Callable) -> list[Any]:
-        """Per file: its answer (a dict) or the exception that stopped it; the whole lot has a deadline."""
-        if len(files) > cfg.max_files:
-            raise UploadError(413, f"too many files in one request ({len(files)} > {cfg.max_files})")
 
-        async def one(upload: UploadFile):
-            name = upload.filename or "upload"
-            data = await upload.read()
-            async with decode_slots:
-                item = await run_in_threadpool(model.prepare, data, name)
-            return post(await asyncio.wrap_future(submit(item)))
-
-        try:
-            return await asyncio.wait_for(asyncio.gather(*(one(f) for f in files), return_exceptions=True),
-                                          cfg.timeout_s)
-        except asyncio.TimeoutError:
-            raise UploadError(504, f"timed out after {cfg.timeout_s:g} s (the server is overloaded or the image "
-                                   f"is very large)") from None
-
-    def respond(files: list[UploadFile], results: list[Any], extra: dict[str, Any]) -> JSONResponse:
-        """One file: its answer or its 4xx. Several: a list with per-file errors (4xx if none worked)."""
-        fatal = [r for r in results if isinstance(r, BaseException) and not isinstance(r, UploadError)]
-        if fatal:
-            return _error(*_status_of(fatal[0]))
-        if len(files) == 1:
-            if isinstance(results[0], UploadError):
-                return _error(results[0].status, results[0].reason, filename=files[0].filename)
-            return JSONResponse({**results[0], **extra})
-        items = [{"filename": f.filename, "error": r.reason, "status": r.status} if isinstance(r, UploadError)
-                 else {"filename": f.filename, **r} for f, r in zip(files, results)]
-        if all(isinstance(r, UploadError) for r in results):
-            return _error(results[0].status, "no uploaded file could be read", results=items)
-        return JSONResponse({"results": items, **extra})
-
-    async def answer(task: str, files: list[UploadFile], model_name: Optional[str], *, submit: Callable,
-                     post: Callable, extra: Callable[[Any], dict[str, Any]]) -> JSONResponse:
-        try:
-            model = served.get(task, model_name)
-            results = await process(files, model, lambda item: submit(model, item), lambda out: post(model, out))
-        except (UploadError, Overloaded, LookupError) as exc:
-            return _error(*_status_of(exc))
-        return respond(files, results, extra(model))
-
-    # Documents the key in /docs ("Authorize"); RequestGuard enforces it before the body is read.
-    auth = [Security(APIKeyHeader(name=API_KEY_HEADER, auto_error=False))] if cfg.api_key else []
-    v1 = APIRouter(prefix="/v1", dependencies=auth)
-
+def _add_service_routes(app: FastAPI, v1: APIRouter, cfg: ServeConfig, served: Served) -> None:
     @app.get("/health", tags=["service"])
     async def health() -> dict[str, Any]:
         """Liveness: answers while the server runs (no key needed)."""
@@ -200,6 +230,8 @@ def create_app(config: ServeConfig | None = None, **options: Any) -> FastAPI:
                 "limits": {"max_upload_mb": cfg.max_upload_mb, "max_pixels": cfg.max_pixels,
                            "max_files": cfg.max_files, "timeout_s": cfg.timeout_s}}
 
+
+def _add_classification_routes(v1: APIRouter, answer: Answers) -> None:
     @v1.post("/classify", tags=["classification"])
     async def classify(file: list[UploadFile] = FilesParam, k: int = Form(5, ge=1, le=1000),
                        model: Optional[str] = ModelParam) -> JSONResponse:
@@ -216,6 +248,8 @@ def create_app(config: ServeConfig | None = None, **options: Any) -> FastAPI:
                             extra=lambda m: {"model": m.name, "weights_sha256": m.digest, **m.embedding,
                                              "preprocessing": m.spec.to_dict()["preprocessing"]})
 
+
+def _add_search_routes(v1: APIRouter, answer: Answers, served: Served) -> None:
     @v1.post("/search", tags=["search"])
     async def search(file: list[UploadFile] = FilesParam, k: int = Form(10, ge=1, le=1000)) -> JSONResponse:
         """The k most similar images of the loaded index (cosine), with thumbnail URLs."""
@@ -242,25 +276,22 @@ def create_app(config: ServeConfig | None = None, **options: Any) -> FastAPI:
             return _error(404, f"indexed image unavailable: {getattr(exc, 'reason', exc)}")
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
-    def task_route(task: str):
-        async def predict(file: list[UploadFile] = FilesParam, model: Optional[str] = ModelParam) -> JSONResponse:
-            return await answer(task, file, model, submit=lambda m, x: m.batcher.submit(x),
-                                post=lambda _m, out: out, extra=lambda m: {"model": m.name})
 
-        predict.__doc__ = (f"The {task} model's JSON for each image (the same as `visionzoo {task} predict` writes, "
-                           f"in the uploaded image's pixels); 404 when no {task} model is loaded.")
-        v1.add_api_route(f"/{task}", predict, methods=["POST"], tags=[task], name=f"{task}_predict")
+def _add_task_route(v1: APIRouter, answer: Answers, task: str) -> None:
+    async def predict(file: list[UploadFile] = FilesParam, model: Optional[str] = ModelParam) -> JSONResponse:
+        if len(file) == 1 and await is_video_upload(file[0]):   # serve/video.py
+            try:
+                loaded = answer.served.get(task, model)
+            except LookupError as exc:
+                return _error(*_status_of(exc))
+            return await video_response(task, loaded, file[0], answer.cfg.timeout_s)
+        return await answer(task, file, model, submit=lambda m, x: m.batcher.submit(x),
+                            post=lambda _m, out: out, extra=lambda m: {"model": m.name})
 
-    for task in TASKS[1:]:
-        task_route(task)
-    app.include_router(v1)
-
-    @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
-
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    return app
+    predict.__doc__ = (f"The {task} model's JSON for each image (the same as `visionzoo {task} predict` writes, "
+                       f"in the uploaded image's pixels); for one short video, each frame's JSON, the video's "
+                       f"summary and the annotated video; 404 when no {task} model is loaded.")
+    v1.add_api_route(f"/{task}", predict, methods=["POST"], tags=[task], name=f"{task}_predict")
 
 
 def run(config: ServeConfig | None = None, **options: Any) -> None:

@@ -262,6 +262,51 @@ async function redraw() {
   }
 }
 
+const VIDEO_NAME = /\.(mp4|m4v|mkv|avi|mov|webm|mpe?g|ts|wmv|flv|3gp|ogv)$/i;
+
+function isVideo(file) {
+  return (file.type || "").startsWith("video/") || VIDEO_NAME.test(file.name || "");
+}
+
+// One line about a whole video: frames looked at, and its tracks, people or scenes.
+function videoSummary(task, answer) {
+  const s = answer.summary || {};
+  const parts = [`${answer.frames.length} frame(s)`];
+  if (s.tracks) parts.push(`${s.tracks.length} track(s): ` + s.tracks.map((t) => `#${t.track_id} ${t.label} ${t.first_seen.toFixed(1)}-${t.last_seen.toFixed(1)} s`).join(", "));
+  if (s.timeline) parts.push(Object.entries(s.timeline).map(([who, spans]) => `${who} ${spans.map(([a, b]) => `${a.toFixed(1)}-${b.toFixed(1)} s`).join(", ")}`).join("; "));
+  if (s.scenes) parts.push(s.scenes.map((c) => `${c.start.toFixed(1)} s: ${c.caption}`).join(" · "));
+  if (s.error) parts.push(`stopped early: ${s.error}`);
+  return `${task} (${answer.model}): ${parts.join("; ")}`;
+}
+
+// A video goes to the task routes only; the first annotated video that comes back is played.
+async function handleVideo(file) {
+  const movie = $("movie");
+  $("photo").closest(".stage").style.display = "none";
+  movie.hidden = false;
+  movie.src = URL.createObjectURL(file);
+  $("figure").hidden = false;
+  const raw = {};
+  let shown = false;
+  const jobs = ["detect", "segment", "faces", "caption"].filter((task) => loaded[task].length).map((task) =>
+    api(`/v1/${task}`, form(file)).then((answer) => {
+      raw[task] = { ...answer, video: answer.video ? "(the annotated video, played above)" : null };
+      const li = document.createElement("li");
+      li.textContent = videoSummary(task, answer);
+      $("found").append(li);
+      $("found-panel").hidden = false;
+      if (answer.video && !shown) {
+        shown = true;
+        movie.src = answer.video;
+        movie.play().catch(() => {});
+      }
+    }).catch((err) => { raw[task] = { error: err.message }; showError(`${task}: ${err.message}`); }));
+  if (!jobs.length) showError("videos are answered by task models (detect, segment, faces, caption); none is loaded");
+  await Promise.all(jobs);
+  $("raw").textContent = JSON.stringify(raw, null, 2);
+  $("raw-panel").hidden = false;
+}
+
 async function handleFile(file) {
   if (!file) return;
   showError("");
@@ -269,6 +314,10 @@ async function handleFile(file) {
   $("found").replaceChildren();
   $("caption").textContent = "";
   for (const id of ["labels-panel", "found-panel", "similar-panel"]) $(id).hidden = true;
+  if (isVideo(file)) return handleVideo(file);
+  $("movie").hidden = true;
+  $("movie").removeAttribute("src");
+  $("photo").closest(".stage").style.display = "";
   const photo = $("photo");
   photo.onload = redraw;
   photo.src = URL.createObjectURL(file);
