@@ -94,26 +94,28 @@ def _tiles(w: int, h: int, side: int) -> list[tuple[int, int, int, int]]:
     return [(x, y, min(w, x + side), min(h, y + side)) for y in ys for x in xs]
 
 
-def _tile_sides(long_side: int) -> list[int]:
-    """Halving tile sizes from half the image down to MIN_TILE, ending at MIN_TILE itself so the
-    smallest faces found (~6% of a tile) are the same ~24 px for every image size."""
-    sides, side = [], long_side // 2
-    while side >= MIN_TILE:
-        sides.append(side)
-        side //= 2
-    if long_side > 1.5 * MIN_TILE and (not sides or sides[-1] > 1.5 * MIN_TILE):
-        sides.append(MIN_TILE)
+def _tile_sides(long_side: int, min_tile: int = MIN_TILE) -> list[int]:
+    """Tile sizes for the passes after the whole-image one. A pass finds faces of ~1/12 to
+    TILE_MAX_FACE (1/4) of its tile, so each level, a third of the one above, takes over where that
+    one stops; the last level is `min_tile` itself, so the smallest faces found (~1/12 of it) are
+    the same size for every image size."""
+    sides, side = [], long_side / 3
+    while side > min_tile:
+        sides.append(int(side))
+        side /= 3
+    if long_side > 1.5 * min_tile:
+        sides.append(min_tile)
     return sides
 
 
-def _blazeface_boxes(img: Image.Image, min_score: float) -> tuple[np.ndarray, np.ndarray]:
+def _blazeface_boxes(img: Image.Image, min_score: float, min_tile: int = MIN_TILE) -> tuple[np.ndarray, np.ndarray]:
     """One pass over the whole image, then passes over overlapping tiles (halving in size down to
-    MIN_TILE) for faces too small for the 192 px input; each tile pass keeps only faces small for
+    `min_tile`) for faces too small for the 192 px input; each tile pass keeps only faces small for
     that tile and clear of its inner edges, and weighted NMS merges everything."""
     rows, scores = blazeface.detect_once(img, min_score=min_score)
     found_rows, found_scores = [rows[:, :4]], [scores]
     w, h = img.size
-    for side in _tile_sides(max(w, h)):
+    for side in _tile_sides(max(w, h), min_tile):
         for x1, y1, x2, y2 in _tiles(w, h, side):
             r, sc = blazeface.detect_once(img.crop((x1, y1, x2, y2)), min_score=min_score)
             if not len(r):
@@ -148,29 +150,36 @@ def landmarks5(img: np.ndarray, box: np.ndarray) -> np.ndarray:
     return np.array([[p.x, p.y] for p in shape.parts()], np.float64)
 
 
-def detect_faces(img: Image.Image, detector: str = DEFAULT_DETECTOR, *, min_score: float | None = None,
-                 upsample: int = 1) -> list[Face]:
-    """Faces in an RGB image, largest first. `min_score` defaults to 0.5 for BlazeFace and 0 for
-    dlib's detectors (their SVM margin); `upsample` (dlib only) doubles the image that many times
-    first, to find faces down to ~40 px (1) or ~20 px (2) in the detector's working copy."""
+def face_boxes(img: Image.Image, detector: str = DEFAULT_DETECTOR, *, min_score: float | None = None,
+               upsample: int = 1, min_tile: int = MIN_TILE) -> tuple[np.ndarray, np.ndarray]:
+    """(boxes, scores) of the faces in an RGB image, largest first, each at least 4 px inside it
+    (boxes as the detector gave them, possibly past the image's edges). `min_tile` (BlazeFace):
+    the smallest tile pass, which sets the smallest face found (~6% of it)."""
     check_detector(detector)
-    if img.mode != "RGB":
-        img = img.convert("RGB")
     if min(img.size) < 8:
-        return []
+        return np.zeros((0, 4)), np.zeros(0)
     if detector == "blazeface":
-        boxes, scores = _blazeface_boxes(img, blazeface.MIN_SCORE if min_score is None else min_score)
+        boxes, scores = _blazeface_boxes(img, blazeface.MIN_SCORE if min_score is None else min_score, min_tile)
     else:
         boxes, scores = _dlib_boxes(img, detector, upsample)
         if min_score is not None:
             boxes, scores = boxes[scores >= min_score], scores[scores >= min_score]
     w, h = img.size
+    clipped = np.clip(boxes, 0, [w, h, w, h]).reshape(-1, 4)
+    size = clipped[:, 2:] - clipped[:, :2]
+    keep = (size >= 4).all(1)
+    order = np.argsort(-(size[:, 0] * size[:, 1])[keep], kind="stable")
+    return np.asarray(boxes).reshape(-1, 4)[keep][order], np.asarray(scores)[keep][order]
+
+
+def detect_faces(img: Image.Image, detector: str = DEFAULT_DETECTOR, *, min_score: float | None = None,
+                 upsample: int = 1) -> list[Face]:
+    """Faces in an RGB image, largest first. `min_score` defaults to 0.5 for BlazeFace and 0 for
+    dlib's detectors (their SVM margin); `upsample` (dlib only) doubles the image that many times
+    first, to find faces down to ~40 px (1) or ~20 px (2) in the detector's working copy."""
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    boxes, scores = face_boxes(img, detector, min_score=min_score, upsample=upsample)
+    w, h = img.size
     arr = np.asarray(img)
-    faces = []
-    for box, score in zip(boxes, scores):
-        clipped = np.clip(box, 0, [w, h, w, h])
-        if clipped[2] - clipped[0] < 4 or clipped[3] - clipped[1] < 4:
-            continue
-        faces.append(Face(clipped, float(score), landmarks5(arr, box)))
-    faces.sort(key=lambda f: -f.area)
-    return faces
+    return [Face(np.clip(box, 0, [w, h, w, h]), float(score), landmarks5(arr, box)) for box, score in zip(boxes, scores)]

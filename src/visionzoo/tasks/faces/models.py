@@ -103,9 +103,16 @@ class TFLiteModel:
             return [self.interpreter.get_tensor(i).copy() for i in self.output_indices]
 
 
-@lru_cache(maxsize=None)
+_PER_THREAD = threading.local()
+
+
 def tflite_model(key: str) -> TFLiteModel:
-    return TFLiteModel(key)
+    """This thread's interpreter for `key` (one per thread: LiteRT interpreters run one call at a
+    time, so pipelines on several cores each get their own; ~20 ms to load, once per thread)."""
+    models = _PER_THREAD.__dict__.setdefault("models", {})
+    if key not in models:
+        models[key] = TFLiteModel(key, threads=1)
+    return models[key]
 
 
 @lru_cache(maxsize=1)
