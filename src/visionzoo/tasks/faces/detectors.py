@@ -94,28 +94,30 @@ def _tiles(w: int, h: int, side: int) -> list[tuple[int, int, int, int]]:
     return [(x, y, min(w, x + side), min(h, y + side)) for y in ys for x in xs]
 
 
-def _tile_sides(long_side: int, min_tile: int = MIN_TILE) -> list[int]:
-    """Tile sizes for the passes after the whole-image one. A pass finds faces of ~1/12 to
-    TILE_MAX_FACE (1/4) of its tile, so each level, a third of the one above, takes over where that
-    one stops; the last level is `min_tile` itself, so the smallest faces found (~1/12 of it) are
-    the same size for every image size."""
-    sides, side = [], long_side / 3
-    while side > min_tile:
-        sides.append(int(side))
-        side /= 3
-    if long_side > 1.5 * min_tile:
+def _tile_sides(long_side: int, min_tile: int = MIN_TILE, ratio: int = 2) -> list[int]:
+    """Tile sizes shrinking by `ratio` from 1/ratio of the image down to `min_tile`, ending at
+    `min_tile` itself so the smallest faces found (~6% of a tile) are the same ~24 px for every
+    image size. A pass finds faces of ~1/12 to TILE_MAX_FACE of its tile, so levels up to 3x
+    apart still chain: ratio 3 finds the same faces with fewer passes, ratio 2 sees each face at
+    more scales."""
+    sides, side = [], long_side // ratio
+    while side >= min_tile:
+        sides.append(side)
+        side //= ratio
+    if long_side > 1.5 * min_tile and (not sides or sides[-1] > 1.5 * min_tile):
         sides.append(min_tile)
     return sides
 
 
-def _blazeface_boxes(img: Image.Image, min_score: float, min_tile: int = MIN_TILE) -> tuple[np.ndarray, np.ndarray]:
-    """One pass over the whole image, then passes over overlapping tiles (halving in size down to
-    `min_tile`) for faces too small for the 192 px input; each tile pass keeps only faces small for
-    that tile and clear of its inner edges, and weighted NMS merges everything."""
+def _blazeface_boxes(img: Image.Image, min_score: float, min_tile: int = MIN_TILE, ratio: int = 2
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """One pass over the whole image, then passes over overlapping tiles (shrinking by `ratio`
+    down to `min_tile`) for faces too small for the 192 px input; each tile pass keeps only faces
+    small for that tile and clear of its inner edges, and weighted NMS merges everything."""
     rows, scores = blazeface.detect_once(img, min_score=min_score)
     found_rows, found_scores = [rows[:, :4]], [scores]
     w, h = img.size
-    for side in _tile_sides(max(w, h), min_tile):
+    for side in _tile_sides(max(w, h), min_tile, ratio):
         for x1, y1, x2, y2 in _tiles(w, h, side):
             r, sc = blazeface.detect_once(img.crop((x1, y1, x2, y2)), min_score=min_score)
             if not len(r):
@@ -151,15 +153,17 @@ def landmarks5(img: np.ndarray, box: np.ndarray) -> np.ndarray:
 
 
 def face_boxes(img: Image.Image, detector: str = DEFAULT_DETECTOR, *, min_score: float | None = None,
-               upsample: int = 1, min_tile: int = MIN_TILE) -> tuple[np.ndarray, np.ndarray]:
+               upsample: int = 1, min_tile: int = MIN_TILE, tile_ratio: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """(boxes, scores) of the faces in an RGB image, largest first, each at least 4 px inside it
-    (boxes as the detector gave them, possibly past the image's edges). `min_tile` (BlazeFace):
-    the smallest tile pass, which sets the smallest face found (~6% of it)."""
+    (boxes as the detector gave them, possibly past the image's edges). BlazeFace's tile passes:
+    `min_tile` is the smallest (it sets the smallest face found, ~1/12 of it), `tile_ratio` the
+    step between their sizes."""
     check_detector(detector)
     if min(img.size) < 8:
         return np.zeros((0, 4)), np.zeros(0)
     if detector == "blazeface":
-        boxes, scores = _blazeface_boxes(img, blazeface.MIN_SCORE if min_score is None else min_score, min_tile)
+        boxes, scores = _blazeface_boxes(img, blazeface.MIN_SCORE if min_score is None else min_score, min_tile,
+                                         tile_ratio)
     else:
         boxes, scores = _dlib_boxes(img, detector, upsample)
         if min_score is not None:

@@ -1,9 +1,10 @@
 """Every face of a photo for a face index, at the pace of the hardware.
 
 Per photo: decode at reduced size (JPEG draft mode: the DCT scaled 1/2, 1/4 or 1/8) to a
-detection copy whose long side is DETECT_MIN_SIDE to DETECT_MAX_SIDE px, find the faces there
-(BlazeFace, a whole-image pass plus tile passes down to DETECT_MIN_TILE px: faces down to ~24 px
-of that copy, about 2.5% of the photo's long side); then take the pixels around each face from
+detection copy whose long side is 3/4 of `detect_size` to `detect_size` (DETECT_SIZE = 1024 px),
+find the faces there (BlazeFace, a whole-image pass plus tile passes down to DETECT_MIN_TILE px:
+faces down to ~32 px of that copy, about 3% of the photo's long side; a larger `detect_size`
+finds smaller faces, at about its square's cost); then take the pixels around each face from
 a copy where it is at least FACE_PX wide (the same decode for large faces, a second, larger
 decode only when a face is small there), find dlib's 5 landmarks in that crop and cut the
 aligned chip the embedder takes (recognize.py). The chips of a batch of photos go through the
@@ -26,9 +27,10 @@ from ...data.geometry import file_displayed_size
 from .detectors import TILE_MAX_FACE, face_boxes
 from .recognize import CHIP_PADDING, CHIP_SIZE, DIM, THRESHOLD, align, embed_chips
 
-DETECT_MIN_SIDE = 768   # the detection copy: JPEGs are decoded at the smallest DCT scale that keeps
-DETECT_MAX_SIDE = 1024  # the long side >= 768, then shrunk to <= 1024
-DETECT_MIN_TILE = 384   # smallest BlazeFace tile pass in that copy (faces down to ~24 px there)
+DETECT_SIZE = 1024      # the detection copy: JPEGs are decoded at the smallest DCT scale that keeps the
+                        # long side >= 3/4 of this, then shrunk to at most this
+DETECT_MIN_TILE = 384   # smallest BlazeFace tile pass in that copy: faces down to ~32 px there
+DETECT_TILE_RATIO = 3   # tile sizes a third apart: one level (384 px) over a 1024 px copy
 FACE_PX = 112           # a face is aligned from pixels where it is at least this wide (its chip face is ~100 px)
 REGION = 2.4            # the crop around a face, in face widths: holds the padded chip turned any way
 CHIP_QUALITY = 85       # JPEG quality of the stored chips
@@ -66,14 +68,14 @@ def _decode(path: str, size: tuple[int, int] | None, long_side: int) -> Image.Im
     return load_rgb(path, target_size=target)
 
 
-def detection_copy(path: str) -> tuple[Image.Image, Image.Image, tuple[int, int]]:
+def detection_copy(path: str, detect_size: int = DETECT_SIZE) -> tuple[Image.Image, Image.Image, tuple[int, int]]:
     """(detection copy, the decode it was made from, the photo's displayed size)."""
     size = file_displayed_size(path)
-    decoded = _decode(path, size, DETECT_MIN_SIDE)
+    decoded = _decode(path, size, detect_size * 3 // 4)
     size = size or decoded.size
     det = decoded
-    if max(det.size) > DETECT_MAX_SIDE:
-        s = DETECT_MAX_SIDE / max(det.size)
+    if max(det.size) > detect_size:
+        s = detect_size / max(det.size)
         det = det.resize((max(1, round(det.width * s)), max(1, round(det.height * s))), Image.BILINEAR,
                          reducing_gap=2.0)
     return det, decoded, size
@@ -89,11 +91,11 @@ def _crop(src: Image.Image, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(src.crop((x0, y0, x0 + side, y0 + side))), np.array([x0, y0], np.float64)
 
 
-def photo_faces(path: str) -> PhotoFaces:
+def photo_faces(path: str, detect_size: int = DETECT_SIZE) -> PhotoFaces:
     """Boxes, scores, landmarks and aligned chips of every face of one photo (no embeddings)."""
     try:
-        det, decoded, size = detection_copy(path)
-        boxes, scores = face_boxes(det, "blazeface", min_tile=DETECT_MIN_TILE)
+        det, decoded, size = detection_copy(path, detect_size)
+        boxes, scores = face_boxes(det, "blazeface", min_tile=DETECT_MIN_TILE, tile_ratio=DETECT_TILE_RATIO)
         boxes = boxes * (size[0] / det.width)                         # photo pixels
         if not len(boxes):
             return PhotoFaces(path, size)
@@ -117,10 +119,10 @@ def photo_faces(path: str) -> PhotoFaces:
         return PhotoFaces(path, error=f"face pipeline failed ({type(exc).__name__}: {exc})")
 
 
-def index_photos(paths: Sequence[str]) -> list[PhotoFaces]:
+def index_photos(paths: Sequence[str], detect_size: int = DETECT_SIZE) -> list[PhotoFaces]:
     """`photo_faces` of each path, then the embeddings of all their faces in one batch, and the
     chips as JPEG bytes for the index."""
-    photos = [photo_faces(p) for p in paths]
+    photos = [photo_faces(p, detect_size) for p in paths]
     chips = [p.chips for p in photos if len(p)]
     if chips:
         embeddings = embed_chips(np.concatenate(chips))
@@ -131,8 +133,8 @@ def index_photos(paths: Sequence[str]) -> list[PhotoFaces]:
     return photos
 
 
-@lru_cache(maxsize=1)
-def settings() -> dict:
+@lru_cache(maxsize=None)
+def settings(detect_size: int = DETECT_SIZE) -> dict:
     """What makes an index's rows what they are (recorded in its manifest; runs that add to an
     index must agree on it)."""
     from .dlib_onnx import file_sha256
@@ -141,7 +143,8 @@ def settings() -> dict:
     return {
         "model": "dlib_face_recognition_resnet_model_v1", "weights_sha256": file_sha256(dlib_model_path("resnet")),
         "embedder": "onnxruntime", "dim": DIM, "metric": "euclidean", "threshold": THRESHOLD,
-        "detection": {"detector": "blazeface", "sides": [DETECT_MIN_SIDE, DETECT_MAX_SIDE], "min_tile": DETECT_MIN_TILE,
+        "detection": {"detector": "blazeface", "sides": [detect_size * 3 // 4, detect_size], "min_tile": DETECT_MIN_TILE,
+                      "tile_ratio": DETECT_TILE_RATIO,
                       "tile_max_face": TILE_MAX_FACE, "face_px": FACE_PX},
         "chip": {"size": CHIP_SIZE, "padding": CHIP_PADDING, "jpeg_quality": CHIP_QUALITY},
         "row": "one per face: PHOTO#faceK@x1,y1,x2,y2 (photo pixels), feature = 128-d descriptor; columns photo, "
