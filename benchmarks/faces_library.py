@@ -158,13 +158,19 @@ def variant(ph: Photo, rng: np.random.Generator) -> Photo:
     return tone(ph, rng) if rng.random() < 0.7 else ph
 
 
-def head(ph: Photo, person_index: int = 0) -> tuple[Image.Image, np.ndarray]:
-    """(head and shoulders around one face, that face's box in it)."""
+def head(ph: Photo, person_index: int = 0) -> tuple[Image.Image, list[tuple[str, np.ndarray]]]:
+    """(head and shoulders around one face, the faces in that crop: that face first, then any
+    neighbour at least half inside it, clipped to it)."""
     _, b = ph.faces[person_index]
     fw = b[2] - b[0]
     cx = (b[0] + b[2]) / 2
-    box = (int(cx - 1.3 * fw), int(b[1] - 0.8 * fw), int(cx + 1.3 * fw), int(b[3] + 1.4 * fw))
-    return ph.image.crop(box), b - [box[0], box[1]] * 2
+    box = np.array([int(cx - 1.3 * fw), int(b[1] - 0.8 * fw), int(cx + 1.3 * fw), int(b[3] + 1.4 * fw)], float)
+    faces = [(p, f) for i, (p, f) in enumerate(ph.faces) if i == person_index]
+    for i, (p, f) in enumerate(ph.faces):
+        inner = np.clip(f, box[[0, 1, 0, 1]], box[[2, 3, 2, 3]])
+        if i != person_index and (inner[2] - inner[0]) * (inner[3] - inner[1]) >= 0.5 * (f[2] - f[0]) * (f[3] - f[1]):
+            faces.append((p, inner))
+    return ph.image.crop(tuple(int(v) for v in box)), [(p, f - box[[0, 1, 0, 1]]) for p, f in faces]
 
 
 def _feather(size: tuple[int, int]) -> Image.Image:
@@ -173,16 +179,17 @@ def _feather(size: tuple[int, int]) -> Image.Image:
     return mask.filter(ImageFilter.GaussianBlur(max(1, size[0] // 25)))
 
 
-def composite(background: Image.Image, heads: list[tuple[str, Image.Image, np.ndarray]], long_side: int,
+def composite(background: Image.Image, heads: list[tuple[Image.Image, list]], long_side: int,
               rng: np.random.Generator, face_fraction: tuple[float, float] = (0.05, 0.2)) -> Photo:
     """`background` resized to `long_side` with a little sensor-like noise, and each head pasted
-    where it does not cover another, its face `face_fraction` of the long side wide."""
+    where it does not cover another, its main face `face_fraction` of the long side wide."""
     s = long_side / max(background.size)
     canvas = background.resize((round(background.width * s), round(background.height * s)), Image.BICUBIC)
     arr = np.asarray(canvas, np.float32) + rng.normal(0, 3, (canvas.height, canvas.width, 1))
     canvas = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
     faces, taken = [], []
-    for person, img, box in heads:
+    for img, inside in heads:
+        box = inside[0][1]
         f = rng.uniform(*face_fraction) * long_side / (box[2] - box[0])
         piece = img.resize((max(8, round(img.width * f)), max(8, round(img.height * f))), Image.LANCZOS)
         if piece.width >= canvas.width or piece.height >= canvas.height:
@@ -195,7 +202,7 @@ def composite(background: Image.Image, heads: list[tuple[str, Image.Image, np.nd
             continue
         canvas.paste(piece, (x, y), _feather(piece.size))
         taken.append((x, y, x + piece.width, y + piece.height))
-        faces.append((person, box * f + [x, y, x, y]))
+        faces += [(person, b * f + [x, y, x, y]) for person, b in inside]
     return Photo(canvas, faces)
 
 
@@ -212,8 +219,7 @@ def build(root: Path, seed: int = 0, per_person: int = 24, faceless: int = 160) 
     people, empty = sources()
     lib, gal, truth = root / "library", root / "gallery", {}
     singles = {p: people[p][0] for p in [*PORTRAITS, "astronaut"]}
-    heads = [(p, *head(ph)) for p, ph in singles.items()]
-    heads += [(GROUP[i], *head(people["group"][0], i)) for i in range(6)]
+    heads = [head(ph) for ph in singles.values()] + [head(people["group"][0], i) for i in range(6)]
     for p, ph in singles.items():  # held out: a mirrored, cropped, recompressed copy
         g = tone(crop(mirror(scale(ph, 0.6)), rng), rng)
         _save(g, gal / p / "held_out.jpg", {}, rng)
@@ -256,8 +262,8 @@ def big_photos(root: Path, seed: int = 0, per_size: int = 6) -> list[Path]:
     (faces 4-15% of the long side), JPEG quality 90."""
     rng = np.random.default_rng(seed)
     people, empty = sources()
-    heads = [(p, *head(people[p][0])) for p in [*PORTRAITS, "astronaut"]]
-    heads += [(GROUP[i], *head(people["group"][0], i)) for i in range(6)]
+    heads = [head(people[p][0]) for p in [*PORTRAITS, "astronaut"]]
+    heads += [head(people["group"][0], i) for i in range(6)]
     out = []
     for mp, long_side in ((2, 1632), (5, 2592), (8, 3264), (12, 4000)):
         for k in range(per_size):

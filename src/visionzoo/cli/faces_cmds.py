@@ -158,8 +158,8 @@ def index_cmd(photos: List[str] = typer.Argument(..., help="Photo files, folders
                                                     "detecting and embedding its own photos [default: all cores]."),
               partition_size: int = typer.Option(1024, "--partition-size", min=1, help="Photos per shard (resume unit)."),
               detect_size: int = typer.Option(1024, "--detect-size", min=256, help="Long side (px) of the copy faces "
-                                              "are found in: faces down to ~3% of it; 2048 finds faces half as small "
-                                              "at ~3x the detection time."),
+                                              "are found in: faces down to ~3% of the photo's long side at 1024; 2048 "
+                                              "finds faces half as small, at ~4x the detection time."),
               engine: str = EngineOpt, ray_address: Optional[str] = RayAddressOpt,
               processes: Optional[int] = typer.Option(None, "--processes", min=1, help=ProcessesHelp),
               quiet: bool = QuietOpt) -> None:

@@ -1,5 +1,7 @@
-"""Faces: detect (boxes + dlib 5-point landmarks), embed (dlib ResNet, 128-d), verify, find people in
-a gallery, and a 3D FaceMesh per face. Everything runs offline.
+"""Faces: detect (boxes + dlib 5-point landmarks), embed (dlib ResNet, 128-d, in ONNX Runtime),
+verify, find people in a gallery, and a 3D FaceMesh per face; over a face index
+(`visionzoo.batch.index_faces`): every photo of each gallery person (`find_people`) and groups of
+the people nobody named yet (`cluster_index`). Everything runs offline.
 
 Contract: `load_predictor(name, **options)` -> Predictor (task "faces"), `predict(name, inputs)`.
 `name` is a detector ("blazeface", "hog", "cnn") or "default".
@@ -14,12 +16,15 @@ import numpy as np
 
 from ...errors import UsageError
 from .detectors import DEFAULT_DETECTOR, DETECTORS, Face
+from .faceindex import load_index
 from .gallery import load_gallery
+from .groups import cluster_index
+from .people import find_people
 from .predictor import Predictor, _files, _iter_faces, load_predictor, predict
 from .recognize import THRESHOLD, distances
 
 __all__ = ["THRESHOLD", "DETECTORS", "DEFAULT_DETECTOR", "Predictor", "load_predictor", "predict", "detect",
-           "embed", "verify", "find", "mesh", "load_gallery"]
+           "embed", "verify", "find", "mesh", "load_gallery", "load_index", "find_people", "cluster_index"]
 
 
 def detect(inputs, detector: str = DEFAULT_DETECTOR, draw: str | os.PathLike | None = None,

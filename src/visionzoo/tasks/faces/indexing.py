@@ -121,7 +121,7 @@ def photo_faces(path: str, detect_size: int = DETECT_SIZE) -> PhotoFaces:
 
 def index_photos(paths: Sequence[str], detect_size: int = DETECT_SIZE) -> list[PhotoFaces]:
     """`photo_faces` of each path, then the embeddings of all their faces in one batch, and the
-    chips as JPEG bytes for the index."""
+    chips as JPEG bytes for the index (in place of the arrays)."""
     photos = [photo_faces(p, detect_size) for p in paths]
     chips = [p.chips for p in photos if len(p)]
     if chips:
@@ -130,6 +130,7 @@ def index_photos(paths: Sequence[str], detect_size: int = DETECT_SIZE) -> list[P
         for p in photos:
             p.embeddings, start = embeddings[start:start + len(p)], start + len(p)
             p.jpegs = [chip_jpeg(c) for c in p.chips]
+            p.chips = p.chips[:0]  # a partition holds ~1k photos: keep the 5 kB JPEGs, not the 67 kB arrays
     return photos
 
 
