@@ -77,6 +77,11 @@ def weighted_nms(rows: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU) -> 
     return np.stack(kept_rows), np.array(kept_scores, np.float32)
 
 
+def input_size(model_key: str = "blazeface") -> int:
+    """The side of the model's square input (192 for the full-range model)."""
+    return tflite_model(model_key).input_size
+
+
 def detect_once(img: Image.Image, model_key: str = "blazeface", min_score: float = MIN_SCORE) -> tuple[np.ndarray, np.ndarray]:
     """(rows, scores) for one image: rows (N, 16) = x1, y1, x2, y2 then 6 (x, y) keypoints, in `img` pixels."""
     model = tflite_model(model_key)

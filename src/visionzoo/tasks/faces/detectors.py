@@ -117,12 +117,17 @@ def _blazeface_boxes(img: Image.Image, min_score: float, min_tile: int = MIN_TIL
     rows, scores = blazeface.detect_once(img, min_score=min_score)
     found_rows, found_scores = [rows[:, :4]], [scores]
     w, h = img.size
+    size = blazeface.input_size()
     for side in _tile_sides(max(w, h), min_tile, ratio):
+        # one resize per level, then each tile is a plain crop of the model's input size
+        k = size / side
+        scaled = img.resize((max(1, round(w * k)), max(1, round(h * k))), Image.BILINEAR, reducing_gap=2.0)
         for x1, y1, x2, y2 in _tiles(w, h, side):
-            r, sc = blazeface.detect_once(img.crop((x1, y1, x2, y2)), min_score=min_score)
+            sx, sy = round(x1 * k), round(y1 * k)
+            r, sc = blazeface.detect_once(scaled.crop((sx, sy, sx + size, sy + size)), min_score=min_score)
             if not len(r):
                 continue
-            b = r[:, :4] + [x1, y1, x1, y1]
+            b = r[:, :4] / k + [sx / k, sy / k, sx / k, sy / k]
             small = (b[:, 2] - b[:, 0]) < TILE_MAX_FACE * side
             margin = 0.02 * side
             inner = (((b[:, 0] > x1 + margin) | (x1 == 0)) & ((b[:, 1] > y1 + margin) | (y1 == 0))
