@@ -162,14 +162,16 @@ def _local(files: list[str], pending: list[tuple[int, int, int]], layout: Layout
 
 
 def index_faces(inputs, out: str | os.PathLike, *, resume: bool = False, partition_size: int = 1024,
-                detect_size: int = DETECT_SIZE, threads: int | None = None, batch_size: int = 4,
+                detect_size: int = DETECT_SIZE, threads: int | None = None, batch_size: int | None = None,
                 engine: str = "local", ray_address: str | None = None, num_workers: int | None = None,
                 progress: bool = False) -> FaceIndexResult:
     """Index every face of the photos `inputs` (files, folders, globs) into the face index `out`.
-    `detect_size`: the long side of the copy faces are found in (faces down to ~3% of it)."""
+    `detect_size`: the long side of the copy faces are found in (faces down to ~3% of it);
+    `batch_size`: photos a pipeline takes at once (their faces are embedded in one call)
+    [default: 4, fewer when there are too few photos to keep every pipeline busy]."""
     start = time.perf_counter()
     check_engine(engine)
-    if partition_size < 1 or batch_size < 1:
+    if partition_size < 1 or (batch_size is not None and batch_size < 1):
         raise UsageError("partition size and batch size must be at least 1")
     if detect_size < 256:
         raise UsageError("the detection size must be at least 256 px")
@@ -186,6 +188,7 @@ def index_faces(inputs, out: str | os.PathLike, *, resume: bool = False, partiti
         if pending:
             layout.start(manifest)
         threads = threads or usable_cpus()
+        batch_size = batch_size or max(1, min(4, len(plan.todo) // (2 * threads)))
         with tqdm(total=sum(b - a for _, a, b in pending), unit="photo", disable=not progress, desc="faces") as bar:
             if engine == "ray":
                 added, failures = _on_ray(plan.todo, pending, layout, manifest, batch_size, ray_address,

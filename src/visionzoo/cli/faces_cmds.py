@@ -189,11 +189,12 @@ def index_cmd(photos: List[str] = typer.Argument(..., help="Photo files, folders
 def cluster_cmd(index: Path = typer.Option(..., "--index", help="A face index from `visionzoo faces index`."),
                 out: Path = typer.Option(..., "--out", "-o", help="Folder for clusters.csv, clusters.json, "
                                          "sheets/group_NNN.jpg and groups/group_NNN/ (a few crops each)."),
-                max_distance: float = typer.Option(0.5, "--max-distance", help=MaxDistanceHelp),
+                max_distance: float = typer.Option(0.45, "--max-distance", help=MaxDistanceHelp),
                 min_faces: int = typer.Option(2, "--min-faces", min=2, help="Fewest faces that make a group."),
                 quiet: bool = QuietOpt) -> None:
-    """Group the faces of an index into people (DBSCAN on the descriptors); faces in no group get
-    cluster -1. Move a folder groups/group_NNN into your gallery as GALLERY/NAME to name that person.
+    """Group the faces of an index into people (Chinese whispers on the descriptors, as dlib
+    clusters faces); faces in no group get cluster -1. Move a folder groups/group_NNN into your
+    gallery as GALLERY/NAME to name that person.
 
     Example: visionzoo faces cluster --index faces.parquet --out people/
     """

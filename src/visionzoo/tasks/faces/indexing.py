@@ -91,26 +91,36 @@ def _crop(src: Image.Image, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(src.crop((x0, y0, x0 + side, y0 + side))), np.array([x0, y0], np.float64)
 
 
+def find_faces(path: str, detect_size: int = DETECT_SIZE) -> tuple[Image.Image, tuple[int, int], np.ndarray, np.ndarray]:
+    """(the reduced-size decode, the photo's displayed size, boxes in photo pixels, scores)."""
+    det, decoded, size = detection_copy(path, detect_size)
+    boxes, scores = face_boxes(det, "blazeface", min_tile=DETECT_MIN_TILE, tile_ratio=DETECT_TILE_RATIO)
+    return decoded, size, boxes * (size[0] / det.width), np.asarray(scores, np.float32)
+
+
+def align_faces(path: str, decoded: Image.Image, size: tuple[int, int], boxes: np.ndarray,
+                scores: np.ndarray) -> PhotoFaces:
+    """Landmarks and aligned chips of the faces `boxes`, from pixels where each face is at least
+    FACE_PX wide: `decoded` when it has them, else one larger decode of the photo."""
+    if not len(boxes):
+        return PhotoFaces(path, size)
+    widths = np.maximum(boxes[:, 2] - boxes[:, 0], 1.0)
+    have = decoded.width / size[0]
+    need = min(1.0, FACE_PX / float(widths.min()))
+    src = decoded if have >= need or have >= 1.0 else _decode(path, size, math.ceil(need * max(size)))
+    r = src.width / size[0]                                        # photo -> source pixels
+    points, chips = np.zeros((len(boxes), 5, 2)), np.zeros((len(boxes), CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
+    for i, box in enumerate(boxes):
+        region, corner = _crop(src, box * r)
+        p, c = align(region, [box * r - np.tile(corner, 2)])
+        points[i], chips[i] = (p[0] + corner) / r, c[0]
+    return PhotoFaces(path, size, boxes.astype(np.float32), scores, points.astype(np.float32), chips)
+
+
 def photo_faces(path: str, detect_size: int = DETECT_SIZE) -> PhotoFaces:
     """Boxes, scores, landmarks and aligned chips of every face of one photo (no embeddings)."""
     try:
-        det, decoded, size = detection_copy(path, detect_size)
-        boxes, scores = face_boxes(det, "blazeface", min_tile=DETECT_MIN_TILE, tile_ratio=DETECT_TILE_RATIO)
-        boxes = boxes * (size[0] / det.width)                         # photo pixels
-        if not len(boxes):
-            return PhotoFaces(path, size)
-        widths = np.maximum(boxes[:, 2] - boxes[:, 0], 1.0)
-        have = decoded.width / size[0]
-        need = min(1.0, FACE_PX / float(widths.min()))
-        src = decoded if have >= need or have >= 1.0 else _decode(path, size, math.ceil(need * max(size)))
-        r = src.width / size[0]                                        # photo -> source pixels
-        points, chips = np.zeros((len(boxes), 5, 2)), np.zeros((len(boxes), CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
-        for i, box in enumerate(boxes):
-            region, corner = _crop(src, box * r)
-            p, c = align(region, [box * r - np.tile(corner, 2)])
-            points[i], chips[i] = (p[0] + corner) / r, c[0]
-        return PhotoFaces(path, size, boxes.astype(np.float32), np.asarray(scores, np.float32),
-                          points.astype(np.float32), chips)
+        return align_faces(path, *find_faces(path, detect_size))
     except ImageDecodeError as exc:
         return PhotoFaces(path, error=exc.reason)
     except MemoryError:
