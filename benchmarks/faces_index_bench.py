@@ -2,12 +2,12 @@
 the sum of its stages' limits, the ONNX embedder against dlib, and find / cluster / resume on a
 library where 14 known people appear in many photos among many without faces.
 
-Data: shared/datasets/faces (the five photos, 1200 x 630 to 2048 x 1991 px, x 4 copies), a
+Data: shared/datasets/faces (the five photos, 1200 x 630 to 2048 x 1991 px, x 8 copies), a
 folder of ordinary 2-12 MP photos (benchmarks/faces_library.py: faceless photos at 2, 5, 8 and
 12 MP with 0-3 people pasted in, JPEG q90) and the library of faces_library.py.
 
-    python benchmarks/faces_index_bench.py              # everything, ~6 minutes on 2 cores
-    python benchmarks/faces_index_bench.py --quick      # fewer photos (~2 minutes)
+    python benchmarks/faces_index_bench.py              # everything, ~8 minutes on 2 cores
+    python benchmarks/faces_index_bench.py --quick      # fewer photos (~4 minutes)
 
 Figures, all from one run:
 - before: decode (3072 px working copy) + detect + dlib's landmarks and dlib's own 128-d
@@ -23,6 +23,7 @@ import argparse
 import collections
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -99,22 +100,28 @@ def embedder_table() -> None:
 
 
 # --------------------------------------------------------------------------- speed
-def before_rate(files: list[str]) -> float:
-    """photos/s of the pipeline `faces embed` ran before: 3072 px working copy, detection, dlib's
-    landmarks and dlib's descriptor per face, one process."""
+def _cpu() -> float:
+    """CPU seconds of this process so far, every thread (a loaded machine's waits not counted)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def before_rate(files: list[str]) -> tuple[float, float]:
+    """(photos/s, CPU s/photo) of the pipeline `faces embed` ran before: 3072 px working copy,
+    detection, dlib's landmarks and dlib's descriptor per face, one process."""
     from visionzoo.tasks.faces.detectors import detect_faces
     from visionzoo.tasks.faces.images import iter_images
     from visionzoo.tasks.faces.recognize import reference_descriptors
 
-    t = time.perf_counter()
+    t, c = time.perf_counter(), _cpu()
     for item in iter_images(files):
         faces = detect_faces(item.image, "blazeface")
         reference_descriptors(np.asarray(item.image), [f.box for f in faces])
-    return len(files) / (time.perf_counter() - t)
+    return len(files) / (time.perf_counter() - t), (_cpu() - c) / len(files)
 
 
 def stage_times(files: list[str]) -> dict[str, float]:
-    """Seconds per photo of each stage on one core (and faces per photo), each photo going
+    """CPU seconds per photo of each stage on one thread (and faces per photo), each photo going
     through the stages in turn as in `faces index`."""
     from visionzoo.tasks.faces.detectors import face_boxes
     from visionzoo.tasks.faces.indexing import DETECT_MIN_TILE, DETECT_TILE_RATIO, align_faces, detection_copy
@@ -123,32 +130,33 @@ def stage_times(files: list[str]) -> dict[str, float]:
     total = collections.Counter()
     chips = []
     for f in files:
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         det, decoded, size = detection_copy(f)
-        t1 = time.perf_counter()
+        t1 = time.thread_time()
         boxes, scores = face_boxes(det, "blazeface", min_tile=DETECT_MIN_TILE, tile_ratio=DETECT_TILE_RATIO)
-        t2 = time.perf_counter()
+        t2 = time.thread_time()
         photo = align_faces(f, decoded, size, boxes * (size[0] / det.width), np.asarray(scores, np.float32))
-        t3 = time.perf_counter()
+        t3 = time.thread_time()
         total.update(decode=t1 - t0, detect=t2 - t1, align_other=t3 - t2)
         chips.append(photo.chips)
     chips = np.concatenate(chips)
-    t = time.perf_counter()
+    t = time.thread_time()
     for a in range(0, len(chips), 8):
         embed_chips(chips[a:a + 8])
     n = len(files)
     return {"decode": total["decode"] / n, "detect": total["detect"] / n, "align_other": total["align_other"] / n,
-            "embed_face": (time.perf_counter() - t) / len(chips), "faces": len(chips) / n}
+            "embed_face": (time.thread_time() - t) / len(chips), "faces": len(chips) / n}
 
 
-def after_rate(files: list[str], tmp: Path) -> tuple[float, int]:
+def after_rate(files: list[str], tmp: Path) -> tuple[float, float]:
+    """(photos/s, CPU s/photo) of `faces index` on every core, shards written."""
     from visionzoo.batch.faces_index import index_faces
 
     out = tmp / "speed.parquet"
     shutil.rmtree(out, ignore_errors=True)
-    t = time.perf_counter()
-    r = index_faces(files, out)
-    return len(files) / (time.perf_counter() - t), r.faces
+    t, c = time.perf_counter(), _cpu()
+    index_faces(files, out)
+    return len(files) / (time.perf_counter() - t), (_cpu() - c) / len(files)
 
 
 def speed_table(sets: dict[str, list[str]], tmp: Path) -> None:
@@ -158,18 +166,23 @@ def speed_table(sets: dict[str, list[str]], tmp: Path) -> None:
     cores = usable_cpus()
     index_photos(sets[next(iter(sets))][:2])  # models loaded once, as in a long run
     print(f"\n## Speed: detect + embed every face (this machine: {_machine()})\n")
+    print("Stages: CPU time on one thread, per photo (decode at reduced size, every BlazeFace pass, the embedder's "
+          "forward per face); limit = cores / (decode + detector + faces x embedder). CPU columns: the whole "
+          "process's CPU time per photo, which other jobs on the machine do not inflate.\n")
     print("| photos | faces/photo | before (photos/s) | after: `faces index` (photos/s) | after / before | "
-          "decode reduced (ms) | detector (ms) | embedder (ms/face) | stage limit (photos/s) | after / limit | "
-          "align + crops + JPEG, not in the limit (ms) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "decode reduced (ms) | detector (ms) | embedder (ms/face) | limit (photos/s) | after / limit | "
+          "CPU ms/photo: before, after | stages / after CPU | align, crops, JPEG (ms, not in the limit) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, files in sets.items():
-        before = before_rate(files)
+        before, before_cpu = before_rate(files)
         st = stage_times(files)
-        after, faces = after_rate(files, tmp)
-        limit = cores / (st["decode"] + st["detect"] + st["faces"] * st["embed_face"])
+        after, after_cpu = after_rate(files, tmp)
+        stages = st["decode"] + st["detect"] + st["faces"] * st["embed_face"]
+        limit = cores / stages
         print(f"| {name} | {st['faces']:.2f} | {before:.2f} | **{after:.2f}** | **{after / before:.1f}x** | "
               f"{st['decode'] * 1000:.1f} | {st['detect'] * 1000:.1f} | {st['embed_face'] * 1000:.1f} | {limit:.2f} | "
-              f"**{after / limit:.2f}** | {st['align_other'] * 1000:.1f} |")
+              f"**{after / limit:.2f}** | {before_cpu * 1000:.0f}, {after_cpu * 1000:.0f} | "
+              f"**{stages / after_cpu:.2f}** | {st['align_other'] * 1000:.1f} |")
 
 
 # --------------------------------------------------------------------------- accuracy
@@ -292,8 +305,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         root = args.root or tmp / "photos"
-        copies = 2 if args.quick else 4
-        shared = root / "shared_x4"
+        copies = 4 if args.quick else 8
+        shared = root / f"shared_x{copies}"
         shared.mkdir(parents=True, exist_ok=True)
         for k in range(copies):
             for src in [fl.SHARED / "faces" / p / "1.jpg" for p in fl.PORTRAITS] + [fl.SHARED / "faces" / "multiface.jpg"]:

@@ -39,17 +39,22 @@ def shard_rows(photos: Sequence[PhotoFaces]) -> tuple[list[str], np.ndarray, dic
     keys = [region_key(p.path, f"face{k}", p.boxes[k]) for p, k in faces]
     matrix = np.stack([p.embeddings[k] for p, k in faces]) if faces else np.zeros((0, DIM), np.float32)
 
-    def fixed(values: list[np.ndarray], width: int):
-        flat = np.concatenate([np.asarray(v, np.float32).reshape(-1) for v in values]) if values else np.zeros(0, np.float32)
-        return pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), width)
+    def numbers(values: list, dtype, width: int | None = None):
+        """From buffers, as store.shards builds its columns (`pa.array` would import pandas)."""
+        flat = np.ascontiguousarray(np.asarray(values, dtype).reshape(-1))
+        arr = pa.Array.from_buffers(pa.from_numpy_dtype(flat.dtype), len(flat), [None, pa.py_buffer(flat)])
+        return arr if width is None else pa.FixedSizeListArray.from_arrays(arr, width)
 
+    chips = [p.jpegs[k] for p, k in faces]
+    offsets = np.zeros(len(chips) + 1, np.int32)
+    np.cumsum([len(c) for c in chips], out=offsets[1:])
     columns = {
         "photo": string_array([p.path for p, _ in faces]),
-        "face": pa.array(np.array([k for _, k in faces], np.int32), pa.int32()),
-        "box": fixed([p.boxes[k] for p, k in faces], 4),
-        "score": pa.array(np.array([p.scores[k] for p, k in faces], np.float32), pa.float32()),
-        "landmarks": fixed([p.points[k] for p, k in faces], 10),
-        "chip": pa.array([p.jpegs[k] for p, k in faces], pa.binary()),
+        "face": numbers([k for _, k in faces], np.int32),
+        "box": numbers([p.boxes[k] for p, k in faces] or np.zeros((0, 4)), np.float32, 4),
+        "score": numbers([p.scores[k] for p, k in faces], np.float32),
+        "landmarks": numbers([p.points[k] for p, k in faces] or np.zeros((0, 10)), np.float32, 10),
+        "chip": pa.Array.from_buffers(pa.binary(), len(chips), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(chips))]),
     }
     failures = [(p.path, p.error) for p in photos if p.error]
     metadata = {PHOTOS_KEY: json.dumps([p.path for p in photos]).encode()}
