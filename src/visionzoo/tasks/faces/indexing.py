@@ -31,7 +31,8 @@ DETECT_SIZE = 1024      # the detection copy: JPEGs are decoded at the smallest 
                         # long side >= 3/4 of this, then shrunk to at most this
 DETECT_MIN_TILE = 384   # smallest BlazeFace tile pass in that copy: faces down to ~32 px there
 DETECT_TILE_RATIO = 3   # tile sizes a third apart: one level (384 px) over a 1024 px copy
-FACE_PX = 112           # a face is aligned from pixels where it is at least this wide (its chip face is ~100 px)
+FACE_PX = 100           # a face is aligned from pixels where it is at least this wide: its chip shows it at
+                        # 150 / (1 + 2 x 0.25) = 100 px, so no chip is made by enlarging
 REGION = 2.4            # the crop around a face, in face widths: holds the padded chip turned any way
 CHIP_QUALITY = 85       # JPEG quality of the stored chips
 
