@@ -170,3 +170,39 @@ def test_two_processes_stay_within_two_points_of_one(run, scenes, tmp_path):
     two = caption.train(scenes, tmp_path / "two", log=None, num_workers=2, **TRAIN)
     assert two["config"]["training"]["num_workers"] == 2
     assert abs(two["report"]["bleu4"] - run[1]["report"]["bleu4"]) <= 0.02, (two["report"], run[1]["report"])
+
+
+def test_caption_files_are_read_strictly(tmp_path):
+    """An unbalanced quote or an unquoted comma is an error naming the line, never a silently merged or
+    cut caption; a Latin-1 file is named in one line, and --encoding reads it."""
+    Image.new("RGB", (16, 16)).save(tmp_path / "a.png")
+    cases = {"quote": 'image,caption\na.png,"a red square\na.png,a dog\n',
+             "comma": "image,caption\na.png,a dog\na.png,a dog, running\n"}
+    for name, text in cases.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "captions.csv").write_text(text)
+    with pytest.raises(UsageError, match="line 2: .*never closed"):
+        read_captions(tmp_path / "quote")
+    with pytest.raises(UsageError, match="line 3: 3 fields where the first row has 2"):
+        read_captions(tmp_path / "comma")
+    (tmp_path / "latin").mkdir()
+    Image.new("RGB", (16, 16)).save(tmp_path / "latin" / "a.png")
+    (tmp_path / "latin" / "captions.csv").write_bytes("image,caption\na.png,un café noir\n".encode("latin-1"))
+    with pytest.raises(UsageError, match="not utf-8 text .*--encoding"):
+        read_captions(tmp_path / "latin")
+    assert list(read_captions(tmp_path / "latin", encoding="latin-1").captions.values()) == [["un café noir"]]
+
+
+def test_train_exits_1_when_rows_were_left_out(scenes, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "visionzoo", "caption", "train", str(scenes), "--out",
+                           str(tmp_path / "r"), "--epochs", "1", "--quiet"], capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    assert "missing.png" in proc.stderr and (tmp_path / "r" / "config.json").is_file()
+
+
+def test_a_caption_does_not_depend_on_the_other_images_of_the_call(run, scenes):
+    predictor = caption.load_predictor(run[0])
+    images = [Image.open(p).convert("RGB") for p in sorted((scenes / "images").glob("scene_00[0-3]*.png"))[:4]]
+    images.append(images[0].resize((90, 40)))
+    for img, mixed in zip(images, predictor(images)):
+        assert predictor([img])[0]["caption"] == mixed["caption"]

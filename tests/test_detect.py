@@ -241,3 +241,70 @@ def test_two_processes_train_as_one(voc, tmp_path):
     first = [float(h[0]["val_map50"]) for h in (history(tmp_path / "one"), history(tmp_path / "two"))]
     assert abs(first[0] - first[1]) <= 0.02, first
     assert detect.predict(tmp_path / "two", [voc / "images" / "img01.jpg"], conf=0.001)[0]["detections"]
+
+
+def test_train_exits_1_when_annotations_were_left_out(voc, tmp_path):
+    """The same exit codes as every command: the broken XML and the unlabelled image are named, the run is
+    saved without them, and the status is 1."""
+    proc = subprocess.run([sys.executable, "-m", "visionzoo", "detect", "train", str(voc), "--out", str(tmp_path / "r"),
+                           "--epochs", "1", "--image-size", "64", "--quiet"], capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    assert "broken.xml" in proc.stderr and "left out" in proc.stderr and (tmp_path / "r" / "config.json").is_file()
+
+
+def test_an_image_gets_the_same_boxes_alone_and_in_a_mixed_batch(run, voc, tmp_path):
+    """A portrait, a landscape and an enlarged copy in one call, and each alone: the same boxes and scores
+    (only images of one network size share a forward pass, so padding never changes an answer)."""
+    src = Image.open(voc / "images" / "img03.jpg").convert("RGB")
+    images = [src, src.transpose(Image.Transpose.ROTATE_90), src.resize((400, 220)),
+              Image.open(voc / "images" / "img05.jpg").convert("RGB")]
+    predictor = detect.load_predictor(str(run), conf=0.001, batch_size=4)
+    together = predictor(images)
+    for img, mixed in zip(images, together):
+        alone = predictor([img])[0]
+        assert len(alone["detections"]) == len(mixed["detections"]) > 0
+        for a, b in zip(alone["detections"], mixed["detections"]):
+            np.testing.assert_allclose(a["box"], b["box"], atol=1.0)
+            assert a["score"] == pytest.approx(b["score"], abs=1e-4) and a["label"] == b["label"]
+
+
+def test_fine_tune_a_coco_detector_offline_from_a_weights_file(voc, tmp_path, monkeypatch):
+    """`--from NAME`: torchvision's COCO detector, weights from a file (offline), its head replaced for the
+    user's classes, every other tensor taken from the file; offline without the file, one clear message."""
+    import torch
+    import torchvision
+
+    from visionzoo.tasks.detect.model import load_detector
+
+    monkeypatch.setenv("VISIONZOO_OFFLINE", "1")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    name = "fasterrcnn_mobilenet_v3_large_320_fpn"
+    with pytest.raises(WeightsUnavailableError, match=name):
+        detect.train(voc, tmp_path / "r0", start_from=name, epochs=1, log=None)
+    coco = torchvision.models.get_model(name, weights=None, weights_backbone=None)
+    torch.save(coco.state_dict(), tmp_path / "coco.pth")
+    lines: list[str] = []
+    result = detect.train(voc, tmp_path / "run", start_from=name, weights=str(tmp_path / "coco.pth"), epochs=1,
+                          image_size=128, batch_size=4, freeze=2, val_split=0.25, log=lines.append)
+    assert any("of the head are new" in line for line in lines), lines
+    config = result["config"]
+    assert config["detector"]["source"] == name and config["arch"] == "fasterrcnn"
+    assert sorted(config["classes"]) == ["blue", "red"] and "operating_point" in config
+    tuned = load_detector(tmp_path / "run").module.state_dict()
+    first = next(k for k in coco.state_dict() if k.startswith("backbone.body") and k.endswith("weight"))
+    assert torch.equal(tuned[first], coco.state_dict()[first])          # a frozen trunk tensor: the file's
+    assert tuned["roi_heads.box_predictor.cls_score.weight"].shape[0] == 3  # background + 2 classes
+    assert detect.predict(tmp_path / "run", [voc / "images" / "img01.jpg"], conf=0.0)[0]["error"] is None
+
+
+def test_onnx_runtime_gives_pytorchs_boxes(run, voc):
+    """On a CPU, predict runs the run's cached ONNX export; its boxes are PyTorch's."""
+    images = [Image.open(voc / "images" / f"img{i:02d}.jpg").convert("RGB") for i in (2, 7)]
+    onnx = detect.load_predictor(str(run), conf=0.05)
+    torch_ = detect.load_predictor(str(run), conf=0.05, backend="torch")
+    assert (onnx.backend, torch_.backend) == ("onnx", "torch")
+    for a, b in zip(onnx(images), torch_(images)):
+        assert [d["label"] for d in a["detections"]] == [d["label"] for d in b["detections"]]
+        np.testing.assert_allclose([d["box"] for d in a["detections"]], [d["box"] for d in b["detections"]], atol=1.0)
+        np.testing.assert_allclose([d["score"] for d in a["detections"]], [d["score"] for d in b["detections"]],
+                                   atol=1e-3)

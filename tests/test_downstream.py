@@ -196,3 +196,33 @@ def test_folder_query_uses_stored_rows_and_usage_errors(lfw_features, lfw_dir, t
         cluster(lfw_features, 500)
     res = runner.invoke(app, ["cluster", str(lfw_features), "--clusters", "many"])
     assert res.exit_code == 2 and "--clusters" in res.output
+
+
+def test_feature_files_work_from_any_folder_and_after_a_move(tmp_path, monkeypatch):
+    """Rows name their images by absolute path and the manifest records the collection's folder, so
+    dedup, cluster and search work from anywhere; a moved collection is named, and --root points at it."""
+    from skimage import data
+
+    photos = tmp_path / "project" / "photos"
+    photos.mkdir(parents=True)
+    for name in ("chelsea", "coffee", "astronaut", "rocket"):
+        Image.fromarray(getattr(data, name)()).save(photos / f"{name}.jpg", quality=90)
+    cat = Image.open(photos / "chelsea.jpg")
+    cat.resize((cat.width // 2, cat.height // 2)).save(photos / "chelsea_small.jpg", quality=85)
+    monkeypatch.chdir(tmp_path / "project")
+    visionzoo.extract(["photos"], "feats.parquet")          # relative paths, as a user types them
+    monkeypatch.chdir(tmp_path)                              # ... and later works from elsewhere
+    res = runner.invoke(app, ["dedup", "project/feats.parquet"])
+    assert res.exit_code == 0 and "chelsea_small.jpg" in res.output and "1 group(s)" in res.output, res.output
+    res = runner.invoke(app, ["cluster", "project/feats.parquet", "--clusters", "2", "--out", "c"])
+    assert res.exit_code == 0 and (tmp_path / "c" / "cluster_00.png").is_file(), res.output
+    found = visionzoo.search("project/feats.parquet", ["project/photos/coffee.jpg"], k=2)[0]
+    assert found.error is None and all(Path(n.path).name != "coffee.jpg" for n in found.neighbours)
+
+    (tmp_path / "project" / "photos").rename(tmp_path / "moved")
+    res = runner.invoke(app, ["dedup", "project/feats.parquet"])
+    assert res.exit_code == 2 and "--root" in res.output and "is missing" in res.output, res.output
+    res = runner.invoke(app, ["dedup", "project/feats.parquet", "--root", "moved"])
+    assert res.exit_code == 0 and str(tmp_path / "moved" / "chelsea_small.jpg") in res.output, res.output
+    res = runner.invoke(app, ["cluster", "project/feats.parquet", "--clusters", "2", "--out", "c2"])
+    assert res.exit_code == 2 and "--root" in res.output

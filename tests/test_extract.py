@@ -231,3 +231,12 @@ def test_a_repeat_run_starts_from_the_export_index_without_torch(photo_dir, tiny
     assert visionzoo.read_manifest(tmp_path / "retrained")["weights_sha256"] != first["weights_sha256"]
     assert not np.allclose(visionzoo.load_features(tmp_path / "retrained")[1],
                            visionzoo.load_features(tmp_path / "first")[1])
+
+
+def test_a_feature_does_not_depend_on_the_other_images_of_its_batch(photo_dir, tmp_path):
+    """Five photos of different sizes and aspect ratios in one run, each photo alone in another: equal rows."""
+    together = visionzoo.extract([photo_dir], tmp_path / "together", batch_size=8)
+    paths, rows = visionzoo.load_features(together.outputs[0])
+    for i, path in enumerate(paths):
+        alone = visionzoo.extract([path], tmp_path / f"alone{i}", batch_size=8)
+        np.testing.assert_allclose(visionzoo.load_features(alone.outputs[0])[1][0], rows[i], atol=1e-4)

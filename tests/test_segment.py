@@ -96,6 +96,19 @@ def test_unet_learns_generated_blobs_and_saves_a_run(run):
         assert (out / name).is_file(), name
 
 
+def test_a_two_class_run_stores_its_threshold_and_predict_uses_it(run, blobs):
+    out, result = run
+    config = json.loads((out / "config.json").read_text())
+    point = config["operating_point"]
+    assert 0 < point["threshold"] < 1 and point["miou"] >= point["miou_at_half"], point
+    # The histograms' mIoU is what the saved masks score on the same validation images.
+    assert abs(config["metrics"]["val"]["miou"] - point["miou"]) < 2e-3, (config["metrics"]["val"], point)
+    image = [str(blobs / "images" / "b03.jpg")]
+    share = {conf: segment.predict(out, image, conf=conf)[0]["shares"]["blob"] for conf in (0.02, point["threshold"], 0.98)}
+    assert share[0.02] > share[point["threshold"]] > share[0.98], share
+    assert segment.predict(out, image)[0]["shares"] == segment.predict(out, image, conf=point["threshold"])[0]["shares"]
+
+
 def test_tiled_prediction_equals_untiled_on_a_3000x2000_image(run):
     from visionzoo.tasks.segment.model import load_segmenter
 
@@ -105,10 +118,22 @@ def test_tiled_prediction_equals_untiled_on_a_3000x2000_image(run):
     big = np.concatenate([np.concatenate(tiles[r * 5:(r + 1) * 5], axis=1) for r in range(4)], axis=0)
     image = torch.from_numpy(big[:2000, :3000].copy()).permute(2, 0, 1)
     with torch.inference_mode():
-        whole = label_map(seg.module, image, seg.mean, seg.std, tile=None)
-        tiled = label_map(seg.module, image, seg.mean, seg.std, tile=512, overlap=0.25)
+        whole = label_map(seg.network(), image, tile=None)
+        tiled = label_map(seg.network(), image, tile=512, overlap=0.25)
     assert tiled.shape == (2000, 3000)
     assert (whole == tiled).float().mean() > 0.995
+
+
+def test_onnx_runtime_is_the_cpu_default_and_draws_pytorchs_masks(run, blobs):
+    from visionzoo.data.decode import load_rgb
+
+    onnx = segment.load_predictor(run[0], tile=256)
+    eager = segment.load_predictor(run[0], tile=256, backend="torch")
+    assert (onnx.backend, eager.backend) == ("onnx", "torch")
+    photo = load_rgb(blobs / "images" / "b05.jpg")
+    big = photo.resize((700, 560))                                 # tiled: 3 x 3 tiles of 256
+    for img in (photo, big):
+        assert (onnx.mask(img) == eager.mask(img)).mean() > 0.999
 
 
 def test_predict_masks_at_original_size_and_orientation(run, blobs, tmp_path):
@@ -194,3 +219,45 @@ def test_two_processes_stay_within_two_points_of_one(run, blobs, tmp_path):
     two = segment.train(blobs, tmp_path / "two", log=None, num_workers=2, **TRAIN)
     assert two["config"]["training"]["num_workers"] == 2
     assert abs(two["report"]["miou"] - run[1]["report"]["miou"]) <= 0.02, (two["report"]["miou"], run[1]["report"])
+
+
+def test_one_odd_mask_never_redefines_the_classes(blobs, tmp_path):
+    """Among 0/255 masks, a mask with values {0, 1, 3} is left out (its values named), and an anti-aliased
+    0/255 mask (a patch of 128 on an edge) is kept with its edge snapped; the classes stay two."""
+    import shutil
+
+    data = tmp_path / "odd"
+    shutil.copytree(blobs / "images", data / "images")
+    shutil.copytree(blobs / "masks", data / "masks")
+    odd = np.zeros((128, 160), np.uint8)
+    odd[10:40, 10:40], odd[50:60, 50:60] = 1, 3
+    Image.fromarray(odd).save(data / "masks" / "b01.png")
+    soft = np.asarray(Image.open(blobs / "masks" / "b02.png")).copy()
+    ys, xs = np.nonzero(soft)
+    soft[ys[:40], xs[:40]] = 128                                       # a few anti-aliased edge pixels
+    Image.fromarray(soft).save(data / "masks" / "b02.png")
+    ds = load_seg_dataset(data, val_split=0)
+    assert ds.labels == ["background", "foreground"]
+    left_out = {Path(p).name: reason for p, reason in ds.failures}
+    assert "b01.png" in left_out and "3" in left_out["b01.png"], left_out
+    kept = {Path(s.mask).name: s for s in ds.train}
+    assert "b02.png" in kept and kept["b02.png"].binary
+    from visionzoo.tasks.segment.data import read_mask, to_classes
+
+    assert set(np.unique(to_classes(read_mask(kept["b02.png"].mask)[0], True)).tolist()) == {0, 1}
+
+
+def test_train_exits_1_when_pairs_were_left_out(blobs, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "visionzoo", "segment", "train", str(blobs), "--out",
+                           str(tmp_path / "r"), "--epochs", "1", "--crop-size", "64", "--quiet"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    assert "lonely.jpg" in proc.stderr and (tmp_path / "r" / "config.json").is_file()
+
+
+def test_a_mask_does_not_depend_on_the_other_images_of_the_call(run, blobs):
+    predictor = segment.load_predictor(run[0])
+    images = [Image.open(p).convert("RGB") for p in sorted((blobs / "images").glob("b0*.jpg"))[:2]]
+    images.append(images[0].resize((230, 150)))
+    for img, mixed in zip(images, predictor(images)):
+        assert np.array_equal(predictor([img])[0]["mask"], mixed["mask"])

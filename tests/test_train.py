@@ -218,3 +218,23 @@ def test_blocks_freezing_and_batchnorm(lite0):
     tv_blocks = backbone_blocks(tv)
     assert tv_blocks[-1][0] is tv.net.layer4[0].conv1.weight
     assert all(p is not tv.classifier.weight for b in tv_blocks for p in b)
+
+
+def test_unbalanced_two_classes_get_a_threshold_that_the_saved_run_decides_by(lfw_dir, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    for cls, n in (("face", 70), ("nonface", 25)):                 # 2.8 faces per non-face
+        (data / cls).mkdir(parents=True)
+        for f in sorted((lfw_dir / cls).glob("*.png"))[:n]:
+            shutil.copy(f, data / cls / f.name)
+    result = visionzoo.train(data, tmp_path / "run", strategy="linear", image_size=32, epochs=3, val_split=0.3,
+                             log=None)
+    point, val = result["config"]["operating_point"], result["config"]["metrics"]["val"]
+    assert point["positive"] == "nonface" and point["macro_f1"] > point["macro_f1_at_half"], point
+    # The threshold lives in the saved head: the reloaded run, deciding by argmax, scores what the threshold did.
+    assert val["macro_f1"] == pytest.approx(point["macro_f1"], abs=1e-6), (val, point)
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    again = {r.path: r.predictions[0].label for r in visionzoo.classify([p["path"] for p in report["predictions"]],
+                                                                        tmp_path / "run")}
+    assert again == {p["path"]: p["predicted"] for p in report["predictions"]}

@@ -35,6 +35,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         _fsync(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename != str(tmp):
+            raise
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from None  # name the file the user asked for
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from ..cpus import default_workers, usable_cpus
+from ..data.inputs import absolute as absolute_paths
 from ..errors import UsageError
 from .config import ExtractConfig
 from .partition import BatchPlan, Job, computed_batches, flush
@@ -165,11 +166,6 @@ def _extract_partition(k: int, names: list[str], read: list[str], jobs: list[tup
             "load_s": loaded - start, "compute_s": time.perf_counter() - loaded}
 
 
-def _absolute(files: list[str]) -> list[str]:
-    """Paths workers can open: absolute (they may not share the driver's directory); URIs as they are."""
-    return [f if "://" in f else os.path.abspath(f) for f in files]
-
-
 def run_partitions(files: list[str], jobs: list[Job], pending: list[tuple[int, int, int]], cfg: ExtractConfig,
                    progress: Callable[[int], Any]) -> list[dict[str, Any]]:
     """Compute the `pending` partitions (k, start, stop) of `files` for `jobs` as Ray tasks.
@@ -178,7 +174,6 @@ def run_partitions(files: list[str], jobs: list[Job], pending: list[tuple[int, i
     """
     if not pending:
         return []
-    absolute = _absolute(files)
     reports: list[dict[str, Any]] = []
     with ray_session(cfg.ray_address) as ray:
         place = placement(ray, cfg.num_workers, cfg.device)
@@ -189,7 +184,7 @@ def run_partitions(files: list[str], jobs: list[Job], pending: list[tuple[int, i
                                 cfg.backend, cfg.device, cfg.dtype)
             todo = [(j.manifest["model"], replace(j.layout, shards=j.layout.shards.resolve()), j.manifest)
                     for j in jobs if k not in j.done]
-            calls.append((k, files[a:b], absolute[a:b], todo, opts))
+            calls.append((k, files[a:b], files[a:b], todo, opts))
 
         def done(i: int, report: dict[str, Any]) -> None:
             reports.append(report)
@@ -232,7 +227,7 @@ def classify_on_ray(files: list[str], model: Any, *, top_k: int, weights: str | 
     from torch import nn
     from tqdm.auto import tqdm
 
-    absolute = _absolute(files)
+    absolute = absolute_paths(files)  # workers may not share the driver's working folder
     with ray_session(ray_address) as ray, tqdm(total=len(files), unit="img", disable=not progress,
                                                  desc="classify") as bar:
         place = placement(ray, num_workers, device)

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from tqdm.auto import tqdm
 
 from ..cpus import default_workers, usable_cpus
-from ..data.inputs import expand_inputs
+from ..data.inputs import absolute, common_root, expand_inputs
 from ..errors import UsageError
 from ..store import Location, finalize, finished_shards, layout_for
 from ..store.manifest import read_json
@@ -66,6 +66,7 @@ def _prepare(name: str | None, out: Location, files: list[str], cfg: ExtractConf
         "backend": fm.backend,
         "partition_size": cfg.partition_size,
         "inputs": _inputs_key(files),
+        "root": common_root(files),
         "versions": package_versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "status": "running",
@@ -125,7 +126,7 @@ def run(inputs, out: str | os.PathLike, cfg: ExtractConfig) -> ExtractResult:
     start = time.perf_counter()
     cfg.check()
     listed = expand_inputs(inputs)
-    files = listed.files
+    files = absolute(listed.files)  # rows name their images from anywhere (the manifest's "root")
     names = cfg.model_names()
     # Inference gets every core: ONNX Runtime as one decode + infer pipeline per core; PyTorch as
     # a pool of that many threads, with `workers` decoding threads beside it.

@@ -2,7 +2,9 @@
 (one name, one meaning, everywhere) and renamed options' old spellings. Commands hold no logic."""
 from __future__ import annotations
 
+import os
 import sys
+import warnings
 from typing import Any, Callable, Sequence
 
 import typer
@@ -16,18 +18,33 @@ console = Console(width=None if sys.stdout.isatty() else 200)        # results (
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)  # logs, failures and errors
 
 
+DEBUG_ENV = "VISIONZOO_DEBUG"
+
+
+def debugging() -> bool:
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
 class Group(TyperGroup):
-    """Turns visionzoo's own errors (bad input, bad option, missing model) into one line and its exit
-    code, and Ctrl-C into exit 130, for every command below it."""
+    """One handler for every command below it: a user's mistake (a bad option, a missing file, a folder
+    where a file goes, a model that does not exist) becomes one line naming it and exit 2; Ctrl-C exit
+    130. `visionzoo --debug ...` (or VISIONZOO_DEBUG=1) shows the traceback instead."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except VisionZooError as exc:
+            if debugging():
+                raise
             err_console.print(f"[red]error:[/red] {exc}", highlight=False)
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:  # a path the user gave: missing, a folder, not writable
+            if debugging() or exc.filename is None:
+                raise
+            err_console.print(f"[red]error:[/red] {exc.filename}: {exc.strerror or exc}", highlight=False)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            err_console.print("interrupted")
+            err_console.print("interrupted (what was finished is kept; --resume continues a training run)")
             raise typer.Exit(130) from None
 
 
@@ -66,6 +83,11 @@ def new_app(help: str, *, default: bool = False) -> typer.Typer:  # noqa: A002 -
                        cls=DefaultGroup if default else Group, rich_markup_mode=None)
 
 
+# Not the user's business: PIL's decompression-bomb warning (decode.load_rgb enforces its own pixel limit
+# and names the file), and libraries' notes about their own future versions.
+warnings.filterwarnings("ignore", message=".*DecompressionBomb.*|.*decompression bomb.*")
+warnings.filterwarnings("ignore", category=FutureWarning, module="(torch|timm|torchvision|transformers)")
+
 app = new_app("Pretrained vision models: model zoo, classification, features at scale, transfer learning, "
               "detection, segmentation, faces, captioning, serving.")
 
@@ -78,9 +100,16 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _debug(value: bool) -> None:
+    if value:
+        os.environ[DEBUG_ENV] = "1"
+
+
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")) -> None:
+                                       help="Print the version and exit."),
+          debug: bool = typer.Option(False, "--debug", callback=_debug, envvar=DEBUG_ENV,
+                                     help="Show the full traceback when a command fails.")) -> None:
     """Pretrained vision models: model zoo, classification, features at scale, transfer learning,
     detection, segmentation, faces, captioning, serving."""
 
@@ -128,6 +157,9 @@ RayAddressOpt = typer.Option(None, "--ray-address", help="--engine ray: auto, HO
                              "(default: $RAY_ADDRESS, else a local Ray for this run).")
 PickleOpt = typer.Option(False, "--allow-pickle", help="Allow reading a .pkl feature file (unpickling can run code: "
                          "only for files you trust).")
+EncodingOpt = typer.Option("utf-8", "--encoding", help="Text encoding of the dataset's CSV / caption files.")
+RootOpt = typer.Option(None, "--root", help="Where the images of the feature file are now, if the collection moved "
+                       "since `extract` (the folder it recorded is replaced by this one).")
 DrawOpt = typer.Option(None, "--draw", help="Folder for each picture drawn with its results (boxes, names, captions).")
 
 TRAIN_RENAMES = {"--num-workers": "--processes"}

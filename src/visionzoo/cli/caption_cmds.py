@@ -11,6 +11,7 @@ from ._app import (
     TASK_TRAIN_RENAMES,
     DeviceOpt,
     DrawOpt,
+    EncodingOpt,
     ProcessesHelp,
     QuietOpt,
     ResumeOpt,
@@ -47,6 +48,7 @@ def train_cmd(
                                 "or images for --annotations."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder to write (decoder, vocabulary, config, report)."),
     annotations: Optional[Path] = AnnotationsOpt,
+    encoding: str = EncodingOpt,
     backbone: str = typer.Option("efficientnet_lite0", "--backbone",
                                  help="Encoder: zoo name or run folder (frozen; its features are cached)."),
     decoder: str = typer.Option("lstm", "--decoder", help="lstm or transformer."),
@@ -71,7 +73,8 @@ def train_cmd(
     """
     from ..tasks.caption import train
 
-    result = train(data, out, annotations=annotations, resume=resume, progress=show_progress(quiet), log=say,
+    result = train(data, out, annotations=annotations, encoding=encoding, resume=resume,
+                   progress=show_progress(quiet), log=say,
                    backbone=backbone, decoder=decoder, dropout=dropout, epochs=epochs, batch_size=batch_size, lr=lr, beam=beam,
                    val_split=val_split, test_split=test_split, patience=patience, seed=seed, workers=workers,
                    num_workers=processes, device=device)
@@ -79,7 +82,7 @@ def train_cmd(
         fail(where, reason, "left out")
     if result.get("report"):
         console.print(f"held-out: {_scores(result['report'])}", highlight=False)
-    raise typer.Exit(1 if result.get("problems") else 0)
+    raise typer.Exit(results.trained(result))
 
 
 @caption_app.command("predict")
@@ -103,6 +106,7 @@ def predict_cmd(
     from ..tasks.caption import predict
 
     results.check_out(out)
+    results.check_folder(draw, "--draw")
     listed = results.listed(inputs)
     rows = predict(model, listed.files, beam=beam, batch_size=batch_size, workers=workers, device=device,
                    backend=backend, draw=draw, progress=show_progress(quiet))
@@ -115,6 +119,7 @@ def evaluate_cmd(
     data: Path = typer.Argument(..., help="A captioned dataset (as for train)."),
     out: Path = typer.Option(..., "--out", "-o", help="Report folder (report.json, captions.json, examples.png)."),
     annotations: Optional[Path] = AnnotationsOpt,
+    encoding: str = EncodingOpt,
     split: str = typer.Option("all", "--split", help="all, or the run's train / val / test images of DATA."),
     beam: Optional[int] = BeamOpt,
     batch_size: int = BatchOpt,
@@ -130,7 +135,8 @@ def evaluate_cmd(
     from ..tasks.caption import evaluate
 
     report = evaluate(model, data, out, annotations=annotations, split=split, beam=beam, batch_size=batch_size,
-                      workers=workers, device=device, backend=backend, progress=show_progress(quiet))
+                      workers=workers, device=device, backend=backend, encoding=encoding,
+                      progress=show_progress(quiet))
     console.print(f"{report['n_images']} images: {_scores(report)}", highlight=False)
     for p in report["problems"]:
         fail(p["where"], p["error"], "left out")

@@ -11,6 +11,7 @@ from . import results
 from ._app import (
     TRAIN_RENAMES,
     DeviceOpt,
+    EncodingOpt,
     EngineOpt,
     ModelOpt,
     ProcessesHelp,
@@ -109,6 +110,7 @@ def _print_report(report: dict) -> None:
 def train_cmd(
     data: Path = typer.Argument(..., help="Class folders (with or without train/ val/ test/), or a CSV of path,label."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder to write (model, config, history, report)."),
+    encoding: str = EncodingOpt,
     model: str = typer.Option("auto", "--model", "-m",
                               help="Zoo name, timm/torchvision name or run folder; auto: the bundled backbones, "
                                    "chosen by cross-validation (or a comma list of candidates)."),
@@ -142,20 +144,20 @@ def train_cmd(
     """
     from ..tasks.classify import train
 
-    result = train(data, out, resume=resume, progress=show_progress(quiet), log=say, model=model, strategy=strategy,
-                   epochs=epochs, head_epochs=head_epochs, freeze=freeze, lr=lr, batch_size=batch_size,
+    result = train(data, out, encoding=encoding, resume=resume, progress=show_progress(quiet), log=say, model=model,
+                   strategy=strategy, epochs=epochs, head_epochs=head_epochs, freeze=freeze, lr=lr, batch_size=batch_size,
                    image_size=image_size, val_split=val_split, patience=patience, cv=cv, time_budget=time_budget,
                    seed=seed, workers=workers, num_workers=processes, device=device)
-    if "report" in result:
+    if result.get("report"):
         _print_report(result["report"])
-        raise typer.Exit(1 if result["config"]["dataset"]["failures"] else 0)
-    raise typer.Exit(0)
+    raise typer.Exit(results.trained(result))
 
 
 def evaluate_cmd(
     run_dir: Path = typer.Argument(..., help="A run folder written by `visionzoo classify train`."),
     data: Path = typer.Argument(..., help="Class folders (test/ or val/ used if present) or a CSV of path,label."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder [default: RUN_DIR/eval]."),
+    encoding: str = EncodingOpt,
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per forward pass."),
     workers: Optional[int] = WorkersOpt,
     device: str = DeviceOpt,
@@ -168,7 +170,7 @@ def evaluate_cmd(
     from ..tasks.classify import evaluate
 
     report = evaluate(run_dir, data, out=out, batch_size=batch_size, workers=workers, device=device,
-                      progress=show_progress(quiet))
+                      encoding=encoding, progress=show_progress(quiet))
     _print_report(report)
     for f in report["failures"]:
         fail(f["path"], f["error"])

@@ -46,13 +46,20 @@ def train_cmd(
     val_annotations: Optional[Path] = typer.Option(None, "--val-annotations", help="COCO JSON for --val."),
     arch: str = typer.Option("fasterrcnn", "--arch", help="fasterrcnn, retinanet, fcos, ssdlite or maskrcnn."),
     backbone: str = typer.Option("efficientnet_lite0", "--backbone", help="Zoo / timm backbone name."),
-    epochs: int = typer.Option(4, "--epochs", min=1),
+    start_from: Optional[str] = typer.Option(None, "--from", help="Fine-tune a whole COCO-trained torchvision "
+                                             "detector instead (e.g. fasterrcnn_resnet50_fpn_v2): its head is "
+                                             "replaced for your classes."),
+    weights: Optional[Path] = WeightsOpt,
+    epochs: int = typer.Option(30, "--epochs", min=1, help="At most this many epochs: training stops earlier when "
+                               "val mAP stops improving (--patience) or the time budget is spent."),
+    time_budget: float = typer.Option(900.0, "--time-budget", help="Seconds the training epochs may take; the "
+                                      "learning-rate schedule is fitted to what the budget allows."),
     image_size: int = typer.Option(384, "--image-size", help="Short side of the network input (multiple of 32)."),
     freeze: int = typer.Option(3, "--freeze", min=0, help="Leading backbone stages kept frozen (stem = 1)."),
     batch_size: int = BatchOpt,
     lr: float = typer.Option(0.01, "--lr", help="SGD learning rate."),
     val_split: float = ValSplitOpt,
-    patience: int = typer.Option(5, "--patience", min=1, help="Early stopping patience in epochs."),
+    patience: int = typer.Option(4, "--patience", min=1, help="Early stopping patience in epochs."),
     resume: bool = ResumeOpt,
     seed: int = SeedOpt,
     workers: Optional[int] = WorkersOpt,
@@ -60,7 +67,8 @@ def train_cmd(
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
 ):
-    """Train a detector on a zoo backbone (bundled offline weights by default); best epoch by val mAP.
+    """Train a detector on a zoo backbone (bundled offline weights by default), or fine-tune a COCO-trained one
+    (--from); best epoch by val mAP, then the operating point that predict uses is chosen on the val images.
 
     Example: visionzoo detect train raccoons/ --out runs/raccoon
     """
@@ -68,9 +76,10 @@ def train_cmd(
 
     result = train(data, out, val=val, annotations=annotations, val_annotations=val_annotations, resume=resume,
                    progress=show_progress(quiet), log=say, arch=arch, backbone=backbone, epochs=epochs,
+                   time_budget=time_budget, start_from=start_from, weights=str(weights) if weights else None,
                    image_size=image_size, freeze=freeze, batch_size=batch_size, lr=lr, val_split=val_split,
                    patience=patience, seed=seed, workers=workers, num_workers=processes, device=device)
-    raise typer.Exit(1 if result["config"]["dataset"]["failures"] else 0)
+    raise typer.Exit(results.trained(result))
 
 
 @detect_app.command("predict")
@@ -78,8 +87,10 @@ def predict_cmd(
     model: str = typer.Argument(..., help="Detection run folder or COCO detector name (e.g. fasterrcnn_resnet50_fpn_v2)."),
     inputs: List[str] = typer.Argument(..., help="Image files, folders (recursive) or globs."),
     out: Optional[Path] = out_file(),
-    conf: float = typer.Option(0.25, "--conf", help="Keep detections scoring at least this."),
-    iou: float = typer.Option(0.5, "--iou", help="Non-maximum suppression IoU."),
+    conf: Optional[float] = typer.Option(None, "--conf", help="Keep detections scoring at least this [default: the "
+                                         "run's operating point, chosen on its validation images; 0.25 for a "
+                                         "detector by name]."),
+    iou: Optional[float] = typer.Option(None, "--iou", help="Non-maximum suppression IoU [default: the run's]."),
     draw: Optional[Path] = DrawOpt,
     masks: Optional[Path] = typer.Option(None, "--masks", help="Folder for one PNG per detected mask."),
     weights: Optional[Path] = WeightsOpt,
@@ -95,6 +106,8 @@ def predict_cmd(
     from ..tasks.detect import predict
 
     results.check_out(out)
+    results.check_folder(draw, "--draw")
+    results.check_folder(masks, "--masks")
     listed = results.listed(inputs)
     rows = predict(model, listed.files, conf=conf, iou=iou, weights=weights, draw=draw, masks_dir=masks,
                    batch_size=batch_size, workers=workers, device=device, progress=show_progress(quiet))
@@ -109,7 +122,8 @@ def evaluate_cmd(
     data: Path = typer.Argument(..., help="An annotated set (as for train)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder [default: RUN/eval]."),
     annotations: Optional[Path] = AnnotationsOpt,
-    conf: Optional[float] = typer.Option(None, "--conf", help="Threshold for precision / recall [default: the run's]."),
+    conf: Optional[float] = typer.Option(None, "--conf", help="Score threshold for precision / recall [default: the "
+                                         "run's operating point]."),
     weights: Optional[Path] = WeightsOpt,
     batch_size: int = BatchOpt,
     workers: Optional[int] = WorkersOpt,
@@ -129,4 +143,4 @@ def evaluate_cmd(
     for f in report.get("failures", []):
         fail(f["path"], f["error"])
     say(f"wrote {out or Path(model) / 'eval'}/report.json")
-    raise typer.Exit(1 if report.get("failures") else 0)
+    raise typer.Exit(1 if report.get("failures") or any(i["skipped"] for i in report.get("issues", [])) else 0)

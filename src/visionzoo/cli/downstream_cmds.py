@@ -11,6 +11,7 @@ from ._app import (
     DeviceOpt,
     PickleOpt,
     QuietOpt,
+    RootOpt,
     SeedOpt,
     TopKHelp,
     WorkersOpt,
@@ -35,6 +36,7 @@ def index(
     exact: Optional[bool] = typer.Option(None, "--exact/--approximate", help="Force the index type "
                                          "[default: exact up to 50,000 images, IVF above]."),
     allow_pickle: bool = PickleOpt,
+    root: Optional[Path] = RootOpt,
     quiet: bool = QuietOpt,
 ):
     """Build a cosine-similarity index (FAISS) over a feature file for `visionzoo search`.
@@ -43,7 +45,7 @@ def index(
     """
     from ..downstream import build_index
 
-    idx = build_index(features, out, exact=exact, allow_pickle=allow_pickle)
+    idx = build_index(features, out, exact=exact, allow_pickle=allow_pickle, root=root)
     extra = (f", nlist {idx.index.nlist}, nprobe {idx.index.nprobe} (recall@10 vs exact {idx.recall:.3f} on "
              f"stored rows)") if idx.kind == "ivf" else ""
     console.print(f"{idx.kind} index of {len(idx.paths)} image(s), {idx.index.d}-d{extra}", highlight=False)
@@ -62,6 +64,7 @@ def search(
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Query images per forward pass."),
     workers: Optional[int] = WorkersOpt,
     device: str = DeviceOpt,
+    root: Optional[Path] = RootOpt,
     quiet: bool = QuietOpt,
 ):
     """Most similar stored images for each query (cosine similarity).
@@ -74,7 +77,7 @@ def search(
 
     results.check_out(out)
     found = run_search(index_dir, queries, k, nprobe=nprobe, batch_size=batch_size, workers=workers,
-                       device=device, progress=show_progress(quiet))
+                       device=device, progress=show_progress(quiet), root=root)
     table = Table(title=f"top-{k} neighbours")
     table.add_column("query", overflow="fold")
     table.add_column("neighbours (cosine)", overflow="fold")
@@ -102,6 +105,7 @@ def dedup(
                                           "raise --min-similarity)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write groups to FILE.csv (keep/drop per image)."),
     allow_pickle: bool = PickleOpt,
+    root: Optional[Path] = RootOpt,
     quiet: bool = QuietOpt,
 ):
     """Groups of near-duplicate images (exact, resized, recompressed, lightly cropped) with a keep/drop suggestion.
@@ -113,7 +117,8 @@ def dedup(
 
     results.check_out(out, (".csv",))
     report = find_duplicates(features, threshold=min_similarity,
-                             max_distance=None if max_hash_distance < 0 else max_hash_distance, allow_pickle=allow_pickle)
+                             max_distance=None if max_hash_distance < 0 else max_hash_distance,
+                             allow_pickle=allow_pickle, root=root)
     for n, group in enumerate(report.groups, 1):
         console.print(f"[bold]group {n}[/bold]")
         for m in group:
@@ -137,6 +142,7 @@ def cluster(
                              "and one cluster_NN.png montage per cluster."),
     seed: int = SeedOpt,
     allow_pickle: bool = PickleOpt,
+    root: Optional[Path] = RootOpt,
     quiet: bool = QuietOpt,
 ):
     """Group a collection by k-means on its features.
@@ -148,7 +154,7 @@ def cluster(
 
     if k != "auto" and not k.isdigit():
         raise UsageError(f"--clusters must be a number or 'auto', got {k!r}")
-    result = run_cluster(features, k if k == "auto" else int(k), out, seed=seed, allow_pickle=allow_pickle)
+    result = run_cluster(features, k if k == "auto" else int(k), out, seed=seed, allow_pickle=allow_pickle, root=root)
     how = f" (auto: best silhouette {result.silhouette[result.k]:.3f})" if result.silhouette else ""
     console.print(f"k = {result.k}{how}; sizes {result.sizes}", highlight=False)
     _wrote(out / "assignments.csv", out / "clusters.json", out / "cluster_NN.png")
@@ -197,6 +203,7 @@ def map_(
     method: str = typer.Option("auto", "--method", help="auto (UMAP if installed, else t-SNE), tsne, umap, pca."),
     max_points: int = typer.Option(5000, "--max-points", min=2, help="Map a random sample of this many images."),
     allow_pickle: bool = PickleOpt,
+    root: Optional[Path] = RootOpt,
     quiet: bool = QuietOpt,
 ):
     """2-D map of a collection (PCA, then t-SNE or UMAP), coloured by label or cluster.
@@ -206,6 +213,6 @@ def map_(
     from ..downstream import feature_map
 
     result = feature_map(features, out, labels=labels, method=method, max_points=max_points,
-                         allow_pickle=allow_pickle)
+                         allow_pickle=allow_pickle, root=root)
     console.print(f"{len(result.paths)} image(s) mapped with {result.method}", highlight=False)
     _wrote(out)

@@ -27,6 +27,15 @@ def check_out(out: Path | None, kinds: Sequence[str] = (".json", ".csv")) -> Non
         raise UsageError(f"--out {out} is a folder; give a file name ending in {' or '.join(kinds)}")
     if out.suffix.lower() not in kinds:
         raise UsageError(f"--out {out}: this command writes {' or '.join(kinds)} files (by the name's extension)")
+    folder = next(p for p in [out.absolute().parent, *out.absolute().parents] if p.exists())
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise UsageError(f"--out {out}: cannot write there ({folder} is not a writable folder)")
+
+
+def check_folder(path: Path | None, option: str) -> None:
+    """Refuse, before any work, an output folder option that names an existing file."""
+    if path is not None and path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path} is a file; give a folder (it is created if missing)")
 
 
 def _flat(prefix: str, value: Any) -> dict[str, Any]:
@@ -80,6 +89,16 @@ def report_failures(rows: Sequence[dict[str, Any]], skipped: Sequence[str] = ())
     err_console.print(f"{len(rows) - len(failed)} of {len(rows)} image(s) done, {len(failed)} failed.",
                       highlight=False)
     return 1 if failed else 0
+
+
+def trained(result: dict[str, Any]) -> int:
+    """The exit code of a training command: 1 when some input was left out (each was named as it
+    happened: an unreadable image, a malformed annotation, a mask with foreign values, a bad caption row)."""
+    skipped = result.get("skipped") or []
+    if skipped:
+        err_console.print(f"{len(skipped)} input(s) left out, each named above; the run is saved without them",
+                          highlight=False)
+    return 1 if skipped else 0
 
 
 def finish(rows: Sequence[dict[str, Any]], out: Path | None, skipped: Sequence[str] = (), *,

@@ -33,6 +33,9 @@ segment_app = new_app("Semantic segmentation (U-Net, DeepLabV3+, FPN): train on 
 app.add_typer(segment_app, name="segment")
 
 TileOpt = typer.Option(1024, "--tile", min=64, help="Images larger than this run as overlapping tiles of this size.")
+ConfOpt = typer.Option(None, "--conf", min=0.0, max=1.0, help="Two-class masks: a pixel is the second class where "
+                       "its probability reaches this [default: the run's operating point, chosen on its validation "
+                       "images]. Ignored for more classes.")
 
 
 def _scores(report: dict) -> str:
@@ -73,7 +76,7 @@ def train_cmd(
                    workers=workers, num_workers=processes, device=device)
     if result.get("report"):
         console.print(f"val: {_scores(result['report'])}", highlight=False)
-    raise typer.Exit(1 if result.get("failures") else 0)
+    raise typer.Exit(results.trained(result))
 
 
 @segment_app.command("predict")
@@ -84,6 +87,7 @@ def predict_cmd(
     masks: Optional[Path] = typer.Option(None, "--masks", help="Folder for STEM.mask.png (class indices) and "
                                          "STEM.overlay.png per image."),
     tile: int = TileOpt,
+    conf: Optional[float] = ConfOpt,
     weights: Optional[Path] = WeightsOpt,
     workers: Optional[int] = WorkersOpt,
     device: str = DeviceOpt,
@@ -100,9 +104,10 @@ def predict_cmd(
                           f"FILE.json; writing {out}/predictions.json and the masks there, as before", highlight=False)
         masks, out = out, out / "predictions.json"
     results.check_out(out)
+    results.check_folder(masks, "--masks")
     listed = results.listed(inputs)
     rows = predict(model, listed.files, masks_dir=masks, weights=weights, tile=tile, device=device, workers=workers,
-                   progress=show_progress(quiet))
+                   conf=conf, progress=show_progress(quiet))
 
     def line(r: dict) -> str:
         top = sorted(r["shares"].items(), key=lambda kv: -kv[1])[:3]
@@ -117,6 +122,7 @@ def evaluate_cmd(
     data: Path = typer.Argument(..., help="Images + masks (its test/ or val/ part if it has one)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder [default: RUN/eval]."),
     tile: int = TileOpt,
+    conf: Optional[float] = ConfOpt,
     weights: Optional[Path] = WeightsOpt,
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
@@ -127,7 +133,8 @@ def evaluate_cmd(
     """
     from ..tasks.segment import evaluate
 
-    report = evaluate(model, data, out=out, weights=weights, tile=tile, device=device, progress=show_progress(quiet))
+    report = evaluate(model, data, out=out, weights=weights, tile=tile, conf=conf, device=device,
+                      progress=show_progress(quiet))
     console.print(_scores(report), highlight=False)
     for f in report["problems"] + report["failures"]:
         fail(f["path"], f["error"], "skipped")

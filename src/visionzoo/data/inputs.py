@@ -5,6 +5,7 @@ import glob
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from ..errors import UsageError
 
@@ -94,3 +95,14 @@ def expand_inputs(inputs: str | os.PathLike | list | tuple) -> InputList:
     if not files:
         raise UsageError(f"no image files found in {', '.join(map(str, inputs))}")
     return InputList(files=files, skipped=sorted(skipped))
+
+
+def absolute(files: Sequence[str]) -> list[str]:
+    """Local paths made absolute (URIs stay as they are)."""
+    return [f if "://" in f else os.path.abspath(f) for f in files]
+
+
+def common_root(files: Sequence[str]) -> str | None:
+    """The deepest folder holding every local input: `--root` moves the rows from there."""
+    local = [os.path.dirname(f) for f in files if "://" not in f]
+    return os.path.commonpath(local) if local else None

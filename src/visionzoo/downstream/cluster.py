@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
-from .features import FeaturesArg, open_features
+from .features import FeaturesArg, check_images, open_features
 
 SCORE_ROWS = 3000
 MONTAGE_IMAGES = 25
@@ -70,9 +70,13 @@ def cluster(
     seed: int = 0,
     montages: bool = True,
     allow_pickle: bool = False,
+    root: str | os.PathLike | None = None,
 ) -> Clustering:
-    """Cluster the rows; with `out`, write assignments.csv, clusters.json and cluster_NN.png montages."""
-    fs = open_features(features, allow_pickle=allow_pickle)
+    """Cluster the rows; with `out`, write assignments.csv, clusters.json and cluster_NN.png montages
+    (`root`: where the images are now, if the collection moved since the features were extracted)."""
+    fs = open_features(features, allow_pickle=allow_pickle, root=root)
+    if out is not None and montages:
+        check_images(fs)
     x = fs.normalized()
     n = len(x)
     scores: dict[int, float] = {}

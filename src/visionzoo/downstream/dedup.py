@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..data.decode import ImageDecodeError, load_rgb
-from .features import FeaturesArg, open_features
+from .features import FeaturesArg, check_images, open_features
 from .index import make_faiss_index
 
 DEFAULT_THRESHOLD = 0.5
@@ -87,9 +87,13 @@ def find_duplicates(
     threshold: float = DEFAULT_THRESHOLD,
     max_distance: int | None = DEFAULT_MAX_DISTANCE,
     allow_pickle: bool = False,
+    root: str | os.PathLike | None = None,
 ) -> DuplicateReport:
-    """Groups of near-duplicate images in a feature file, each with one "keep" and the rest "drop"."""
-    fs = open_features(features, allow_pickle=allow_pickle)
+    """Groups of near-duplicate images in a feature file, each with one "keep" and the rest "drop".
+    `root`: where the images are now, if the collection moved since the features were extracted."""
+    fs = open_features(features, allow_pickle=allow_pickle, root=root)
+    if max_distance is not None:  # the pairs are confirmed on the files themselves
+        check_images(fs)
     x = fs.normalized()
     index, _ = make_faiss_index(x)
     scores, rows = index.search(x, min(NEIGHBOURS + 1, len(x)))

@@ -47,8 +47,42 @@ def l2_normalize(matrix: np.ndarray) -> np.ndarray:
     return matrix
 
 
-def open_features(features: FeaturesArg, *, allow_pickle: bool = False) -> FeatureSet:
-    """A feature file path, a FeatureSet, an Embeddings or a (paths, matrix) pair -> FeatureSet."""
+def _file_of(key: str) -> str:
+    """The image file of a row key: a path, or `PATH#...` (a face or object region, a video frame)."""
+    return key if "#" not in key or os.path.exists(key) else key.rsplit("#", 1)[0]
+
+
+def rebased(paths: Sequence[str], recorded: str, root: str | os.PathLike) -> list[str]:
+    """Row keys under the folder the feature file recorded (`recorded`) moved under `root`."""
+    root = os.path.abspath(root)
+    out = []
+    for p in paths:
+        if "://" in p or not os.path.isabs(p) or os.path.commonpath([recorded, p]) != recorded:
+            out.append(p)
+        else:
+            out.append(os.path.join(root, os.path.relpath(p, recorded)))
+    return out
+
+
+def check_images(fs: FeatureSet, sample: int = 8) -> None:
+    """A usage error, before any work, when the images the rows name are not where the file says
+    (a collection moved since it was indexed): a few rows spread over the file are looked up."""
+    local = [p for p in fs.paths if "://" not in p]
+    if not local:
+        return
+    picks = [local[round(i * (len(local) - 1) / max(sample - 1, 1))] for i in range(min(sample, len(local)))]
+    if not any(os.path.exists(_file_of(p)) for p in picks):
+        root = (fs.manifest or {}).get("root")
+        where = f" under {root}" if root else ""
+        raise UsageError(f"the images of {fs.source or 'these features'} are not where it recorded them{where} "
+                         f"(e.g. {_file_of(picks[0])} is missing): if the collection moved, pass --root "
+                         f"NEW_FOLDER")
+
+
+def open_features(features: FeaturesArg, *, allow_pickle: bool = False,
+                  root: str | os.PathLike | None = None) -> FeatureSet:
+    """A feature file path, a FeatureSet, an Embeddings or a (paths, matrix) pair -> FeatureSet.
+    `root`: where the collection the file was made from is now (its rows' recorded folder moves there)."""
     if isinstance(features, FeatureSet):
         return features
     if isinstance(features, tuple) and len(features) == 2:
@@ -63,7 +97,14 @@ def open_features(features: FeaturesArg, *, allow_pickle: bool = False) -> Featu
         manifest = read_manifest(path)
     except (UsageError, OSError, ValueError):
         manifest = None  # e.g. a classic pickle written by an old script: rows only
-    return FeatureSet(list(paths), matrix, manifest, str(path))
+    paths = list(paths)
+    if root is not None:
+        recorded = (manifest or {}).get("root")
+        if not recorded:
+            raise UsageError(f"{path} records no folder its images came from (made by an older version, or from "
+                             f"URIs); --root applies to feature files written by `visionzoo extract`")
+        paths = rebased(paths, recorded, root)
+    return FeatureSet(paths, matrix, manifest, str(path))
 
 
 def labels_for(paths: Sequence[str], labels: str | os.PathLike | Sequence[str] | None = None) -> list[str | None]:

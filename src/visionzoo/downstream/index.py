@@ -23,7 +23,7 @@ import numpy as np
 
 from ..atomic import atomic_path, write_json
 from ..errors import UsageError
-from .features import FeaturesArg, l2_normalize, open_features
+from .features import FeaturesArg, l2_normalize, open_features, rebased
 
 EXACT_MAX = 50_000          # rows; above this an approximate (IVF) index is built
 TARGET_RECALL = 0.95        # recall@10 vs exact that the IVF index's nprobe is tuned to reach
@@ -165,12 +165,13 @@ def build_index(
     *,
     exact: bool | None = None,
     allow_pickle: bool = False,
+    root: str | os.PathLike | None = None,
 ) -> SimilarityIndex:
     """Index a feature file (or rows in memory) for cosine search; saved to folder `out` if given.
 
     `exact=None` chooses: exact up to EXACT_MAX rows, IVF above.
     """
-    fs = open_features(features, allow_pickle=allow_pickle)
+    fs = open_features(features, allow_pickle=allow_pickle, root=root)
     faiss_index, recall = make_faiss_index(fs.normalized(), exact=exact)
     index = SimilarityIndex(faiss_index, fs.paths, fs.manifest, fs.source, recall)
     if out is not None:
@@ -178,8 +179,9 @@ def build_index(
     return index
 
 
-def load_index(path: str | os.PathLike) -> SimilarityIndex:
-    """An index folder from `build_index`; a feature file is indexed in memory instead."""
+def load_index(path: str | os.PathLike, root: str | os.PathLike | None = None) -> SimilarityIndex:
+    """An index folder from `build_index`; a feature file is indexed in memory instead. `root`: where
+    the indexed images are now, if the collection moved."""
     import faiss
 
     source, path = os.fspath(path), Path(path)  # source may be a URI (s3://...) of a feature file
@@ -191,12 +193,18 @@ def load_index(path: str | os.PathLike) -> SimilarityIndex:
         except Exception:
             raise UsageError(f"{source} is neither an index folder nor a feature file (make them with "
                              f"`visionzoo index FEATURES --out DIR` and `visionzoo extract`)") from None
-        return build_index(source)  # a feature file: index it in memory for this search
+        return build_index(source, root=root)  # a feature file: index it in memory for this search
     meta = json.loads((path / META_FILE).read_text("utf-8"))
     index = faiss.read_index(str(path / INDEX_FILE))
     if meta.get("nprobe") and hasattr(index, "nprobe"):
         index.nprobe = int(meta["nprobe"])
     paths = json.loads((path / PATHS_FILE).read_text("utf-8"))
+    recorded = (meta.get("manifest") or {}).get("root")
+    if root is not None:
+        if not recorded:
+            raise UsageError(f"{path} records no folder its images came from; --root applies to indexes of feature "
+                             f"files written by `visionzoo extract`")
+        paths = rebased(paths, recorded, root)
     return SimilarityIndex(index, paths, meta.get("manifest"), meta.get("features"), meta.get("recall_at_10"))
 
 
@@ -210,6 +218,7 @@ def search(
     workers: int | None = None,
     device: str = "auto",
     progress: bool = False,
+    root: str | os.PathLike | None = None,
 ) -> list[SearchResult]:
     """The k most similar stored images for each query.
 
@@ -222,7 +231,7 @@ def search(
 
     if k < 1:
         raise UsageError("k must be >= 1")
-    idx = index if isinstance(index, SimilarityIndex) else load_index(index)
+    idx = index if isinstance(index, SimilarityIndex) else load_index(index, root)
     queries = [os.fspath(q) for q in ([queries] if isinstance(queries, (str, os.PathLike)) else queries)]
     vectors: dict[str, np.ndarray] = {}
     self_rows: dict[str, int] = {}

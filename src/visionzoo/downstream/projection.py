@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import UsageError
-from .features import FeaturesArg, l2_normalize, labels_for, open_features
+from .features import FeaturesArg, check_images, l2_normalize, labels_for, open_features
 
 METHODS = ("auto", "tsne", "umap", "pca")
 PCA_DIMS = 50
@@ -65,11 +65,14 @@ def feature_map(
     max_points: int = 5000,
     seed: int = 0,
     allow_pickle: bool = False,
+    root: str | os.PathLike | None = None,
 ) -> FeatureMap:
     """Project to 2-D; `out` FILE.png draws a scatter, FILE.html a page with thumbnails on hover."""
     if out is not None and Path(out).suffix.lower() not in (".png", ".html", ".htm"):
         raise UsageError(f"map output must be .png or .html, got {out}")
-    fs = open_features(features, allow_pickle=allow_pickle)
+    fs = open_features(features, allow_pickle=allow_pickle, root=root)
+    if out is not None and Path(out).suffix.lower() != ".png":  # the page shows the images themselves
+        check_images(fs)
     rows = np.arange(len(fs.paths))
     if len(rows) > max_points:
         rows = np.sort(np.random.default_rng(seed).choice(len(rows), size=max_points, replace=False))

@@ -4,8 +4,12 @@ onnxruntime is imported only here, when this backend is chosen.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+from importlib import metadata
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -20,6 +24,31 @@ def onnx_cache_dir() -> Path:
         return Path(os.environ["VISIONZOO_ONNX_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "visionzoo" / "onnx"
+
+
+def run_identity(source: str | os.PathLike, config: dict[str, Any]) -> dict[str, Any]:
+    """What decides a task network's exported graph: its weights file (a run folder's model.safetensors)
+    as found on disk, the network's config and the libraries that build and export it."""
+    source = os.fspath(source)
+    weights = Path(source) / "model.safetensors" if Path(source).is_dir() else Path(source)
+    stat = weights.stat() if weights.is_file() else None
+    versions = {}
+    for package in ("visionzoo", "torch", "torchvision", "timm", "segmentation_models_pytorch"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = ""
+    return {"source": os.path.realpath(source) if stat else source, "size": stat.st_size if stat else None,
+            "mtime": stat.st_mtime_ns if stat else None, "config": config, "versions": versions}
+
+
+def cached_export(kind: str, identity: dict[str, Any], export: Callable[[Path], Any]) -> Path:
+    """The ONNX file of a network known by `identity`, made by `export(path)` the first time only."""
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    path = onnx_cache_dir() / kind / f"{key}.onnx"
+    if not path.is_file():
+        export(path)
+    return path
 
 
 def session(path: str | os.PathLike, threads: int | None = None, device: str = "cpu"):

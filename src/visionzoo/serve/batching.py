@@ -25,7 +25,9 @@ class MicroBatcher:
     """`submit(item) -> Future`; `fn(items) -> outputs` (one per item) runs in a worker thread."""
 
     def __init__(self, fn: Callable[[list[Any]], Sequence[Any]], *, max_batch: int = 32, window_s: float = 0.005,
-                 max_queue: int = 512, name: str = "model"):
+                 max_queue: int = 512, name: str = "model", workers: int = 1):
+        """`workers` threads each take the next batch: with a model that runs one call per core at once
+        (ONNX Runtime on one thread per call), every core computes while requests keep arriving."""
         self.fn = fn
         self.max_batch = max(1, max_batch)
         self.window_s = window_s
@@ -33,8 +35,11 @@ class MicroBatcher:
         self.batches = 0          # forward passes run (for /v1/models and the benchmark)
         self.items = 0            # images they held
         self._queue: queue.Queue = queue.Queue()
-        self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._loop, name=f"batcher-{name}-{i}", daemon=True)
+                         for i in range(max(1, workers))]
+        self._lock = threading.Lock()
+        for t in self._threads:
+            t.start()
 
     def submit(self, item: Any) -> Future:
         if self._queue.qsize() >= self.max_queue:
@@ -44,8 +49,10 @@ class MicroBatcher:
         return fut
 
     def close(self, timeout: float = 5.0) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout)
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join(timeout)
 
     def _collect(self, first) -> list:
         batch = [first]
@@ -79,7 +86,8 @@ class MicroBatcher:
                 for _, fut in live:
                     fut.set_exception(exc)
                 continue
-            self.batches += 1
-            self.items += len(live)
+            with self._lock:
+                self.batches += 1
+                self.items += len(live)
             for (_, fut), out in zip(live, outputs):
                 fut.set_result(out)

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data import eval_transform, load_rgb
+from ..cpus import usable_cpus
+from ..data import eval_array_transform, load_rgb
 from ..errors import UsageError
 from ..tasks.classify import label_names, probabilities, topk_predictions
 from ..tasks.embed import DEFAULT_LAYER, feature_runner, weights_digest
@@ -107,9 +108,9 @@ def png_data_url(img: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _batcher(fn: Callable, cfg: ServeConfig, name: str, max_batch: int | None = None) -> MicroBatcher:
+def _batcher(fn: Callable, cfg: ServeConfig, name: str, max_batch: int | None = None, workers: int = 1) -> MicroBatcher:
     return MicroBatcher(fn, max_batch=max_batch or cfg.max_batch, window_s=cfg.batch_window_ms / 1000,
-                        max_queue=cfg.max_queue, name=name)
+                        max_queue=cfg.max_queue, name=name, workers=workers)
 
 
 class ServedClassifier:
@@ -124,20 +125,27 @@ class ServedClassifier:
         self.cfg = cfg
         self.digest = digest
         self.labels = label_names(self.spec)
-        self.transform = eval_transform(self.spec.preprocessing)
+        self.transform = eval_array_transform(self.spec.preprocessing)  # PIL + NumPy: the extract reader's
         # The index's layer / pool / normalize when this is the model that made the index, so an
         # embedding from /v1/embed is comparable with the stored rows.
         self.embedding = {"layer": DEFAULT_LAYER, "pool": None, "normalize": False, **(embedding or {})}
-        run = dict(backend=cfg.backend, device=cfg.device, threads=cfg.threads, digest=digest)
+        # On CPU, as extract does: ONNX Runtime sessions on one thread each, called by one batcher thread per
+        # core, so every core runs a forward pass while the next requests are decoded.
+        cores = cfg.threads or usable_cpus()
+        run = dict(backend=cfg.backend, device=cfg.device, threads=1, digest=digest)
         logits, self.backend = feature_runner(module, "logits", **run)
         self.features, _ = feature_runner(module, self.embedding["layer"], self.embedding["pool"],
                                           bool(self.embedding["normalize"]), **run)
-        self.embedding["dim"] = int(self.features(torch.zeros(1, *self.spec.preprocessing.input_size)).shape[1])
-        self.classify_batcher = _batcher(lambda xs: list(probabilities(torch.from_numpy(logits(torch.stack(xs))), self.spec)),
-                                         cfg, f"{name}-classify")
-        self.embed_batcher = _batcher(lambda xs: list(self.features(torch.stack(xs))), cfg, f"{name}-embed")
+        workers = cores if self.backend == "onnx" else 1
+        if self.backend != "onnx" and cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.embedding["dim"] = int(self.features(np.zeros((1, *self.spec.preprocessing.input_size), np.float32)).shape[1])
+        self.classify_batcher = _batcher(lambda xs: list(probabilities(torch.from_numpy(logits(np.stack(xs))), self.spec)),
+                                         cfg, f"{name}-classify", workers=workers)
+        self.embed_batcher = _batcher(lambda xs: list(self.features(np.stack(xs))), cfg, f"{name}-embed",
+                                      workers=workers)
 
-    def prepare(self, data: bytes, filename: str) -> torch.Tensor:
+    def prepare(self, data: bytes, filename: str) -> np.ndarray:
         """Decode (JPEG draft mode down to the resize size) and preprocess: runs in a request thread."""
         size = self.spec.preprocessing.resize_size
         img = decode_upload(data, filename, max_pixels=self.cfg.max_pixels, target_size=size,
@@ -168,7 +176,8 @@ class ServedPredictor:
         self.cfg = cfg
         self.predictor = predictor
         self.batcher = _batcher(lambda imgs: [jsonable(d) for d in predictor(imgs)], cfg, f"{name}-{task}",
-                                max_batch=min(cfg.max_batch, getattr(predictor, "batch_size", None) or cfg.max_batch))
+                                max_batch=min(cfg.max_batch, getattr(predictor, "batch_size", None) or cfg.max_batch),
+                                workers=getattr(predictor, "parallel", 1))  # calls a thread-safe predictor takes at once
 
     def prepare(self, data: bytes, filename: str) -> Image.Image:
         """Full-size decode: the predictor answers in the uploaded image's pixels."""
@@ -211,9 +220,9 @@ class ServedIndex:
         m = self.manifest
         return {"layer": m.get("layer") or DEFAULT_LAYER, "pool": m.get("pool"), "normalize": bool(m.get("normalize"))}
 
-    def _embed_and_search(self, items: list[tuple[torch.Tensor, int]]) -> list[list[dict[str, Any]]]:
+    def _embed_and_search(self, items: list[tuple[np.ndarray, int]]) -> list[list[dict[str, Any]]]:
         """(preprocessed image, k) pairs -> each one's k nearest stored images, one FAISS call per batch."""
-        vectors = self.classifier.features(torch.stack([x for x, _ in items]))
+        vectors = self.classifier.features(np.stack([x for x, _ in items]))
         scores, rows = self.index.search_vectors(vectors, max(k for _, k in items))
         return [[{"path": self.index.paths[j], "score": round(float(s), 6)} for s, j in zip(srow[:k], rrow[:k]) if j >= 0]
                 for (_, k), srow, rrow in zip(items, scores, rows)]

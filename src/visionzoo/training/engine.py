@@ -37,12 +37,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int):
-    """Linear warmup to the base rate, then cosine decay to zero."""
+def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int | Callable[[], int], warmup_steps: int):
+    """Linear warmup to the base rate, then cosine decay to zero at `total_steps` (a number, or a function
+    giving the current plan: a time budget can shorten the run, and the decay then ends sooner)."""
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / (warmup_steps + 1)
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        total = total_steps() if callable(total_steps) else total_steps
+        progress = (step - warmup_steps) / max(1, total - warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
@@ -109,6 +111,35 @@ class Fit:
     best_epoch: int | None = None
     seconds: float = 0.0
     interrupted: bool = False
+    stopped_by: str = "epochs"     # "epochs" | "plateau" (early stopping) | "time budget" | "interrupted"
+
+
+class Budget(cb.Callback):
+    """A time budget for the epochs: after each one, the phase is cut to the epochs that still fit (at the
+    last epoch's pace), and its learning-rate schedule ends there. Its plan travels in the checkpoint."""
+
+    def __init__(self, seconds: float | None):
+        self.seconds, self.stop, self.used = seconds, None, 0.0
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        self.used += logs["seconds"]
+        if self.seconds is None:
+            return
+        left = self.seconds - self.used
+        fits = int(left // max(logs["seconds"], 1e-6))
+        stop = distributed.from_rank0(lambda: epoch + 1 + fits)
+        if stop < (self.stop or trainer.phase_stop):
+            self.stop = stop
+            if stop <= epoch + 1:
+                trainer.log(f"time budget ({self.seconds:g} s) used up after epoch {epoch}")
+            else:
+                trainer.log(f"time budget: {stop - epoch - 1} more epoch(s) fit in the {self.seconds:g} s budget")
+
+    def state(self):
+        return {"stop": self.stop, "used": self.used}
+
+    def restore(self, state):
+        self.stop, self.used = state.get("stop"), float(state.get("used", 0.0))
 
 
 class Trainer:
@@ -116,7 +147,8 @@ class Trainer:
 
     def __init__(self, module: nn.Module, hooks: TaskHooks, phases: Sequence[Phase], *, run_dir: str | Path,
                  patience: int, device: str = "auto", seed: int = 0, log: Log = print, progress: bool = False,
-                 sync_bn: bool = True, find_unused: bool = False, callbacks: Sequence[cb.Callback] = ()):
+                 sync_bn: bool = True, find_unused: bool = False, time_budget: float | None = None,
+                 callbacks: Sequence[cb.Callback] = ()):
         self.device = pick_device(device)
         self.cuda = self.device.type == "cuda"
         self.module, self.hooks, self.phases = module, hooks, list(phases)
@@ -126,14 +158,15 @@ class Trainer:
         self.best = cb.BestCheckpoint(self.run_dir, hooks.score)
         self.early = cb.EarlyStopping(patience, hooks.score)
         self.history = cb.CSVLogger(self.run_dir)
-        stateful = [self.best, self.early, self.history]
+        self.budget = Budget(time_budget)
+        stateful = [self.best, self.early, self.history, self.budget]
         self.callbacks: list[cb.Callback] = [cb.LogLine(self.total, log, hooks.log_keys), *stateful,
                                              cb.ResumeCheckpoint(self.run_dir, stateful), *callbacks]
-        if not distributed.is_main():
-            self.callbacks = [self.early]  # every rank sees the same logs, so stops together; rank 0 alone writes
+        if not distributed.is_main():  # every rank sees the same logs, so stops together; rank 0 alone writes
+            self.callbacks = [self.early, self.budget]
         self.amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if self.cuda else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.phase = ""
+        self.phase, self.phase_stop = "", 0
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: Any = None
         self.stop_training = False
@@ -146,28 +179,31 @@ class Trainer:
         if self.cuda:
             self.module.to(memory_format=torch.channels_last)
         start = self._restore(checkpoint)
-        interrupted = False
+        interrupted, self.stopped_by = False, "epochs"
         try:
             for phase in self.phases:
+                if self.budget.stop is not None and phase.epochs.start >= self.budget.stop:
+                    break
                 todo = range(max(phase.epochs.start, start), phase.epochs.stop)
                 if len(todo):
                     self._run_phase(phase, todo, checkpoint, start)
         except KeyboardInterrupt:
             if self.best.best_epoch is None or not distributed.is_main():
                 raise
-            interrupted = True
+            interrupted, self.stopped_by = True, "interrupted"
             self.log(f"interrupted: keeping the best epoch so far ({self.best.best_epoch})")
         self.module.cpu()
         if distributed.is_main():
             self.best.load_best(self.module)
         self.module.to(memory_format=torch.contiguous_format).eval()
-        return Fit(self.history.rows, self.best.best_epoch, time.perf_counter() - start_time, interrupted)
+        return Fit(self.history.rows, self.best.best_epoch, self.budget.used or time.perf_counter() - start_time,
+                   interrupted, self.stopped_by)
 
     def _restore(self, checkpoint: dict[str, Any] | None) -> int:
         """Callback states from `checkpoint`; returns the first epoch still to train."""
         if checkpoint is None:
             return 1
-        for c in (self.best, self.early, self.history):
+        for c in (self.best, self.early, self.history, self.budget):
             c.restore(checkpoint["callbacks"].get(type(c).__name__, {}))
         done = checkpoint["epoch"]
         self.log(f"resuming after epoch {done} of {self.total}, with the run's original arguments")
@@ -176,12 +212,14 @@ class Trainer:
         return done + 1
 
     def _run_phase(self, phase: Phase, todo: range, checkpoint: dict[str, Any] | None, start: int) -> None:
-        self.phase, self.stop_training = phase.name, False
+        self.phase, self.phase_stop, self.stop_training = phase.name, phase.epochs.stop, False
         self.optimizer = phase.optimizer()
         steps = self.hooks.steps()
         total = len(phase.epochs) * steps
         warmup = min(int(phase.max_warmup_epochs * steps), int(phase.warmup * total))
-        self.scheduler = warmup_cosine(self.optimizer, total, warmup)
+        planned = lambda: (min(self.budget.stop or phase.epochs.stop, phase.epochs.stop)  # noqa: E731
+                           - phase.epochs.start) * steps
+        self.scheduler = warmup_cosine(self.optimizer, planned, warmup)
         if checkpoint is not None and todo.start == start:  # this phase continues the checkpoint
             self.module.load_state_dict(checkpoint["model"])
             if checkpoint["phase"] == phase.name and checkpoint["epoch"] + 1 == todo.start:
@@ -203,6 +241,10 @@ class Trainer:
             for c in self.callbacks:
                 c.on_epoch_end(self, epoch, logs)
             if self.stop_training:
+                self.stopped_by = "plateau"
+                break
+            if self.budget.stop is not None and epoch + 1 >= self.budget.stop:
+                self.stopped_by = "time budget"
                 break
 
     def _autocast(self):

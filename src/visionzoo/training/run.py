@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from torch import nn
 
@@ -65,6 +65,15 @@ class RunConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in known})
 
 
+class Evaluated(NamedTuple):
+    """What a task's evaluation of its saved run gives `finish_run`."""
+
+    split: str | None                          # the held-out images' name ("val", "test"), None: nothing held out
+    report: dict[str, Any]
+    metrics: dict[str, Any]                    # recorded as config.json metrics[split]
+    config: dict[str, Any] = {}                # chosen on those images and recorded too (the operating point)
+
+
 class Recipe:
     """A task's training. Built cheaply from its config on every rank; `setup` (after the ranks
     joined) reads the data and builds `module`, `hooks` and `phases`; `finish` saves and evaluates."""
@@ -74,6 +83,7 @@ class Recipe:
     why_not_parallel = ""
     sync_bn = True
     find_unused = False
+    time_budget: float | None = None   # seconds the epochs may take (the engine shortens the schedule to fit)
     module: nn.Module
     hooks: TaskHooks
     phases: list[Phase]
@@ -88,7 +98,7 @@ class Recipe:
         """Train and (on rank 0) finish the run; returns what `finish` returns (None on other ranks)."""
         trainer = Trainer(self.module, self.hooks, self.phases, run_dir=run_dir, patience=self.config.patience,
                           device=self.config.device, seed=self.config.seed, log=log, progress=progress,
-                          sync_bn=self.sync_bn, find_unused=self.find_unused)
+                          sync_bn=self.sync_bn, find_unused=self.find_unused, time_budget=self.time_budget)
         fit = trainer.fit(checkpoint)
         if not distributed.is_main():
             return None
@@ -128,6 +138,8 @@ def train_run(entry: Callable[..., Any], recipe: Recipe, out: str | os.PathLike,
     `call` the keywords it was called with: data-parallel ranks start by calling it again."""
     log = log or quiet
     run_dir = Path(out)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--out {run_dir} is a file; a run is a folder (give a new folder name)")
     config, checkpoint = recipe.config, None
     if resume and not (run_dir / cb.CHECKPOINT_FILE).exists() and is_run_dir(run_dir) \
             and read_config(run_dir).get("status") == "complete":
@@ -162,11 +174,11 @@ def train_run(entry: Callable[..., Any], recipe: Recipe, out: str | os.PathLike,
 
 def finish_run(run_dir: Path, module: nn.Module, *, task: str, classes: list[str], image_size: int | None,
                preprocessing: dict[str, Any], config: RunConfig, dataset: dict[str, Any], fit: Fit | None,
-               evaluate: Callable[[Path], tuple[str | None, dict[str, Any], dict[str, Any]]],
+               evaluate: Callable[[Path], tuple],
                curve_keys: tuple[str, ...] = ("loss",), extra: dict[str, Any] | None = None,
                log: Log = quiet) -> dict[str, Any]:
     """Save `module` (with its `zoo_spec`) and the run's config, then evaluate the run as reloaded
-    from disk (`evaluate(run_dir) -> (split name, report, metrics for config.json)`), so the report
+    from disk (`evaluate(run_dir) -> Evaluated`: split name, report, metrics and choices), so the report
     is what the saved run predicts. An interrupted run stays resumable: its checkpoint is kept."""
     from ..viz.train_plots import learning_curves
 
@@ -180,7 +192,7 @@ def finish_run(run_dir: Path, module: nn.Module, *, task: str, classes: list[str
         "image_size": image_size,
         "preprocessing": preprocessing,
         **(extra or {}),
-        "training": {**config.to_dict(), "seconds": round(fit.seconds, 1)},
+        "training": {**config.to_dict(), "seconds": round(fit.seconds, 1), "stopped_by": fit.stopped_by},
         "dataset": dataset,
         "epochs_run": len(history),
         "best_epoch": fit.best_epoch,
@@ -190,11 +202,12 @@ def finish_run(run_dir: Path, module: nn.Module, *, task: str, classes: list[str
     save_run_model(module, run_dir, record)
     if history:
         learning_curves(history, run_dir / "curves.png", keys=curve_keys)
-    split, report, metrics = evaluate(run_dir)
+    split, report, metrics, chosen = Evaluated(*evaluate(run_dir))
     saved = read_config(run_dir)
     if split is not None:
         saved["metrics"][split] = metrics
-        write_json(run_dir / CONFIG_FILE, saved)
+    saved.update(chosen)
+    write_json(run_dir / CONFIG_FILE, saved)
     (run_dir / cb.BEST_FILE).unlink(missing_ok=True)
     if not fit.interrupted:
         for leftover in (cb.CHECKPOINT_FILE, ARGS_FILE):

@@ -15,13 +15,13 @@ problem `(where, reason)` naming the file and line, and the rest is kept.
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...data.splits import shuffled
+from ...data.tables import csv_rows, read_text
 from ...errors import UsageError
 
 CSV_NAMES = ("captions.csv", "captions.txt")
@@ -92,36 +92,35 @@ def _find_image(root: Path, name: str, dirs: tuple[str, ...]) -> Path:
     return next((p for p in candidates if p.is_file()), candidates[0])
 
 
-def _read_csv(path: Path, image_dirs: tuple[str, ...]) -> CaptionSet:
+def _read_csv(path: Path, image_dirs: tuple[str, ...], encoding: str = "utf-8") -> CaptionSet:
     root = path.parent
     col = _Collector(str(path), "csv")
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        fields = {(h or "").strip().lower(): h for h in reader.fieldnames or []}
-        if "image" not in fields or "caption" not in fields:
-            raise UsageError(f"{path} needs a header row with the columns image,caption (found: {', '.join(fields) or 'none'})")
-        for row in reader:
-            name = (row.get(fields["image"]) or "").strip()
-            where = f"{path.name}:{reader.line_num}"
-            if not name:
-                col.set.problems.append((where, "row without an image name"))
-                continue
-            col.add(where, _find_image(root, name, image_dirs), row.get(fields["caption"]), name,
-                    row.get(fields["split"]) if "split" in fields else None)
+    rows = csv_rows(path, encoding)
+    first = next(rows, None)
+    fields = {h.strip().lower(): i for i, h in enumerate(first[1])} if first else {}
+    if "image" not in fields or "caption" not in fields:
+        raise UsageError(f"{path} needs a header row with the columns image,caption (found: {', '.join(fields) or 'none'})")
+    for line, row in rows:
+        name = row[fields["image"]].strip()
+        where = f"{path.name}:{line}"
+        if not name:
+            col.set.problems.append((where, "row without an image name"))
+            continue
+        col.add(where, _find_image(root, name, image_dirs), row[fields["caption"]], name,
+                row[fields["split"]] if "split" in fields else None)
     return col.done()
 
 
-def _read_flickr_tokens(path: Path) -> CaptionSet:
+def _read_flickr_tokens(path: Path, encoding: str = "utf-8") -> CaptionSet:
     """The original Flickr8k.token.txt: `NAME.jpg#N<TAB>caption` per line."""
     root = path.parent
     col = _Collector(str(path), "flickr8k")
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            key, _, caption = line.rstrip("\n").partition("\t")
-            name = key.split("#", 1)[0].strip()
-            col.add(f"{path.name}:{n}", _find_image(root, name, FLICKR_IMAGE_DIRS), caption, name)
+    for n, line in enumerate(read_text(path, encoding).splitlines(), 1):
+        if not line.strip():
+            continue
+        key, _, caption = line.partition("\t")
+        name = key.split("#", 1)[0].strip()
+        col.add(f"{path.name}:{n}", _find_image(root, name, FLICKR_IMAGE_DIRS), caption, name)
     return col.done()
 
 
@@ -153,8 +152,10 @@ def _read_coco(annotations: Path, root: Path) -> CaptionSet:
     return col.done()
 
 
-def read_captions(data: str | os.PathLike, annotations: str | os.PathLike | None = None) -> CaptionSet:
-    """Read any supported layout (see the module docstring) into a CaptionSet."""
+def read_captions(data: str | os.PathLike, annotations: str | os.PathLike | None = None,
+                  encoding: str = "utf-8") -> CaptionSet:
+    """Read any supported layout (see the module docstring) into a CaptionSet; caption text files are
+    read strictly in `encoding` (an unbalanced quote or a row of the wrong width is an error naming its line)."""
     data = Path(data)
     if annotations is not None:
         annotations = Path(annotations)
@@ -164,26 +165,27 @@ def read_captions(data: str | os.PathLike, annotations: str | os.PathLike | None
             raise UsageError(f"with --annotations, DATA must be the image folder; {data} is not a folder")
         return _read_coco(annotations, data)
     if data.is_file():
-        return _read_table(data)
+        return _read_table(data, encoding)
     if not data.is_dir():
         raise UsageError(f"no such file or folder: {data}")
     for name in CSV_NAMES:
         if (data / name).is_file():
-            return _read_table(data / name)
+            return _read_table(data / name, encoding)
     if (data / "Flickr8k.token.txt").is_file():
-        return _read_table(data / "Flickr8k.token.txt")
+        return _read_table(data / "Flickr8k.token.txt", encoding)
     raise UsageError(f"{data} has no captions.csv or captions.txt (image,caption rows); for COCO captions pass "
                      f"--annotations captions.json")
 
 
-def _read_table(path: Path) -> CaptionSet:
+def _read_table(path: Path, encoding: str = "utf-8") -> CaptionSet:
     if path.suffix.lower() == ".json":
         raise UsageError(f"{path} looks like a COCO captions file: pass it with --annotations and the image folder as DATA")
-    first = path.open(encoding="utf-8-sig").readline()
-    if "\t" in first and "#" in first.split("\t", 1)[0]:
-        ds = _read_flickr_tokens(path)
+    with path.open("rb") as f:
+        first = f.readline()
+    if b"\t" in first and b"#" in first.split(b"\t", 1)[0]:
+        ds = _read_flickr_tokens(path, encoding)
     else:
-        ds = _read_csv(path, FLICKR_IMAGE_DIRS if path.name == "captions.txt" else ("",))
+        ds = _read_csv(path, FLICKR_IMAGE_DIRS if path.name == "captions.txt" else ("",), encoding)
         if path.name == "captions.txt":
             ds.layout = "flickr8k"
     if ds.layout == "flickr8k":

@@ -72,12 +72,12 @@ def _split_images(run: str | os.PathLike, split: str, images: list[str]) -> list
 def evaluate(run_or_name: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike, *,
              annotations: str | os.PathLike | None = None, split: str = "all", beam: int | None = None,
              batch_size: int = 16, workers: int | None = None, device: str = "auto", backend: str = "auto",
-             progress: bool = False) -> dict[str, Any]:
+             encoding: str = "utf-8", progress: bool = False) -> dict[str, Any]:
     """Caption every image of the dataset DATA (or the run's train / val / test split of it) and
     score against all references. Bad rows of the dataset are listed in the report's `problems`."""
     if split not in ("all", *SPLITS):
         raise UsageError(f"unknown split {split!r}; use all, train, val or test")
-    ds = read_captions(data, annotations)
+    ds = read_captions(data, annotations, encoding)
     images = ds.images if split == "all" else _split_images(run_or_name, split, ds.images)
     predictor = load_predictor(run_or_name, beam=beam, device=device, backend=backend)
     results = caption_files(predictor, images, batch_size=batch_size, workers=workers, progress=progress)

@@ -201,7 +201,8 @@ class CaptionRecipe(Recipe):
 
     def setup(self, run_dir: Path, log: Log, progress: bool) -> None:
         cfg = self.config
-        self.ds = read_captions(self.inputs["data"], self.inputs.get("annotations"))
+        self.ds = read_captions(self.inputs["data"], self.inputs.get("annotations"),
+                                self.inputs.get("encoding") or "utf-8")
         splits = split_images(self.ds, cfg.val_split, cfg.test_split, cfg.seed)
         log(f"{len(self.ds.images)} images, {self.ds.n_captions()} captions ({self.ds.layout}); "
             + ", ".join(f"{k} {len(v)}" for k, v in splits.items()) + f"; {len(self.ds.problems)} bad row(s) left out")
@@ -242,15 +243,16 @@ class CaptionRecipe(Recipe):
 
 
 def train(data: str | os.PathLike, out: str | os.PathLike, *, annotations: str | os.PathLike | None = None,
-          resume: bool = False, progress: bool = False, log: Log | None = print, **options: Any) -> dict[str, Any]:
+          encoding: str = "utf-8", resume: bool = False, progress: bool = False, log: Log | None = print,
+          **options: Any) -> dict[str, Any]:
     """Train a captioner on DATA (see data.py for layouts) into the run folder OUT.
 
     Returns {"run_dir", "report" (held-out metrics), "config", "problems": [(where, reason)]}:
     problems are dataset rows and images that were left out (missing, empty, unreadable)."""
-    recipe = CaptionRecipe(CaptionTrainConfig(**options), {"data": os.fspath(data),
+    recipe = CaptionRecipe(CaptionTrainConfig(**options), {"data": os.fspath(data), "encoding": encoding,
                                                            "annotations": annotations and os.fspath(annotations)})
     return train_run(train, recipe, out, resume=resume, progress=progress, log=log,
-                     call={"data": data, "out": out, "annotations": annotations, **options})
+                     call={"data": data, "out": out, "annotations": annotations, "encoding": encoding, **options})
 
 
 def _finish_run(decoder: nn.Module, dcfg: DecoderConfig, cfg: CaptionTrainConfig, ds: CaptionSet,
@@ -289,5 +291,5 @@ def _finish_run(decoder: nn.Module, dcfg: DecoderConfig, cfg: CaptionTrainConfig
         extra={"encoder": {"name": cfg.backbone, "layer": LAYER, "dim": dcfg.feature_dim, "weights_sha256": digest,
                            "frozen": True},
                "decoder": dcfg.to_dict(), "tokenizer": TOKENIZER_FILE, "vocab_size": dcfg.vocab_size, "beam": cfg.beam})
-    result["problems"] = problems
+    result["problems"] = result["skipped"] = problems
     return result

@@ -102,11 +102,11 @@ def kfold_splits(split: Split, k: int, seed: int) -> list[tuple[Split, Split]]:
     return [(split.subset(tr), split.subset(va)) for tr, va in folds.split(np.zeros(len(split)), split.targets)]
 
 
-def read_csv_split(path: Path) -> tuple[dict[str, list[str]], list[str]]:
+def read_csv_split(path: Path, encoding: str = "utf-8") -> tuple[dict[str, list[str]], list[str]]:
     """CSV of `path,label` (relative paths are relative to the CSV's folder)."""
     classes: dict[str, list[str]] = {}
     missing = []
-    for name, label in read_label_csv(path):
+    for name, label in read_label_csv(path, encoding):
         file = Path(name)
         file = file if file.is_absolute() else path.parent / file
         if not file.exists():
@@ -117,7 +117,8 @@ def read_csv_split(path: Path) -> tuple[dict[str, list[str]], list[str]]:
     return {name: sorted(set(files)) for name, files in sorted(classes.items())}, []
 
 
-def load_dataset(data: str | os.PathLike, *, val_split: float = 0.2, seed: int = 0) -> LabeledDataset:
+def load_dataset(data: str | os.PathLike, *, val_split: float = 0.2, seed: int = 0,
+                 encoding: str = "utf-8") -> LabeledDataset:
     """Read DATA: a tree with train/ and val/ (and optional test/) class folders, one tree of class
     folders split by `val_split` (stratified, seeded; 0 = no validation), or a `path,label` CSV."""
     root = Path(data)
@@ -128,7 +129,7 @@ def load_dataset(data: str | os.PathLike, *, val_split: float = 0.2, seed: int =
     if root.is_file():
         if root.suffix.lower() != ".csv":
             raise UsageError(f"{root}: a dataset is a folder of class folders or a CSV of path,label")
-        classes, skipped = read_csv_split(root)
+        classes, skipped = read_csv_split(root, encoding)
         layout = "csv"
     else:
         dirs = find_split_dirs(root)
@@ -159,14 +160,14 @@ def load_dataset(data: str | os.PathLike, *, val_split: float = 0.2, seed: int =
     return ds
 
 
-def load_eval_split(data: str | os.PathLike, labels: list[str]) -> tuple[Split, list[str]]:
+def load_eval_split(data: str | os.PathLike, labels: list[str], encoding: str = "utf-8") -> tuple[Split, list[str]]:
     """The images to evaluate a run on: test/ if DATA has one, else val/, else all of DATA;
     class names are mapped onto the run's `labels` (unknown classes are a usage error)."""
     root = Path(data)
     if not root.exists():
         raise UsageError(f"no such dataset folder or CSV: {root}")
     if root.is_file():
-        classes, skipped = read_csv_split(root)
+        classes, skipped = read_csv_split(root, encoding)
         where = str(root)
     else:
         dirs = find_split_dirs(root)

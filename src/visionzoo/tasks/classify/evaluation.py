@@ -95,7 +95,7 @@ def summary_line(report: dict[str, Any]) -> str:
 
 
 def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike, *, out: str | os.PathLike | None = None,
-             batch_size: int = 32, workers: int | None = None, device: str = "auto",
+             batch_size: int = 32, workers: int | None = None, device: str = "auto", encoding: str = "utf-8",
              progress: bool = False) -> dict[str, Any]:
     """Evaluate a saved run on DATA (its test/ folder if any, else val/, else every class folder,
     or a path,label CSV). Writes the report into `out` [default: RUN_DIR/eval] and returns it."""
@@ -103,7 +103,7 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike, *, out: str | 
         raise UsageError(f"{run_dir} is not a saved run (needs model.safetensors and config.json)")
     module, spec = as_model(run_dir)
     labels = list(spec.labels or [])
-    split, _ = load_eval_split(data, labels)
+    split, _ = load_eval_split(data, labels, encoding)
     y_true, probs, paths, failures = evaluate_split(module, split, labels, batch_size=batch_size,
                                                     workers=workers, device=device, progress=progress)
     if not paths:

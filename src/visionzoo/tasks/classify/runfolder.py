@@ -42,11 +42,20 @@ def finish(module: nn.Module, cfg: TrainConfig, ds: LabeledDataset, train: Split
            extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The run folder of a classifier, reported on `report_on` as reloaded from disk."""
     from .evaluation import evaluate_split, summary_line, write_report
+    from .operating import operating_point, unbalanced
 
     for path, reason in sorted(failures.items()):
         log(f"skipped {path}: {reason}")
     name, split = report_on
     extra = extra or {}
+    if val and unbalanced(train.counts(len(ds.labels))):
+        y, probs, _, _ = evaluate_split(module, val, ds.labels, batch_size=cfg.batch_size, workers=cfg.workers,
+                                        device=cfg.device)
+        point = operating_point(module, ds.labels, train.counts(len(ds.labels)), y, probs)
+        if point is not None:
+            log(f"operating point: {point['note']} (val macro F1 {point['macro_f1']:.4f}; "
+                f"{point['macro_f1_at_half']:.4f} at 0.5)")
+            extra = {**extra, "operating_point": point}
 
     def evaluate(saved_dir: Path):
         from ...zoo import load_model
@@ -64,8 +73,10 @@ def finish(module: nn.Module, cfg: TrainConfig, ds: LabeledDataset, train: Split
         return name, report, {k: report[k] for k in keys if k in report}
 
     spec = module.zoo_spec
-    return finish_run(run_dir, module, task="classify", classes=ds.labels, image_size=spec.preprocessing.image_size,
+    result = finish_run(run_dir, module, task="classify", classes=ds.labels, image_size=spec.preprocessing.image_size,
                       preprocessing=spec.to_dict()["preprocessing"], config=cfg,
                       dataset=dataset_info(ds, train, val, failures), fit=fit, evaluate=evaluate,
                       curve_keys=CURVE_KEYS, log=log,
                       extra={"architecture": spec.full_arch, "labels": ds.labels, **extra})
+    result["skipped"] = sorted(failures.items())
+    return result

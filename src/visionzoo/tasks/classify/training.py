@@ -186,7 +186,8 @@ class ClassifyRecipe(Recipe):
 
     def setup(self, run_dir: Path, log: Log, progress: bool) -> None:
         cfg = self.config
-        self.ds = load_dataset(self.inputs["data"], val_split=cfg.val_split, seed=cfg.seed)
+        self.ds = load_dataset(self.inputs["data"], val_split=cfg.val_split, seed=cfg.seed,
+                               encoding=self.inputs.get("encoding") or "utf-8")
         log(f"data: {self.ds.describe()}")
         if not cfg.cv and cfg.strategy != AUTO:
             self.prepare(self.ds.train, self.ds.val, held_out(self.ds, self.ds.train, self.ds.val), progress)
@@ -269,12 +270,12 @@ class ClassifyRecipe(Recipe):
         return {"run_dir": str(run_dir), "cv": result}
 
 
-def train(data: str | os.PathLike, out: str | os.PathLike, *, resume: bool = False, progress: bool = False,
-          log: Log | None = print, **options: Any) -> dict[str, Any]:
+def train(data: str | os.PathLike, out: str | os.PathLike, *, encoding: str = "utf-8", resume: bool = False,
+          progress: bool = False, log: Log | None = print, **options: Any) -> dict[str, Any]:
     """Train a classifier on DATA (class folders with or without train/val/test, or a path,label
     CSV) and save the run in `out`. Options are TrainConfig fields (model, strategy, epochs,
     head_epochs, freeze, lr, batch_size, image_size, val_split, patience, cv, seed, ...).
     Returns {"run_dir", "report", "config"} (with cv: {"run_dir", "cv": per-fold and mean/std})."""
-    recipe = ClassifyRecipe(TrainConfig(**options), {"data": os.fspath(data)})
+    recipe = ClassifyRecipe(TrainConfig(**options), {"data": os.fspath(data), "encoding": encoding})
     return train_run(train, recipe, out, resume=resume, progress=progress, log=log,
-                     call={"data": data, "out": out, **options})
+                     call={"data": data, "out": out, "encoding": encoding, **options})

@@ -68,6 +68,20 @@ def pr_curve_plot(curves: dict[str, dict[str, list[float]]], out: str | os.PathL
     return save(plt, fig, out)
 
 
+def threshold_curves_plot(curves: dict[str, list[float]], point: Any, out: str | os.PathLike) -> Path:
+    """F1, precision and recall against the score threshold, the operating point marked."""
+    plt, fig, axes = figure(1, 1, (5.0, 4.0))
+    ax = axes[0][0]
+    for key, style in (("f1", "-"), ("precision", "--"), ("recall", ":")):
+        ax.plot(curves["conf"], curves[key], style, lw=2 if key == "f1" else 1.3, label=key)
+    ax.axvline(point.conf, color="gray", lw=1)
+    ax.set(xlabel="score threshold", ylabel="value", xlim=(0, 1), ylim=(0, 1.02),
+           title=f"operating point: score >= {point.conf:.2f}, NMS IoU {point.nms_iou:g}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    return save(plt, fig, out)
+
+
 def worst_grid(items: Sequence[dict[str, Any]], out: str | os.PathLike, *, per_row: int = 4) -> Path:
     """Images with the most errors at the threshold: truth in white, predictions in colour."""
     from ...data.decode import ImageDecodeError, load_rgb

@@ -11,7 +11,8 @@ from ...atomic import write_json
 from ...errors import UsageError
 from .datasets import Sample, load_detection_data
 from .metrics import evaluate_predictions
-from .predictor import EVAL_CONF, Predictor, iter_predict_files
+from .operating import EVAL_CONF, OperatingPoint, threshold_curves
+from .predictor import Predictor, iter_predict_files
 
 REPORT_JSON = "report.json"
 
@@ -23,17 +24,26 @@ def predict_samples(predictor: Predictor, samples: Sequence[Sample], *, workers:
 
 
 def score_samples(samples: Sequence[Sample], predictions: Sequence[dict[str, Any]], classes: Sequence[str], *,
-                  conf: float, masks: bool = False) -> dict[str, Any]:
-    """Box (and mask) metrics of predictions; images that failed to decode are left out and listed."""
+                  point: OperatingPoint, masks: bool = False) -> dict[str, Any]:
+    """Metrics of what `predict` gives with the operating point `point` at a near-zero threshold
+    (`predictions`, one per sample): COCO mAP over all of those boxes, and precision, recall, boxes per
+    image and each image's errors for those the point's thresholds keep (what `predict` draws). Images
+    that failed to decode are left out and listed."""
     keep = [i for i, p in enumerate(predictions) if not p.get("error")]
     kept_samples, kept_preds = [samples[i] for i in keep], [predictions[i] for i in keep]
     if not kept_samples:
         raise UsageError("none of the images could be read")
-    report = evaluate_predictions(kept_samples, kept_preds, classes, conf=conf)
+    shown = [{**p, "detections": point.keep(p["detections"])} for p in kept_preds]
+    report = evaluate_predictions(kept_samples, kept_preds, classes, conf=EVAL_CONF)
+    at_point = evaluate_predictions(kept_samples, shown, classes, conf=0.0)
+    report.update({k: at_point[k] for k in ("precision", "recall", "per_image")}, conf=point.conf,
+                  operating_point=point.to_dict(), curves=threshold_curves(kept_samples, kept_preds, classes),
+                  boxes_per_image=round(sum(len(p["detections"]) for p in shown) / len(shown), 3),
+                  true_boxes_per_image=round(sum(int((~s.crowd).sum()) for s in kept_samples) / len(shown), 3))
     for entry, i in zip(report["per_image"], keep):
         entry["path"] = samples[i].path
     if masks:
-        segm = evaluate_predictions(kept_samples, kept_preds, classes, conf=conf, iou_type="segm")
+        segm = evaluate_predictions(kept_samples, shown, classes, conf=0.0, iou_type="segm")
         report["mask"] = {k: segm[k] for k in ("map50", "map", "precision", "recall")}
         report["mask"]["per_class"] = segm["per_class"]
     report["failures"] = [{"path": p["path"], "error": p["error"]} for p in predictions if p.get("error")]
@@ -41,9 +51,13 @@ def score_samples(samples: Sequence[Sample], predictions: Sequence[dict[str, Any
 
 
 def write_report(out: str | os.PathLike, samples: Sequence[Sample], predictions: Sequence[dict[str, Any]],
-                 report: dict[str, Any], classes: Sequence[str], *, title: str, worst: int = 12) -> dict[str, Any]:
-    """report.json, predictions.json, pr_curve.png and worst.png (most errors at the threshold first)."""
-    from .draw import pr_curve_plot, worst_grid
+                 report: dict[str, Any], classes: Sequence[str], *, point: OperatingPoint, title: str,
+                 worst: int = 12) -> dict[str, Any]:
+    """report.json, predictions.json (the boxes mAP scored: `predict`'s at a near-zero threshold), pr_curve.png,
+    threshold_curves.png
+    (F1, precision and recall against the score threshold) and worst.png (the images with the most
+    errors at the operating point, drawn as `predict` draws them)."""
+    from .draw import pr_curve_plot, threshold_curves_plot, worst_grid
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -51,6 +65,7 @@ def write_report(out: str | os.PathLike, samples: Sequence[Sample], predictions:
     write_json(out / "predictions.json", list(predictions))
     pr_curve_plot({"all classes": report["pr_curve"]}, out / "pr_curve.png",
                   f"PR at IoU 0.5 (mAP50 {report['map50']:.3f})")
+    threshold_curves_plot(report["curves"], point, out / "threshold_curves.png")
     by_path = {s.path: s for s in samples}
     preds = {p["path"]: p for p in predictions}
     bad = sorted((e for e in report["per_image"] if e["false_positives"] + e["false_negatives"]),
@@ -59,7 +74,7 @@ def write_report(out: str | os.PathLike, samples: Sequence[Sample], predictions:
     for e in bad:
         s = by_path[e["path"]]
         truth = [{"box": b.tolist()} for b in s.boxes]
-        dets = [d for d in preds[e["path"]]["detections"] if d["score"] >= report["conf"]]
+        dets = point.keep(preds[e["path"]]["detections"])
         items.append({**e, "truth": truth, "detections": [{k: v for k, v in d.items() if k != "mask"} for d in dets]})
     worst_grid(items, out / "worst.png")
     report["worst_images"] = [e["path"] for e in bad]
@@ -68,8 +83,10 @@ def write_report(out: str | os.PathLike, samples: Sequence[Sample], predictions:
 
 
 def summary_line(report: dict[str, Any]) -> str:
-    text = (f"mAP50 {report['map50']:.4f}, mAP50-95 {report['map']:.4f}, precision {report['precision']:.3f} / "
-            f"recall {report['recall']:.3f} at score >= {report['conf']:.2f}, on {report['n_images']} images")
+    text = (f"mAP50 {report['map50']:.4f}, mAP50-95 {report['map']:.4f}; at the operating point (score >= "
+            f"{report['conf']:.2f}): precision {report['precision']:.3f}, recall {report['recall']:.3f}, "
+            f"{report['boxes_per_image']:.2f} boxes per image ({report['true_boxes_per_image']:.2f} true), on "
+            f"{report['n_images']} images")
     if "mask" in report:
         text += f"; masks: mAP50 {report['mask']['map50']:.4f}, mAP50-95 {report['mask']['map']:.4f}"
     return text
@@ -87,14 +104,16 @@ def evaluate(run_or_name: str | os.PathLike, data: str | os.PathLike, *, out: st
     data_set = load_detection_data(data, annotations, classes=detector.classes)
     for issue in data_set.issues:
         (log or (lambda _m: None))(f"{'skipped' if issue.skipped else 'note'} {issue.file}: {issue.reason}")
-    conf = float(conf if conf is not None else detector.config.get("conf", 0.25))
-    predictor = Predictor(detector, conf=EVAL_CONF, device=device, batch_size=batch_size)
+    point = OperatingPoint.from_config(detector.config)
+    if conf is not None:
+        point = point.with_conf(conf)
+    predictor = Predictor(detector, point=point.with_conf(EVAL_CONF), device=device, batch_size=batch_size)
     predictions = predict_samples(predictor, data_set.samples, workers=workers, progress=progress)
-    report = score_samples(data_set.samples, predictions, detector.classes, conf=conf, masks=predictor.has_masks)
+    report = score_samples(data_set.samples, predictions, detector.classes, point=point, masks=predictor.has_masks)
     report["issues"] = [{"file": i.file, "reason": i.reason, "skipped": i.skipped} for i in data_set.issues]
     if out is None:
         if not Path(run_or_name).is_dir():
             raise UsageError("pass --out DIR for the report when evaluating a pretrained detector by name")
         out = Path(run_or_name) / "eval"
-    return write_report(out, data_set.samples, predictions, report, detector.classes,
+    return write_report(out, data_set.samples, predictions, report, detector.classes, point=point,
                         title=f"{Path(str(run_or_name)).name} on {data}")

@@ -11,6 +11,7 @@ import json
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +39,16 @@ def export_onnx(run_dir: str | os.PathLike, out: str | os.PathLike, *, check_ima
     """Write the detection run `run_dir` as ONNX to `out` and check it reproduces PyTorch's boxes."""
     from .model import load_detector
 
-    detector = load_detector(run_dir)
+    return export_detector(load_detector(run_dir), out, check_image=check_image)
+
+
+def export_detector(detector: Any, out: str | os.PathLike, *, check_image: str | None = None) -> Path:
+    """Write a loaded Detector as ONNX to `out` (every box scoring at least EVAL_CONF, after the model's own
+    NMS: the operating point is applied afterwards, as in PyTorch) and check it reproduces PyTorch's boxes."""
+    from .model import MODEL_NMS, set_thresholds
+    from .operating import EVAL_CONF
+
+    set_thresholds(detector.module, EVAL_CONF, MODEL_NMS)
     wrapper = _OneImage(detector.module.eval().cpu(), detector.has_masks).eval()
     names = ["boxes", "scores", "labels"] + (["masks"] if detector.has_masks else [])
     size = int(detector.config.get("image_size") or detector.config.get("img_size") or 384)
@@ -58,6 +68,7 @@ def export_onnx(run_dir: str | os.PathLike, out: str | os.PathLike, *, check_ima
         entry.key = "visionzoo"
         entry.value = json.dumps({"task": "detect", "classes": detector.classes, "names_by_label": detector.names,
                                   "arch": detector.config.get("arch"), "conf": detector.config.get("conf", 0.25),
+                                  "operating_point": detector.config.get("operating_point"),
                                   "input": "image: float32 3xHxW RGB in [0, 1]", "outputs": names})
         onnx.save(proto, str(tmp))
         _check(wrapper, tmp, check_image)

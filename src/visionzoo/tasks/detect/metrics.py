@@ -128,3 +128,30 @@ def evaluate_predictions(samples: Sequence[Sample], predictions: Sequence[dict],
     report["recall"] = tp / n_gt if n_gt else 0.0
     report["per_image"] = per_image
     return report
+
+
+def score_matches(samples: Sequence[Sample], predictions: Sequence[dict], classes: Sequence[str]
+                  ) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
+    """Per class: (scores of the detections, whether each matches a true box at IoU 0.5, true boxes),
+    from COCOeval's own matching (crowd boxes and what matches them left out), for threshold choices."""
+    from pycocotools.cocoeval import COCOeval
+
+    n_gt = {c: int(sum(int(((s.labels == i) & ~s.crowd).sum()) for s in samples)) for i, c in enumerate(classes)}
+    found: dict[str, tuple[list, list]] = {c: ([], []) for c in classes}
+    rows = coco_results(predictions, classes)
+    if rows:
+        gt = coco_ground_truth(samples, classes)
+        with _quiet():
+            ev = COCOeval(gt, gt.loadRes(rows), "bbox")
+            ev.params.imgIds = list(range(len(samples)))
+            ev.evaluate()
+        all_range = ev.params.areaRng[0]
+        for e in ev.evalImgs:
+            if e is None or e["aRng"] != all_range:
+                continue
+            keep = ~np.asarray(e["dtIgnore"][0], dtype=bool)
+            scores, hits = found[classes[e["category_id"] - 1]]
+            scores += np.asarray(e["dtScores"])[keep].tolist()
+            hits += (np.asarray(e["dtMatches"][0]) > 0)[keep].tolist()
+    return {c: (np.asarray(s, float), np.asarray(h, bool), n_gt[c]) for c, (s, h) in found.items()
+            if n_gt[c] or s}

@@ -40,6 +40,7 @@ class DetectorConfig:
     min_stride: int = 8                         # finest backbone level used (8: strides 8-32)
     box_head: int = 1024                        # Faster/Mask R-CNN: width of the two-layer box head
     train_rois: int = 128                       # Faster/Mask R-CNN: sampled RoIs per image in training
+    source: str | None = None                   # a torchvision COCO detector this one was fine-tuned from
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -144,11 +145,14 @@ def load_backbone_weights(body: nn.Module, backbone: str) -> str:
     return str(classifier.zoo_spec.weights)
 
 
-def backbone_groups(body: nn.Module, arch: str) -> list[list[nn.Parameter]]:
-    """The backbone's parameters in timm's coarse groups (stem, then each stage), input side first."""
+def backbone_groups(body: nn.Module, arch: str | None) -> list[list[nn.Parameter]]:
+    """The backbone's parameters in timm's coarse groups (stem, then each stage), input side first; for a
+    torchvision trunk (`arch` None), its parameter-holding children in order."""
     import timm
     from timm.models import group_parameters
 
+    if not arch:
+        return [list(c.parameters()) for c in body.children() if any(True for _ in c.parameters())]
     with torch.device("meta"):
         matcher = timm.create_model(arch, pretrained=False).group_matcher(coarse=True)
     named = dict(body.named_parameters())
@@ -157,8 +161,44 @@ def backbone_groups(body: nn.Module, arch: str) -> list[list[nn.Parameter]]:
 
 
 # --------------------------------------------------------------------------- building
+def family(name: str) -> str:
+    """The arch family of a torchvision detector name (fasterrcnn_resnet50_fpn_v2 -> fasterrcnn)."""
+    return next((a for a in ("fasterrcnn", "maskrcnn", "retinanet", "fcos", "ssdlite", "ssd") if name.startswith(a)),
+                name)
+
+
+def _torchvision_detector(cfg: DetectorConfig) -> nn.Module:
+    """torchvision's `cfg.source` architecture with a head for `cfg.num_classes` (weights: `load_coco_weights`)."""
+    import torchvision.models as tvm
+
+    sizes = {} if family(cfg.source).startswith("ssd") else {"min_size": cfg.image_size, "max_size": cfg.max_size}
+    return tvm.get_model(cfg.source, weights=None, weights_backbone=None, num_classes=cfg.num_classes + 1, **sizes)
+
+
+def load_coco_weights(model: nn.Module, name: str, weights: str | os.PathLike | None = None) -> tuple[str, list[str]]:
+    """Copy the COCO-trained weights of torchvision's detector `name` into `model` wherever a tensor's shape
+    fits: everything but the class-specific head. Returns (where the weights came from, the tensors left new)."""
+    from ...zoo.weights import torchvision_state_dict
+
+    state, source, _ = torchvision_state_dict(name, weights)
+    target = model.state_dict()
+    fitting = {k: v for k, v in state.items() if k in target and tuple(target[k].shape) == tuple(v.shape)}
+    if len(fitting) < len(target) // 2:
+        raise UsageError(f"the weights {source} do not fit {name} ({len(fitting)} of {len(target)} tensors)")
+    model.load_state_dict(fitting, strict=False)
+    return source, [k for k in target if k not in fitting and not k.endswith("num_batches_tracked")]
+
+
+def backbone_body(model: nn.Module) -> nn.Module:
+    """The feature-extracting trunk of a detector (before the FPN or SSD's extra layers)."""
+    return getattr(model.backbone, "body", model.backbone)
+
+
 def build_detector(cfg: DetectorConfig, *, pretrained_backbone: bool = True) -> nn.Module:
-    """The torchvision detector for `cfg`; with `pretrained_backbone` the zoo's weights are loaded."""
+    """The torchvision detector for `cfg`; with `pretrained_backbone` the zoo's weights are loaded (a
+    detector fine-tuned from a COCO one gets those in `load_coco_weights` instead)."""
+    if cfg.source:
+        return _torchvision_detector(cfg)
     from torchvision.models.detection import FCOS, FasterRCNN, MaskRCNN, RetinaNet
     from torchvision.models.detection.anchor_utils import AnchorGenerator, DefaultBoxGenerator
     from torchvision.models.detection.faster_rcnn import TwoMLPHead
@@ -290,3 +330,13 @@ def load_detector(run_or_name: str | os.PathLike, weights: str | os.PathLike | N
         raise UsageError(f"{name} is not a run folder (needs model.safetensors and config.json)")
     raise UsageError(f"unknown detector {name!r}: pass a run folder written by `visionzoo detect train` or one of "
                      f"{', '.join(pretrained_names())}")
+
+
+MODEL_NMS = 0.5    # the model's own class-aware NMS; the operating point's (operating.py) may suppress more
+
+
+def set_thresholds(module: torch.nn.Module, conf: float, iou: float) -> None:
+    """Score threshold and NMS IoU on whichever torchvision detector this is."""
+    heads = getattr(module, "roi_heads", None)
+    target = heads if heads is not None else module
+    target.score_thresh, target.nms_thresh = float(conf), float(iou)

@@ -8,6 +8,7 @@ training), and scales the boxes and masks back.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -19,13 +20,12 @@ from ...data.decode import ImageDecodeError, load_rgb
 from ...data.geometry import file_displayed_size
 from ...data.inputs import expand_inputs
 from ...errors import UsageError
+from ...ordered import ordered_map
 from ...runtime import pick_device
 from .augment import fit_size
 from .masks import encode_mask, write_mask_png
-from .model import Detector, load_detector
-
-DEFAULT_CONF, DEFAULT_IOU = 0.25, 0.5
-EVAL_CONF = 0.001  # evaluation keeps (almost) every box: COCO AP integrates over all scores
+from .model import MODEL_NMS, Detector, load_detector, set_thresholds
+from .operating import EVAL_CONF, OperatingPoint  # noqa: F401  (EVAL_CONF: re-exported)
 
 
 def network_size(module: torch.nn.Module) -> tuple[int, int, tuple[int, int] | None]:
@@ -34,32 +34,60 @@ def network_size(module: torch.nn.Module) -> tuple[int, int, tuple[int, int] | N
     return int(t.min_size[-1]), int(t.max_size), (tuple(t.fixed_size) if t.fixed_size else None)
 
 
-def set_thresholds(module: torch.nn.Module, conf: float, iou: float) -> None:
-    """Score threshold and NMS IoU on whichever torchvision detector this is."""
-    heads = getattr(module, "roi_heads", None)
-    target = heads if heads is not None else module
-    target.score_thresh, target.nms_thresh = float(conf), float(iou)
-
-
 class Predictor:
     """`predictor(images) -> [{"width", "height", "detections": [{label, score, box[, mask]}]}]`."""
 
     task = "detect"
 
-    def __init__(self, detector: Detector, *, conf: float = DEFAULT_CONF, iou: float = DEFAULT_IOU,
-                 device: str = "auto", batch_size: int = 4):
-        if not 0 <= conf <= 1 or not 0 < iou <= 1:
+    def __init__(self, detector: Detector, *, conf: float | None = None, iou: float | None = None,
+                 point: OperatingPoint | None = None, device: str = "auto", batch_size: int = 4,
+                 backend: str = "auto"):
+        """`point`: which boxes to keep [default: the run's operating point]; `conf` (one threshold for
+        every class) and `iou` (NMS) override parts of it. `backend`: auto (ONNX Runtime on a CPU, see
+        runtime.py; PyTorch on a GPU or when the model cannot be exported), torch or onnx."""
+        if backend not in ("auto", "torch", "onnx"):
+            raise UsageError(f"unknown backend {backend!r}; use auto, torch or onnx")
+        if (conf is not None and not 0 <= conf <= 1) or (iou is not None and not 0 < iou <= 1):
             raise UsageError(f"--conf must be in [0, 1] and --iou in (0, 1], got {conf} and {iou}")
-        self.detector = detector
-        self.conf, self.iou, self.batch_size = conf, iou, batch_size
+        point = point or OperatingPoint.from_config(detector.config)
+        if conf is not None:
+            point = point.with_conf(conf)
+        if iou is not None:
+            point = replace(point, nms_iou=float(iou))
+        self.detector, self.point, self.batch_size = detector, point, batch_size
         self.device = pick_device(device)
         self.module = detector.module.eval().to(self.device)
-        set_thresholds(self.module, conf, iou)
+        set_thresholds(self.module, point.lowest, max(MODEL_NMS, point.nms_iou))
         self.short, self.long, self.fixed = network_size(self.module)
+        self.network, self.backend, self.parallel = self.module, "torch", 1
+        if backend == "onnx" or (backend == "auto" and self.device.type == "cpu"):
+            self._use_onnx(backend == "onnx")
+
+    def _use_onnx(self, required: bool) -> None:
+        from ...cpus import usable_cpus
+        from .runtime import OnnxDetector
+
+        try:
+            self.network = OnnxDetector(self.detector)
+        except UsageError as exc:
+            if required:
+                raise
+            import warnings
+
+            warnings.warn(f"{exc}; detecting with PyTorch instead", stacklevel=3)
+            return
+        finally:
+            set_thresholds(self.module, self.point.lowest, max(MODEL_NMS, self.point.nms_iou))
+        self.backend, self.parallel = "onnx", usable_cpus()
 
     @property
     def names(self) -> list[str]:
         return self.detector.names
+
+    @property
+    def classes(self) -> list[str]:
+        """The object classes (label ids 1..K), as the run records them."""
+        return self.detector.classes
 
     @property
     def has_masks(self) -> bool:
@@ -77,15 +105,22 @@ class Predictor:
 
     @torch.inference_mode()
     def __call__(self, images: Sequence[Image.Image]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for start in range(0, len(images), self.batch_size):
-            chunk = [img.convert("RGB") for img in images[start:start + self.batch_size]]
-            small = [self.network_input(img) for img in chunk]
-            tensors = [torch.from_numpy(np.asarray(s, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255)
-                       .to(self.device) for s in small]
-            raw = self.module(tensors)
-            for img, s, r in zip(chunk, small, raw):
-                out.append(self._to_dict(r, img.size, s.size))
+        """Detections per image. Only images of the same network size share a forward pass: the
+        detector pads a batch to its largest image, and padding would change what it finds, so an
+        image's answer never depends on the other images of the call."""
+        originals = [img.convert("RGB") for img in images]
+        small = [self.network_input(img) for img in originals]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, s in enumerate(small):
+            groups.setdefault(s.size, []).append(i)
+        out: list[dict[str, Any]] = [{} for _ in originals]
+        for members in groups.values():
+            for start in range(0, len(members), self.batch_size):
+                chunk = members[start:start + self.batch_size]
+                tensors = [torch.from_numpy(np.asarray(small[i], dtype=np.uint8).copy()).permute(2, 0, 1).float()
+                           .div_(255).to(self.device) for i in chunk]
+                for i, r in zip(chunk, self.network(tensors)):
+                    out[i] = self._to_dict(r, originals[i].size, small[i].size)
         return out
 
     def _to_dict(self, r: dict[str, torch.Tensor], size: tuple[int, int], net_size: tuple[int, int]) -> dict[str, Any]:
@@ -101,22 +136,23 @@ class Predictor:
                 masks = torch.nn.functional.interpolate(masks[None], size=(h, w), mode="bilinear",
                                                         align_corners=False)[0]
             masks = (masks > 0.5).numpy()
-        detections = []
-        for k in range(len(scores)):
-            label = int(labels[k])
-            d = {"label": self.names[label] if 0 <= label < len(self.names) else str(label),
-                 "score": round(float(scores[k]), 5),
-                 "box": [round(float(v), 2) for v in boxes[k]]}
+        detections = [{"label": self.names[int(labels[k])] if 0 <= int(labels[k]) < len(self.names) else str(labels[k]),
+                       "score": round(float(scores[k]), 5), "box": [round(float(v), 2) for v in boxes[k]], "_k": k}
+                      for k in range(len(scores))]
+        detections = self.point.apply(detections)
+        for d in detections:
+            k = d.pop("_k")
             if masks is not None:
                 d["mask"] = encode_mask(masks[k])
-            detections.append(d)
         return {"width": w, "height": h, "detections": detections}
 
 
-def load_predictor(run_or_name: str | os.PathLike, *, conf: float = DEFAULT_CONF, iou: float = DEFAULT_IOU,
-                   weights: str | os.PathLike | None = None, device: str = "auto", batch_size: int = 4) -> Predictor:
+def load_predictor(run_or_name: str | os.PathLike, *, conf: float | None = None, iou: float | None = None,
+                   weights: str | os.PathLike | None = None, device: str = "auto", batch_size: int = 4,
+                   backend: str = "auto") -> Predictor:
     """A detection run folder or a torchvision COCO detector name, loaded once, ready to call."""
-    return Predictor(load_detector(run_or_name, weights), conf=conf, iou=iou, device=device, batch_size=batch_size)
+    return Predictor(load_detector(run_or_name, weights), conf=conf, iou=iou, device=device, batch_size=batch_size,
+                     backend=backend)
 
 
 # --------------------------------------------------------------------------- files
@@ -163,11 +199,19 @@ def _rescale(result: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
 
 def iter_predict_files(predictor: Predictor, paths: Sequence[str], *, workers: int | None = None,
                        progress: bool = False) -> Iterator[dict[str, Any]]:
-    """Per file, in order: {"path", "width", "height", "detections", "error"}; memory holds one batch."""
+    """Per file, in order: {"path", "width", "height", "detections", "error"}; memory holds one batch.
+    On ONNX Runtime, one pipeline per core decodes a file and detects in it; on PyTorch, `workers`
+    processes decode ahead of the model."""
     from tqdm.auto import tqdm
 
     from ...cpus import default_workers
 
+    if predictor.parallel > 1:
+        with tqdm(total=len(paths), unit="img", disable=not progress, desc="detect") as bar:
+            for result in ordered_map(lambda path: _detect_file(predictor, path), paths, predictor.parallel):
+                bar.update()
+                yield result
+        return
     workers = default_workers(len(paths), 4 * predictor.batch_size) if workers is None else workers
     loader = torch.utils.data.DataLoader(_Decoded(predictor, paths), batch_size=predictor.batch_size,
                                          num_workers=workers, collate_fn=list)
@@ -184,6 +228,14 @@ def iter_predict_files(predictor: Predictor, paths: Sequence[str], *, workers: i
             bar.update(len(batch))
 
 
+def _detect_file(predictor: Predictor, path: str) -> dict[str, Any]:
+    try:
+        img, size = decode_for(predictor, path)
+    except ImageDecodeError as exc:
+        return {"path": path, "width": None, "height": None, "detections": [], "error": exc.reason}
+    return {"path": path, **_rescale(predictor([predictor.network_input(img)])[0], size), "error": None}
+
+
 def output_name(path: str, root: str | None, out_dir: Path, suffix: str) -> Path:
     """out_dir / the file's path below the inputs' common folder, with `suffix` (no clashes between folders)."""
     rel = Path(os.path.relpath(path, root)) if root else Path(Path(path).name)
@@ -193,9 +245,9 @@ def output_name(path: str, root: str | None, out_dir: Path, suffix: str) -> Path
 
 
 def predict(run_or_name: str | os.PathLike, inputs: str | os.PathLike | Sequence[str | os.PathLike], *,
-            conf: float = DEFAULT_CONF, iou: float = DEFAULT_IOU, weights: str | os.PathLike | None = None,
+            conf: float | None = None, iou: float | None = None, weights: str | os.PathLike | None = None,
             draw: str | os.PathLike | None = None, masks_dir: str | os.PathLike | None = None,
-            batch_size: int = 4, workers: int | None = None, device: str = "auto",
+            batch_size: int = 4, workers: int | None = None, device: str = "auto", backend: str = "auto",
             progress: bool = False) -> list[dict[str, Any]]:
     """Detect objects in files, folders or globs: per file {"path", "width", "height", "detections":
     [{"label", "score", "box": [x1, y1, x2, y2]}], "error"} in the file's displayed pixels (EXIF
@@ -204,7 +256,8 @@ def predict(run_or_name: str | os.PathLike, inputs: str | os.PathLike | Sequence
     from .draw import draw_detections
 
     files = expand_inputs(inputs).files
-    predictor = load_predictor(run_or_name, conf=conf, iou=iou, weights=weights, device=device, batch_size=batch_size)
+    predictor = load_predictor(run_or_name, conf=conf, iou=iou, weights=weights, device=device, batch_size=batch_size,
+                               backend=backend)
     root = os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in files])
     results = []
     for r in iter_predict_files(predictor, files, workers=workers, progress=progress):

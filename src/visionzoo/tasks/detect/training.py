@@ -20,13 +20,24 @@ from ...errors import UsageError
 from ...training.batches import loader_batches, steps_per_epoch
 from ...training.engine import Fit, Phase, Step, TaskHooks, seed_everything
 from ...training.freezing import freeze_batchnorm_stats
-from ...training.run import Recipe, RunConfig, finish_run, train_run
+from ...training.run import Evaluated, Recipe, RunConfig, finish_run, train_run
 from ...zoo.spec import ModelSpec, Preprocessing
 from .augment import DetectionDataset, collate, train_transform
 from .datasets import DetectionData, Sample, load_detection_data, split_samples
 from .evaluation import predict_samples, score_samples, summary_line, write_report
-from .model import ARCHS, DEFAULT_BACKBONE, DetectorConfig, backbone_groups, build_detector
-from .predictor import EVAL_CONF, Predictor
+from .metrics import evaluate_predictions
+from .model import (
+    ARCHS,
+    DEFAULT_BACKBONE,
+    DetectorConfig,
+    backbone_body,
+    backbone_groups,
+    build_detector,
+    family,
+    load_coco_weights,
+)
+from .operating import choose, raw_point, suppress
+from .predictor import Predictor, network_size
 
 Log = Callable[[str], None]
 RENAMED = {"img_size": "image_size"}
@@ -38,7 +49,8 @@ class DetectTrainConfig(RunConfig):
 
     arch: str = "fasterrcnn"
     backbone: str = DEFAULT_BACKBONE
-    epochs: int = 4
+    epochs: int = 30                   # at most: training goes on while val mAP improves, within the time budget
+    time_budget: float | None = 900.0  # seconds for the epochs [None: no limit]
     image_size: int = 384              # short side at evaluation; training draws from image_size x scales
     scales: tuple[float, ...] = (0.75, 0.875, 1.0, 1.125)
     freeze: int = 3                    # leading backbone groups kept frozen (stem = 1)
@@ -46,18 +58,28 @@ class DetectTrainConfig(RunConfig):
     lr: float = 0.01                   # SGD, momentum 0.9
     weight_decay: float = 1e-4
     warmup: float = 0.1                # fraction of all steps (at most two epochs)
-    patience: int = 5
+    patience: int = 4
+    start_from: str | None = None      # a torchvision COCO detector to fine-tune (its head replaced), e.g.
+    weights: str | None = None         # fasterrcnn_resnet50_fpn_v2; its weights file [default: hub cache / download]
     augment: str = "default"           # "default" | "none"
-    conf: float = 0.25                 # threshold recorded for predict and for precision / recall
 
     def check(self) -> None:
         super().check()
-        if self.arch not in ARCHS:
+        if self.start_from:
+            from .model import pretrained_names
+
+            if self.start_from not in pretrained_names():
+                raise UsageError(f"--from {self.start_from}: not a torchvision detector; one of "
+                                 f"{', '.join(pretrained_names())}")
+            self.arch = family(self.start_from)
+        elif self.arch not in ARCHS:
             raise UsageError(f"unknown --arch {self.arch!r}; use one of {', '.join(ARCHS)}")
         if self.image_size < 64 or self.image_size % 32:
             raise UsageError(f"--image-size must be a multiple of 32 and at least 64, got {self.image_size}")
         if self.freeze < 0:
             raise UsageError("--freeze must be >= 0")
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise UsageError("--time-budget must be positive")
         if self.augment not in ("default", "none"):
             raise UsageError("--augment must be 'default' or 'none'")
         self.scales = tuple(float(s) for s in self.scales)
@@ -131,9 +153,10 @@ class DetectHooks(TaskHooks):
         from .model import BACKGROUND, Detector
 
         detector = Detector(module, [BACKGROUND, *self.classes], "training")
-        predictor = Predictor(detector, conf=EVAL_CONF, device=str(next(module.parameters()).device))
-        report = score_samples(self.val, predict_samples(predictor, self.val, workers=self.workers), self.classes,
-                               conf=EVAL_CONF)
+        predictor = Predictor(detector, point=raw_point(), device=str(next(module.parameters()).device),
+                              backend="torch")
+        predictions = predict_samples(predictor, self.val, workers=self.workers)
+        report = evaluate_predictions(self.val, [p for p in predictions if not p.get("error")], self.classes)
         return {"map50": report["map50"], "map": report["map"]}
 
     def score(self, logs: dict[str, float]) -> tuple[float, float]:
@@ -148,7 +171,7 @@ class DetectHooks(TaskHooks):
         detector's own resize off (training images arrive at their drawn size, augment.py) and its anchor
         samplers drawing per image."""
         module.train()
-        freeze_batchnorm_stats(module.backbone.body)
+        freeze_batchnorm_stats(backbone_body(module))
         module.transform.resize = lambda image, target=None: (image, target)
         owners = [m for m in (getattr(module, "rpn", None), getattr(module, "roi_heads", None)) if m is not None]
         self.samplers = [PerImageSampler(m.fg_bg_sampler, k) for k, m in enumerate(owners)]
@@ -163,9 +186,9 @@ class DetectHooks(TaskHooks):
             self.samplers = []
 
 
-def _optimizer(model: torch.nn.Module, cfg: DetectTrainConfig, backbone_arch: str) -> torch.optim.Optimizer:
+def _optimizer(model: torch.nn.Module, cfg: DetectTrainConfig, backbone_arch: str | None) -> torch.optim.Optimizer:
     """SGD over everything but the first `freeze` backbone groups, which stop training."""
-    groups = backbone_groups(model.backbone.body, backbone_arch)
+    groups = backbone_groups(backbone_body(model), backbone_arch)
     if cfg.freeze > len(groups):
         raise UsageError(f"--freeze {cfg.freeze}: the backbone has only {len(groups)} groups (stem first)")
     for group in groups[:cfg.freeze]:
@@ -183,6 +206,10 @@ def _relative(paths: list[str], root: str) -> list[str]:
 class DetectRecipe(Recipe):
     task = "detect"
     config: DetectTrainConfig
+
+    @property
+    def time_budget(self) -> float | None:
+        return self.config.time_budget
 
     @property
     def find_unused(self) -> bool:
@@ -212,23 +239,41 @@ class DetectRecipe(Recipe):
             raise UsageError(f"--arch maskrcnn needs masks (COCO polygons or RLE, or YOLO-seg polygons); "
                              f"{inputs['data']} has only boxes")
         log(f"data: {self.data.describe()}; train {len(self.train_samples)} images, val {len(self.val_samples)}")
-        from .model import _timm_arch
-
-        self.backbone_arch, self.spec = _timm_arch(cfg.backbone)
-        max_size = int(cfg.image_size * 5 / 3)
-        self.det_cfg = DetectorConfig(arch=cfg.arch, backbone=cfg.backbone, backbone_arch=self.backbone_arch,
-                                      num_classes=len(classes), image_size=cfg.image_size, max_size=max_size,
-                                      mean=tuple(self.spec.preprocessing.mean), std=tuple(self.spec.preprocessing.std))
-        seed_everything(cfg.seed)
-        self.module = build_detector(self.det_cfg, pretrained_backbone=True)
-        fixed = cfg.arch == "ssdlite"
+        self.module = self._build(len(classes), log)
+        fixed = network_size(self.module)[2]
         dataset = DetectionDataset(self.train_samples, train_transform(cfg.augment),
-                                   (cfg.image_size,) if fixed else cfg.train_sizes(), max_size, masks, fixed=fixed)
+                                   (fixed[0],) if fixed else cfg.train_sizes(), self.det_cfg.max_size, masks,
+                                   fixed=bool(fixed))
         self.failures: dict[str, str] = {}
         self.hooks = DetectHooks(dataset, cfg, classes, self.val_samples, self.failures)
         self.phases = [Phase("train", range(1, cfg.epochs + 1),
                              lambda: _optimizer(self.module, cfg, self.backbone_arch), warmup=cfg.warmup,
                              max_warmup_epochs=2)]
+
+    def _build(self, num_classes: int, log: Log) -> torch.nn.Module:
+        """A detector on a zoo backbone, or (`start_from`) a COCO-trained torchvision detector with a new head."""
+        from ...zoo.spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
+        from .model import _timm_arch
+
+        cfg = self.config
+        max_size = int(cfg.image_size * 5 / 3)
+        seed_everything(cfg.seed)
+        if cfg.start_from:
+            self.backbone_arch = None
+            self.det_cfg = DetectorConfig(arch=family(cfg.start_from), backbone=cfg.start_from, backbone_arch="",
+                                          num_classes=num_classes, image_size=cfg.image_size, max_size=max_size,
+                                          mean=IMAGENET_MEAN, std=IMAGENET_STD, source=cfg.start_from)
+            module = build_detector(self.det_cfg)
+            source, new = load_coco_weights(module, cfg.start_from, cfg.weights)
+            self.spec = ModelSpec(name=cfg.start_from, arch=cfg.start_from, library="torchvision", weights=source)
+            log(f"fine-tuning {cfg.start_from} from {source}: {len(new)} tensor(s) of the head are new, for "
+                f"{num_classes} class(es)")
+            return module
+        self.backbone_arch, self.spec = _timm_arch(cfg.backbone)
+        self.det_cfg = DetectorConfig(arch=cfg.arch, backbone=cfg.backbone, backbone_arch=self.backbone_arch,
+                                      num_classes=num_classes, image_size=cfg.image_size, max_size=max_size,
+                                      mean=tuple(self.spec.preprocessing.mean), std=tuple(self.spec.preprocessing.std))
+        return build_detector(self.det_cfg, pretrained_backbone=True)
 
     def finish(self, run_dir: Path, fit: Fit, log: Log) -> dict[str, Any]:
         for p in self.module.parameters():
@@ -267,24 +312,30 @@ def _finish_run(model, cfg: DetectTrainConfig, det_cfg: DetectorConfig, spec: Mo
     pre = Preprocessing(input_size=(3, det_cfg.image_size, det_cfg.image_size), interpolation="bilinear",
                         mean=det_cfg.mean, std=det_cfg.std, crop_pct=1.0)
     model.zoo_spec = ModelSpec(
-        name=str(run_dir), arch=det_cfg.backbone_arch, library="timm", num_classes=len(classes), labels=list(classes),
+        name=str(run_dir), arch=det_cfg.source or det_cfg.backbone_arch, library="torchvision" if det_cfg.source
+        else "timm", num_classes=len(classes), labels=list(classes),
         preprocessing=pre, weights=spec.weights, weights_sha256=spec.weights_sha256,
         note=f"{det_cfg.arch} detector trained by visionzoo detect train on a {det_cfg.backbone} backbone",
     )
 
     def evaluate(saved: Path):
         detector = load_detector(saved)
-        predictor = Predictor(detector, conf=EVAL_CONF, device=cfg.device)
-        predictions = predict_samples(predictor, val_samples, workers=cfg.workers)
-        report = score_samples(val_samples, predictions, classes, conf=cfg.conf, masks=detector.has_masks)
-        report = write_report(saved, val_samples, predictions, report, classes,
+        predictions = predict_samples(Predictor(detector, point=raw_point(), device=cfg.device), val_samples,
+                                      workers=cfg.workers)
+        readable = [i for i, p in enumerate(predictions) if not p.get("error")]
+        point = choose([val_samples[i] for i in readable], [predictions[i] for i in readable], classes)
+        predictions = [{**p, "detections": suppress(p["detections"], point.nms_iou, point.contain)}
+                       if not p.get("error") else p for p in predictions]  # as predict gives them at any threshold
+        report = score_samples(val_samples, predictions, classes, point=point, masks=detector.has_masks)
+        report = write_report(saved, val_samples, predictions, report, classes, point=point,
                               title=f"{saved.name}: {det_cfg.arch} on {det_cfg.backbone}, validation images")
-        metrics = {k: report[k] for k in ("map50", "map", "precision", "recall", "n_images")}
+        metrics = {k: report[k] for k in ("map50", "map", "precision", "recall", "boxes_per_image",
+                                          "true_boxes_per_image", "n_images")}
         metrics["per_class"] = report["per_class"]
         if "mask" in report:
             metrics["mask"] = {k: report["mask"][k] for k in ("map50", "map")}
         log(f"val: {summary_line(report)}")
-        return "val", report, metrics
+        return Evaluated("val", report, metrics, {"operating_point": point.to_dict(), "conf": point.conf})
 
     dataset = {
         "source": data_set.root, "format": data_set.format, "train_images": len(train_samples),
@@ -295,8 +346,10 @@ def _finish_run(model, cfg: DetectTrainConfig, det_cfg: DetectorConfig, spec: Mo
     preprocessing = {"resize": f"short side {det_cfg.image_size}, long side <= {det_cfg.max_size}, aspect kept",
                      "interpolation": "bilinear", "mean": list(det_cfg.mean), "std": list(det_cfg.std),
                      "input": "RGB in [0, 1], EXIF rotation applied"}
-    return finish_run(run_dir, model, task="detect", classes=classes, image_size=det_cfg.image_size,
+    result = finish_run(run_dir, model, task="detect", classes=classes, image_size=det_cfg.image_size,
                       preprocessing=preprocessing, config=cfg,
                       dataset=dataset, fit=fit, evaluate=evaluate, curve_keys=DetectHooks.curve_keys, log=log,
-                      extra={"arch": det_cfg.arch, "backbone": det_cfg.backbone, "conf": cfg.conf,
+                      extra={"arch": det_cfg.arch, "backbone": det_cfg.backbone,
                              "detector": det_cfg.to_dict()})
+    result["skipped"] = [(i.file, i.reason) for i in data_set.issues if i.skipped] + sorted(failures.items())
+    return result

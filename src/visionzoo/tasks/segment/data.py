@@ -4,9 +4,12 @@ Layouts: DATA/{images,image}/ beside DATA/{masks,mask,labels,label}/ (split by `
 as for classifiers), or DATA/train/, DATA/val/ and DATA/test/ each holding those two folders.
 A mask pairs with the image of the same relative path without extension (images/a/x.jpg with
 masks/a/x.png). Masks are class-index PNGs (L, I;16), palette PNGs (their indices, not colours)
-or binary 0/255 PNGs (two classes). In masks of more than two classes, and in 0/1 masks, 255
-marks pixels to ignore (the VOC convention). Every pair is checked before training starts; a bad
-pair (no partner, other size, values outside the classes, unreadable) is skipped and listed.
+or binary 0/255 PNGs (two classes; anti-aliased edges, up to 5 % of a mask's pixels between 0 and
+255, snap to the nearer class). In masks of more than two classes, and in 0/1 masks, 255 marks
+pixels to ignore (the VOC convention). The classes are named by `--classes` or classes.txt, else
+they are what the masks agree on (`check_samples`). Every pair is checked before training starts;
+a bad pair (no partner, other size, values outside the classes, unreadable) is skipped and listed,
+and never changes the classes of the others.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ IMAGE_DIRS = ("images", "image", "imgs", "img")
 MASK_DIRS = ("masks", "mask", "labels", "label")
 IGNORE = 255          # mask value of pixels that count for nothing (loss, metrics)
 MAX_INFERRED = 64     # more distinct values than this without named classes: not an index mask
+BINARY_SHARE = 0.95   # a 0/255 mask with at least this share of pure pixels is anti-aliased, not corrupt
 CLASSES_FILE = "classes.txt"
 
 
@@ -91,11 +95,11 @@ def read_mask(path: str) -> tuple[np.ndarray, list[int] | None]:
 
 
 def to_classes(raw: np.ndarray, binary: bool) -> np.ndarray:
-    """Raw mask values -> int64 class indices (binary masks: 255 -> 1)."""
-    out = raw.astype(np.int64)
+    """Raw mask values -> int64 class indices (binary 0/255 masks: >= 128 -> 1, so anti-aliased edges
+    snap to the nearer class)."""
     if binary:
-        out[out == 255] = 1
-    return out
+        return (raw >= 128).astype(np.int64)
+    return raw.astype(np.int64)
 
 
 def read_classes_file(path: Path) -> list[str]:
@@ -141,8 +145,21 @@ def pair_folder(root: Path) -> tuple[list[Sample], list[tuple[str, str]]]:
 @dataclass
 class _Scan:
     sample: Sample
-    values: set[int]
+    counts: dict[int, int]          # pixels per mask value
     palette: list[int] | None
+
+    @property
+    def values(self) -> set[int]:
+        return set(self.counts)
+
+    @property
+    def binary_like(self) -> bool:
+        """A 0/255 mask, possibly anti-aliased: at least BINARY_SHARE of its pixels are 0 or 255, the rest
+        lie in between (edges smoothed by a drawing tool or a resize): they snap to the nearer value."""
+        if IGNORE not in self.counts:
+            return False
+        edge = sum(c for v, c in self.counts.items() if v not in (0, IGNORE))
+        return edge <= (1 - BINARY_SHARE) * sum(self.counts.values())
 
 
 def _scan(sample: Sample) -> _Scan:
@@ -159,16 +176,39 @@ def _scan(sample: Sample) -> _Scan:
         raise ValueError(f"{sample.mask}: mask is {raw.shape[1]}x{raw.shape[0]} but its image {sample.image} "
                          f"is {img.width}x{img.height}")
     sample.width, sample.height = img.width, img.height
-    return _Scan(sample, set(np.unique(raw).tolist()), palette)
+    values, counts = np.unique(raw, return_counts=True)
+    return _Scan(sample, dict(zip(values.tolist(), counts.tolist())), palette)
 
 
 def _default_labels(k: int) -> list[str]:
     return ["background", "foreground"] if k == 2 else ["background"] + [f"class_{i}" for i in range(1, k)]
 
 
+def _agreed_classes(scans: list[_Scan]) -> int:
+    """How many classes the masks agree on, when none are named: two when most masks are 0/255 (or
+    0/1); else every index up to the largest one found in at least two masks (all of them, with one
+    mask). A value only one mask has would make a class of its own, so that mask is left out instead."""
+    if sum(sc.binary_like or sc.values <= {0, 1} for sc in scans) * 2 > len(scans):
+        return 2
+    seen: dict[int, int] = {}
+    for sc in scans:
+        for v in sc.values - {IGNORE}:
+            seen[v] = seen.get(v, 0) + 1
+    agreed = [v for v, n in seen.items() if n >= min(2, len(scans))]
+    k = max(agreed, default=1) + 1
+    if k > MAX_INFERRED:
+        worst = max(scans, key=lambda sc: len(sc.values))
+        raise UsageError(f"{worst.sample.mask}: {len(worst.values)} distinct values, not class indices "
+                         f"(grayscale?){_mask_hint(worst.sample.mask)}; masks hold 0..K-1 (or 0/255 for two "
+                         f"classes); name the classes with --classes or {CLASSES_FILE}")
+    return max(k, 2)
+
+
 def check_samples(samples: list[Sample], labels: list[str] | None) -> tuple[list[Sample], list[str], list[tuple[str, str]], list | None]:
     """Decode every pair, decide the classes and each mask's encoding; returns (good samples, labels,
-    failures, palette colours). `labels` None: inferred from the mask values."""
+    failures, palette colours). `labels` None: the classes the masks agree on (`_agreed_classes`). A
+    mask with values outside the classes is listed with those values and left out; it never changes
+    the classes of the others."""
     scans, failures = [], []
     for s in samples:
         try:
@@ -177,27 +217,19 @@ def check_samples(samples: list[Sample], labels: list[str] | None) -> tuple[list
             path, _, reason = str(exc).partition(": ")
             failures.append((path, reason))
     if labels is None:
-        if all(sc.values <= {0, 255} or sc.values <= {0, 1, 255} and 255 not in sc.values for sc in scans):
-            labels = _default_labels(2)
-        else:
-            worst = max(scans, key=lambda sc: len(sc.values))
-            k = max(max(sc.values - {IGNORE}, default=0) for sc in scans) + 1
-            if k > MAX_INFERRED:
-                raise UsageError(f"{worst.sample.mask}: {len(worst.values)} distinct values, not class indices "
-                                 f"(grayscale or anti-aliased?){_mask_hint(worst.sample.mask)}; masks hold 0..K-1 "
-                                 f"(or 0/255 for two classes); name the classes with --classes or {CLASSES_FILE}")
-            labels = _default_labels(k)
+        labels = _default_labels(_agreed_classes(scans)) if scans else _default_labels(2)
     k = len(labels)
     good = []
     for sc in scans:
-        if k == 2 and sc.values <= {0, 255}:
+        if k == 2 and sc.binary_like:
             sc.sample.binary = True
         else:
             bad = sorted(v for v in sc.values if v >= k and v != IGNORE)
             if bad:
                 shown = ", ".join(map(str, bad[:8])) + (", ..." if len(bad) > 8 else "")
                 failures.append((sc.sample.mask, f"values {shown} outside the {k} classes (0..{k - 1}; "
-                                                 f"{IGNORE} = ignore){_mask_hint(sc.sample.mask)}"))
+                                                 f"{IGNORE} = ignore){_mask_hint(sc.sample.mask)}; name the "
+                                                 f"classes with --classes or {CLASSES_FILE} if they are real"))
                 continue
         good.append(sc.sample)
     palette = next((sc.palette for sc in scans if sc.palette), None)

@@ -105,14 +105,14 @@ def _worst_grid(rows: list[dict], k: int, out: Path) -> Path:
 
 
 def evaluate(run_or_name: str | os.PathLike, data: str | os.PathLike, *, out: str | os.PathLike | None = None,
-             weights: str | os.PathLike | None = None, tile: int | None = None, device: str = "auto",
-             progress: bool = False) -> dict[str, Any]:
+             weights: str | os.PathLike | None = None, tile: int | None = None, conf: float | None = None,
+             device: str = "auto", progress: bool = False) -> dict[str, Any]:
     """mIoU and friends of a segmentation run (or pretrained name) on DATA (its test/ or val/ part if it
     has one, else every pair); the report goes to `out` [default: RUN/eval]."""
     from .data import load_seg_dataset
     from .predictor import DEFAULT_TILE, load_predictor
 
-    predictor = load_predictor(run_or_name, weights=weights, tile=tile or DEFAULT_TILE, device=device)
+    predictor = load_predictor(run_or_name, weights=weights, tile=tile or DEFAULT_TILE, device=device, conf=conf)
     ds = load_seg_dataset(data, labels_required=predictor.classes, eval_only=True)
     report, rows = score_samples(predictor, ds.train, progress=progress)
     report["problems"] = [{"path": p, "error": e} for p, e in ds.failures]

@@ -16,30 +16,17 @@ import torch
 
 from ...atomic import atomic_path
 from ...errors import UsageError
+from .model import Segmenter
 
 OPSET = 17
 
 
-class _Normalised(torch.nn.Module):
-    def __init__(self, module: torch.nn.Module, mean, std):
-        super().__init__()
-        self.module = module
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.module((images - self.mean) / self.std)
-
-
-def export_onnx(run_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Write the segmentation run `run_dir` as ONNX to `out`; refuse if ONNX Runtime disagrees with PyTorch."""
+def export_network(seg: Segmenter, out: str | os.PathLike) -> Path:
+    """Write a loaded segmenter's network as ONNX to `out`; refuse if ONNX Runtime disagrees with PyTorch."""
     import onnx
     import onnxruntime as ort
 
-    from .model import load_segmenter
-
-    seg = load_segmenter(run_dir)
-    wrapper = _Normalised(seg.module.eval().cpu(), seg.mean, seg.std).eval()
+    wrapper = seg.network().cpu()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
@@ -62,3 +49,10 @@ def export_onnx(run_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
         if got.shape != expected.shape or (got.argmax(1) != expected.argmax(1)).mean() > 1e-3:
             raise UsageError(f"the exported ONNX segmenter does not reproduce PyTorch's masks ({out}); not written")
     return out
+
+
+def export_onnx(run_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Write the segmentation run `run_dir` as ONNX to `out` (`visionzoo export RUN`)."""
+    from .model import load_segmenter
+
+    return export_network(load_segmenter(run_dir), out)

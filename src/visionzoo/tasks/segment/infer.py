@@ -8,20 +8,13 @@ tiles (classes x tile x width floats), whatever the image height.
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 PAD_MULTIPLE = 32  # encoders downsample 32x; U-Net skips must line up
-
-
-def normalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 (..., 3, H, W) -> float, scaled to [0, 1] then standardised."""
-    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-    return (image.float() / 255.0 - m) / s
+Network = Callable[[torch.Tensor], torch.Tensor]  # N x 3 x H x W in [0, 1] -> N x C x H x W logits
 
 
 def pad_to(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -56,14 +49,14 @@ def ramp(tile: int, overlap: int) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def logit_rows(model: nn.Module, image: torch.Tensor, mean: Sequence[float], std: Sequence[float], *,
-               tile: int | None = 1024, overlap: float = 0.25, device: torch.device | str = "cpu",
-               tile_batch: int | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+def logit_rows(model: Network, image: torch.Tensor, *, tile: int | None = 1024, overlap: float = 0.25,
+               device: torch.device | str = "cpu", tile_batch: int | None = None) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield (first row, float32 logits C x rows x W) blocks that together cover the uint8 image
-    (3 x H x W) top to bottom. `tile` None: always one pass."""
+    (3 x H x W) top to bottom. `model` takes N x 3 x H x W RGB in [0, 1] (normalising inside, as
+    Segmenter.network() and the ONNX export do). `tile` None: always one pass."""
     _, h, w = image.shape
     if tile is None or (h <= tile and w <= tile):
-        x = normalize(pad_to(image, _round_up(h), _round_up(w)), mean, std)[None].to(device)
+        x = (pad_to(image, _round_up(h), _round_up(w)).float() / 255)[None].to(device)
         yield 0, model(x)[0, :, :h, :w].float().cpu()
         return
     tile = _round_up(tile)
@@ -80,7 +73,7 @@ def logit_rows(model: nn.Module, image: torch.Tensor, mean: Sequence[float], std
         for b in range(0, len(xs), batch):
             chunk = xs[b:b + batch]
             tiles = torch.stack([padded[:, y0:y0 + tile, x0:x0 + tile] for x0 in chunk])
-            out = model(normalize(tiles, mean, std).to(device)).float().cpu()
+            out = model((tiles.float() / 255).to(device)).float().cpu()
             if acc is None:
                 acc = torch.zeros(out.shape[1], tile, wp)
             for x0, logits in zip(chunk, out):
@@ -96,26 +89,20 @@ def logit_rows(model: nn.Module, image: torch.Tensor, mean: Sequence[float], std
             yield y0, (acc[:, :rows, :w] / weight[:rows, :w])
 
 
-def full_logits(model: nn.Module, image: torch.Tensor, mean, std, **options) -> torch.Tensor:
-    """C x H x W logits of the whole image (fine for images of moderate size)."""
-    return torch.cat([block for _, block in logit_rows(model, image, mean, std, **options)], dim=1)
+def decide(logits: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
+    """Class indices from C x H x W logits: the most likely class, or, for two classes with a
+    `threshold`, class 1 where its probability reaches the threshold."""
+    if threshold is None or logits.shape[0] != 2:
+        return logits.argmax(0)
+    return (foreground(logits) >= threshold).long()
 
 
-def label_map(model: nn.Module, image: torch.Tensor, mean, std, **options) -> torch.Tensor:
+def foreground(logits: torch.Tensor) -> torch.Tensor:
+    """Probability of class 1 from 2 x H x W logits (a softmax over two classes is a sigmoid of the difference)."""
+    return torch.sigmoid(logits[1] - logits[0])
+
+
+def label_map(model: Network, image: torch.Tensor, *, threshold: float | None = None, **options) -> torch.Tensor:
     """H x W class indices (int64); never holds more than a row of tiles' logits."""
-    return torch.cat([block.argmax(0) for _, block in logit_rows(model, image, mean, std, **options)], dim=0)
+    return torch.cat([decide(block, threshold) for _, block in logit_rows(model, image, **options)], dim=0)
 
-
-def upsample_labels(logits: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Class indices at (height, width) from low-resolution logits, interpolating one class at a
-    time (memory: two H x W planes, whatever the number of classes)."""
-    best = labels = None
-    for c in range(logits.shape[0]):
-        plane = F.interpolate(logits[None, c:c + 1], size=(height, width), mode="bilinear", align_corners=False)[0, 0]
-        if best is None:
-            best, labels = plane, torch.zeros(height, width, dtype=torch.int64)
-        else:
-            better = plane > best
-            best = torch.where(better, plane, best)
-            labels[better] = c
-    return labels

@@ -88,9 +88,23 @@ class TorchvisionSegmenter(nn.Module):
         return self.model(x)["out"]
 
 
+class Normalised(nn.Module):
+    """The network as users and ONNX see it: RGB in [0, 1] in, standardised inside, logits out."""
+
+    def __init__(self, module: nn.Module, mean, std):
+        super().__init__()
+        self.module = module
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.module((images - self.mean) / self.std)
+
+
 @dataclass
 class Segmenter:
-    """A network ready to run: logits N x C x H x W from normalised images, with its class names."""
+    """A trained network with its class names: `module` takes standardised images (for training),
+    `network()` RGB in [0, 1] (for prediction and export)."""
 
     module: nn.Module
     classes: list[str]
@@ -98,6 +112,9 @@ class Segmenter:
     std: tuple[float, ...]
     source: str
     config: dict[str, Any] = field(default_factory=dict)
+
+    def network(self) -> Normalised:
+        return Normalised(self.module, self.mean, self.std).eval()
 
 
 def load_pretrained(name: str, weights: str | os.PathLike | None = None) -> Segmenter:

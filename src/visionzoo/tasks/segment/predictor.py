@@ -14,8 +14,9 @@ from PIL import Image
 
 from ...data.decode import ImageDecodeError, load_rgb
 from ...data.inputs import expand_inputs
+from ...errors import UsageError
 from ...runtime import pick_device
-from .infer import label_map
+from .infer import foreground, label_map, logit_rows
 from .model import Segmenter, load_segmenter
 
 DEFAULT_TILE = 1024
@@ -52,25 +53,61 @@ def mask_image(mask: np.ndarray, n_classes: int) -> Image.Image:
     return png
 
 
+def stored_threshold(segmenter: Segmenter) -> float | None:
+    """The foreground probability threshold a two-class run chose on its validation images, if any."""
+    return (segmenter.config.get("operating_point") or {}).get("threshold")
+
+
 class Predictor:
-    """`predictor(images) -> [{"width", "height", "mask" (H x W class indices), "shares"}]`."""
+    """`predictor(images) -> [{"width", "height", "mask" (H x W class indices), "shares"}]`.
+
+    A two-class mask marks a pixel as class 1 where its probability reaches `conf` (default: the
+    run's operating point, chosen on validation; 0.5-equivalent argmax for runs without one)."""
 
     task = "segment"
 
     def __init__(self, segmenter: Segmenter, *, tile: int | None = DEFAULT_TILE, overlap: float = 0.25,
-                 device: str = "auto"):
+                 device: str = "auto", conf: float | None = None, backend: str = "auto"):
+        """`backend`: auto (ONNX Runtime on a CPU, see runtime.py; PyTorch on a GPU or when the network
+        cannot be exported), torch or onnx."""
+        if backend not in ("auto", "torch", "onnx"):
+            raise UsageError(f"unknown backend {backend!r}; use auto, torch or onnx")
         self.segmenter = segmenter
         self.classes = segmenter.classes
         self.tile, self.overlap = tile, overlap
+        self.conf = conf if conf is not None else stored_threshold(segmenter)
         self.device = pick_device(device)
-        self.module = segmenter.module.eval().to(self.device)
+        self.network, self.backend = segmenter.network().to(self.device), "torch"
+        if backend == "onnx" or (backend == "auto" and self.device.type == "cpu"):
+            self._use_onnx(backend == "onnx")
+
+    def _use_onnx(self, required: bool) -> None:
+        from ...cpus import usable_cpus
+        from .runtime import OnnxNetwork
+
+        try:
+            self.network, self.backend = OnnxNetwork(self.segmenter, usable_cpus()), "onnx"
+        except UsageError as exc:
+            if required:
+                raise
+            import warnings
+
+            warnings.warn(f"{exc}; segmenting with PyTorch instead", stacklevel=3)
+
+    def _image(self, img: Image.Image) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(img.convert("RGB")).copy()).permute(2, 0, 1)
 
     @torch.inference_mode()
     def mask(self, img: Image.Image) -> np.ndarray:
-        image = torch.from_numpy(np.asarray(img.convert("RGB")).copy()).permute(2, 0, 1)
-        labels = label_map(self.module, image, self.segmenter.mean, self.segmenter.std, tile=self.tile,
+        labels = label_map(self.network, self._image(img), threshold=self.conf, tile=self.tile,
                            overlap=self.overlap, device=self.device)
         return labels.numpy().astype(np.uint8 if len(self.classes) <= 256 else np.int32)
+
+    @torch.inference_mode()
+    def foreground(self, img: Image.Image) -> np.ndarray:
+        """H x W probability of class 1 (two-class segmenters)."""
+        rows = logit_rows(self.network, self._image(img), tile=self.tile, overlap=self.overlap, device=self.device)
+        return torch.cat([foreground(block) for _, block in rows], dim=0).numpy()
 
     def shares(self, mask: np.ndarray) -> dict[str, float]:
         counts = np.bincount(mask.ravel(), minlength=len(self.classes))
@@ -85,9 +122,11 @@ class Predictor:
 
 
 def load_predictor(run_or_name: str | os.PathLike, *, weights: str | os.PathLike | None = None,
-                   tile: int | None = DEFAULT_TILE, overlap: float = 0.25, device: str = "auto") -> Predictor:
+                   tile: int | None = DEFAULT_TILE, overlap: float = 0.25, device: str = "auto",
+                   conf: float | None = None, backend: str = "auto") -> Predictor:
     """A segmentation run folder or a torchvision segmenter name, loaded once, ready to call."""
-    return Predictor(load_segmenter(run_or_name, weights), tile=tile, overlap=overlap, device=device)
+    return Predictor(load_segmenter(run_or_name, weights), tile=tile, overlap=overlap, device=device, conf=conf,
+                     backend=backend)
 
 
 def iter_masks(predictor: Predictor, files: Sequence[str], workers: int | None = None
@@ -109,7 +148,7 @@ def iter_masks(predictor: Predictor, files: Sequence[str], workers: int | None =
 def predict(run_or_name: str | os.PathLike, inputs: str | os.PathLike | Sequence[str | os.PathLike], *,
             masks_dir: str | os.PathLike | None = None, weights: str | os.PathLike | None = None,
             tile: int | None = DEFAULT_TILE, overlap: float = 0.25, device: str = "auto", workers: int | None = None,
-            progress: bool = False, **renamed_options: Any) -> list[dict[str, Any]]:
+            conf: float | None = None, backend: str = "auto", progress: bool = False, **renamed_options: Any) -> list[dict[str, Any]]:
     """Segment files, folders or globs: per file {"path", "width", "height", "shares", "error"} and,
     with `masks_dir`, MASKS_DIR/STEM.mask.png (class indices, palette PNG) and MASKS_DIR/STEM.overlay.png."""
     from tqdm.auto import tqdm
@@ -121,7 +160,8 @@ def predict(run_or_name: str | os.PathLike, inputs: str | os.PathLike | Sequence
     if options:
         raise TypeError(f"predict() got unexpected keyword arguments: {', '.join(options)}")
     files = expand_inputs(inputs).files
-    predictor = load_predictor(run_or_name, weights=weights, tile=tile, overlap=overlap, device=device)
+    predictor = load_predictor(run_or_name, weights=weights, tile=tile, overlap=overlap, device=device, conf=conf,
+                               backend=backend)
     out_dir = Path(masks_dir) if masks_dir is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,178 @@
+"""The operating point of a detector: which boxes `predict` keeps by default, chosen on the validation
+images when training ends, recorded in the run's config.json, and used by predict, evaluate, serve and
+video alike (`--conf` / `--iou` override it).
+
+mAP ranks boxes and forgives extra ones; a user looks at the picture. So after training, the saved
+run's validation predictions are post-processed with each candidate of class-aware NMS IoU and
+box-in-box suppression (a box lying mostly inside a higher-scoring box of its class: the partial
+boxes of one animal), and for each the score threshold with the highest F1 (IoU 0.5, COCOeval's own
+matching) is found; the best candidate becomes the operating point. A class with enough validation
+boxes gets a threshold of its own.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+DEFAULT_CONF = 0.25
+EVAL_CONF = 0.001        # evaluation keeps (almost) every box: COCO AP integrates over all scores
+NMS_IOUS = (0.3, 0.4, 0.5)
+CONTAINS = (None, 0.8)
+MIN_CLASS_BOXES = 20     # validation boxes a class needs for a threshold of its own
+
+
+@dataclass
+class OperatingPoint:
+    conf: float = DEFAULT_CONF
+    per_class: dict[str, float] = field(default_factory=dict)
+    nms_iou: float = 0.5
+    contain: float | None = None      # drop a box whose area lies at least this much inside a better box of its class
+    measured: dict[str, float] = field(default_factory=dict)   # precision, recall, f1, boxes per image on val
+
+    def threshold(self, label: str) -> float:
+        return self.per_class.get(label, self.conf)
+
+    @property
+    def lowest(self) -> float:
+        return min([self.conf, *self.per_class.values()])
+
+    def with_conf(self, conf: float) -> "OperatingPoint":
+        """The same post-processing with one threshold for every class (`--conf`)."""
+        return replace(self, conf=float(conf), per_class={}, measured={})
+
+    def apply(self, detections: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The detections (one image) this point keeps, best first."""
+        return self.keep(suppress(detections, self.nms_iou, self.contain))
+
+    def keep(self, ranked: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Of detections already suppressed (`suppress`), those scoring at least their class's threshold."""
+        return [d for d in ranked if d["score"] >= self.threshold(d["label"])]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | None) -> "OperatingPoint":
+        """The run's recorded point; runs saved before there was one keep their recorded `conf`."""
+        config = config or {}
+        point = config.get("operating_point")
+        if point:
+            return cls(**{k: v for k, v in point.items() if k in cls.__dataclass_fields__})
+        return cls(conf=float(config.get("conf", DEFAULT_CONF)))
+
+
+def raw_point() -> OperatingPoint:
+    """Every box the model itself keeps (its own NMS at 0.5): what mAP is computed on and points chosen from."""
+    return OperatingPoint(conf=EVAL_CONF, nms_iou=0.5)
+
+
+def suppress(detections: list[dict[str, Any]], nms_iou: float, contain: float | None) -> list[dict[str, Any]]:
+    """Class-aware NMS at `nms_iou`, then (with `contain`) drop a box whose area lies at least `contain`
+    inside a higher-scoring box of the same class. Returns the kept detections, best first."""
+    from torchvision.ops import batched_nms
+
+    if not detections:
+        return []
+    boxes = torch.tensor([d["box"] for d in detections], dtype=torch.float32)
+    scores = torch.tensor([d["score"] for d in detections], dtype=torch.float32)
+    names = sorted({d["label"] for d in detections})
+    labels = torch.tensor([names.index(d["label"]) for d in detections])
+    keep = batched_nms(boxes, scores, labels, nms_iou).tolist()
+    if contain is not None and len(keep) > 1:
+        keep = _drop_contained(boxes, labels, keep, contain)
+    return [detections[i] for i in keep]
+
+
+def _drop_contained(boxes: torch.Tensor, labels: torch.Tensor, order: list[int], contain: float) -> list[int]:
+    kept: list[int] = []
+    for i in order:  # best first: a box is dropped only for a better one
+        b = boxes[i]
+        area = float((b[2] - b[0]).clamp(min=0) * (b[3] - b[1]).clamp(min=0)) or 1e-9
+        inside = False
+        for j in kept:
+            if labels[j] != labels[i]:
+                continue
+            o = boxes[j]
+            w = float((torch.minimum(b[2], o[2]) - torch.maximum(b[0], o[0])).clamp(min=0))
+            h = float((torch.minimum(b[3], o[3]) - torch.maximum(b[1], o[1])).clamp(min=0))
+            if w * h / area >= contain:
+                inside = True
+                break
+        if not inside:
+            kept.append(i)
+    return kept
+
+
+def _best_f1(scores: np.ndarray, tp: np.ndarray, n_gt: int) -> tuple[float, float, float, float]:
+    """(threshold, f1, precision, recall) of the threshold with the highest F1 over these detections."""
+    if not len(scores) or not n_gt:
+        return 1.0, 0.0, 0.0, 0.0
+    order = np.argsort(-scores, kind="stable")
+    s, hits = scores[order], tp[order].astype(float)
+    tps = np.cumsum(hits)
+    precision, recall = tps / np.arange(1, len(s) + 1), tps / n_gt
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+    last = np.r_[s[1:] != s[:-1], True]      # a threshold keeps every box of its score
+    k = int(np.argmax(np.where(last, f1, -1)))
+    return float(s[k]), float(f1[k]), float(precision[k]), float(recall[k])
+
+
+def choose(samples: Sequence[Any], predictions: Sequence[dict[str, Any]], classes: Sequence[str]) -> OperatingPoint:
+    """The operating point with the highest F1 on these (validation) samples; `predictions` are the run's
+    boxes at a near-zero threshold (evaluation.predict_samples), in sample order."""
+    from .metrics import score_matches
+
+    best: tuple[float, OperatingPoint] | None = None
+    for nms in NMS_IOUS:
+        for contain in CONTAINS:
+            kept = [{**p, "detections": suppress(p.get("detections") or [], nms, contain)} for p in predictions]
+            matches = score_matches(samples, kept, classes)
+            scores = np.concatenate([m[0] for m in matches.values()]) if matches else np.zeros(0)
+            hits = np.concatenate([m[1] for m in matches.values()]) if matches else np.zeros(0, bool)
+            n_gt = sum(m[2] for m in matches.values())
+            conf, f1, _, _ = _best_f1(scores, hits, n_gt)
+            if best is None or f1 > best[0] + 1e-9:
+                per_class = {name: _best_f1(*m)[0] for name, m in matches.items() if m[2] >= MIN_CLASS_BOXES}
+                best = (f1, OperatingPoint(conf=conf, per_class=per_class, nms_iou=nms, contain=contain))
+    point = best[1] if best else OperatingPoint()
+    point.measured = measure(point, samples, predictions, classes)
+    return point
+
+
+def measure(point: OperatingPoint, samples: Sequence[Any], predictions: Sequence[dict[str, Any]],
+            classes: Sequence[str]) -> dict[str, float]:
+    """Precision, recall, F1 and boxes per image of what `point` keeps of `predictions`, against the truth."""
+    from .metrics import score_matches
+
+    kept = [{**p, "detections": point.apply(p.get("detections") or [])} for p in predictions]
+    matches = score_matches(samples, kept, classes)
+    tp = sum(int(m[1].sum()) for m in matches.values())
+    n_det = sum(len(p["detections"]) for p in kept)
+    n_gt = sum(m[2] for m in matches.values())
+    precision, recall = (tp / n_det if n_det else 0.0), (tp / n_gt if n_gt else 0.0)
+    return {"precision": round(precision, 4), "recall": round(recall, 4),
+            "f1": round(2 * precision * recall / (precision + recall), 4) if precision + recall else 0.0,
+            "boxes_per_image": round(n_det / max(len(kept), 1), 3),
+            "true_boxes_per_image": round(n_gt / max(len(kept), 1), 3)}
+
+
+def threshold_curves(samples: Sequence[Any], ranked: Sequence[dict[str, Any]],
+                     classes: Sequence[str]) -> dict[str, list[float]]:
+    """Precision, recall and F1 against the score threshold of boxes already suppressed as the operating
+    point does (Ultralytics' F1-confidence and P/R-confidence curves)."""
+    from .metrics import score_matches
+
+    matches = score_matches(samples, ranked, classes)
+    scores = np.concatenate([m[0] for m in matches.values()]) if matches else np.zeros(0)
+    hits = np.concatenate([m[1] for m in matches.values()]) if matches else np.zeros(0, bool)
+    n_gt = max(sum(m[2] for m in matches.values()), 1)
+    grid = np.linspace(0, 1, 101)
+    tp = np.array([(hits & (scores >= t)).sum() for t in grid], float)
+    n = np.array([(scores >= t).sum() for t in grid], float)
+    precision = np.where(n > 0, tp / np.maximum(n, 1), 1.0)
+    recall = tp / n_gt
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+    return {"conf": grid.tolist(), "precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist()}
