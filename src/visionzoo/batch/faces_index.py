@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 from tqdm.auto import tqdm
 
 from ..cpus import usable_cpus
-from ..data.inputs import expand_inputs
+from ..data.inputs import absolute, expand_inputs
 from ..errors import UsageError
 from ..ordered import ordered_map
 from ..store import Layout, finalize, layout_for, write_shard
@@ -112,14 +112,12 @@ def _work(manifest: dict[str, Any]):
     return partial(index_photos, detect_size=manifest["detection"]["sides"][1])
 
 
-def index_partition(k: int, names: Sequence[str], read: Sequence[str], layout: Layout, manifest: dict[str, Any],
-                    threads: int, batch_size: int) -> tuple[int, list]:
-    """One Ray task: partition k (photos `names`, opened at `read`) computed by `threads`
-    pipelines and written as its shard, as the local runner writes it; (faces, failures)."""
-    batches = [list(read[a:a + batch_size]) for a in range(0, len(read), batch_size)]
+def index_partition(k: int, files: Sequence[str], layout: Layout, manifest: dict[str, Any], threads: int,
+                    batch_size: int) -> tuple[int, list]:
+    """One Ray task: partition k (photos `files`, absolute paths) computed by `threads` pipelines
+    and written as its shard, as the local runner writes it; (faces, failures)."""
+    batches = [list(files[a:a + batch_size]) for a in range(0, len(files), batch_size)]
     photos = [p for done in ordered_map(_work(manifest), batches, threads if len(batches) > 1 else 0) for p in done]
-    for photo, name in zip(photos, names):
-        photo.path = name
     return _write(layout, k, photos, manifest)
 
 
@@ -129,13 +127,13 @@ def _on_ray(files: list[str], pending: list[tuple[int, int, int]], layout: Layou
     """The pending partitions as Ray tasks, one per partition, each writing its shard."""
     from dataclasses import replace
 
-    from .ray_engine import _absolute, _run_tasks, placement, ray_session
+    from .ray_engine import _run_tasks, placement, ray_session
 
-    absolute, added, failures = _absolute(files), [0], []
+    added, failures = [0], []
     with ray_session(ray_address) as ray:
         place = placement(ray, num_workers, "cpu")
         shards = replace(layout, shards=layout.shards.resolve())
-        calls = [(k, files[a:b], absolute[a:b], shards, manifest, place.cpus, batch_size) for k, a, b in pending]
+        calls = [(k, files[a:b], shards, manifest, place.cpus, batch_size) for k, a, b in pending]
 
         def done(i: int, report: tuple[int, list]) -> None:
             added[0] += report[0]
@@ -177,7 +175,8 @@ def index_faces(inputs, out: str | os.PathLike, *, resume: bool = False, partiti
         raise UsageError("the detection size must be at least 256 px")
     listed = expand_inputs(inputs)
     layout = layout_for(out, "parquet")
-    plan = _plan(layout, listed.files, resume, partition_size, detect_size)
+    files = absolute(listed.files)  # a photo is known by its path: the same from any working folder
+    plan = _plan(layout, files, resume, partition_size, detect_size)
     bounds = [(plan.first + j, a, min(len(plan.todo), a + partition_size))
               for j, a in enumerate(range(0, len(plan.todo), partition_size))]
     pending = [b for b in bounds if b[0] not in plan.done]
@@ -198,5 +197,5 @@ def index_faces(inputs, out: str | os.PathLike, *, resume: bool = False, partiti
         final = finalize(layout, manifest)
     else:
         final = read_json(layout.manifest) if layout.manifest.is_file() else {"count": 0}
-    return FaceIndexResult(str(layout.out), len(listed.files), sum(b - a for _, a, b in pending),
+    return FaceIndexResult(str(layout.out), len(files), sum(b - a for _, a, b in pending),
                            int(final.get("count", 0)), added, failures, listed.skipped, time.perf_counter() - start)
