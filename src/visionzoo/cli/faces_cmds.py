@@ -203,7 +203,8 @@ def cluster_cmd(index: Path = typer.Option(..., "--index", help="A face index fr
     summary = cluster_index(index, out, max_distance, min_faces)
     console.print(f"{summary['groups']} group(s) of {summary['grouped']} face(s); {summary['alone']} face(s) in "
                   f"no group (of {summary['faces']})", highlight=False)
-    wrote(out / "clusters.csv", out / "clusters.json", out / "sheets", out / "groups")
+    folders = (out / "sheets", out / "groups") if summary["groups"] else ()
+    wrote(out / "clusters.csv", out / "clusters.json", *folders)
 
 
 @faces_app.command("mesh")

@@ -28,7 +28,7 @@ from ...data.geometry import file_displayed_size
 from .faceindex import FaceIndex, load_index
 from .models import dlib_module
 from .recognize import distances
-from .sheets import contact_sheet
+from .sheets import contact_sheet, photo_label
 
 MAX_DISTANCE = 0.45     # tighter than verify's 0.6: in a library, two people must not share a group
 MIN_FACES = 2
@@ -129,12 +129,12 @@ def cluster_index(index: str | os.PathLike, out: str | os.PathLike, max_distance
         members = np.flatnonzero(grouping.labels == g)
         name = f"group_{g:03d}"
         order = members[np.argsort([ix.photos[i] for i in members], kind="stable")]
-        contact_sheet([ix.chips[i] for i in order], [(Path(ix.photos[i]).name,) for i in order],
+        contact_sheet([ix.chips[i] for i in order], [(photo_label(ix.photos[i]),) for i in order],
                       out / "sheets" / f"{name}.jpg", name)
         folder = out / "groups" / name
         folder.mkdir(parents=True, exist_ok=True)
-        for i in _typical(ix, members, CROPS):
-            with atomic_path(folder / f"{Path(ix.photos[i]).stem}_face{int(ix.face[i])}.jpg") as tmp:
+        for rank, i in enumerate(_typical(ix, members, CROPS)):  # the rank keeps same-named photos apart
+            with atomic_path(folder / f"{rank}_{Path(ix.photos[i]).stem}_face{int(ix.face[i])}.jpg") as tmp:
                 face_crop(ix.photos[i], ix.boxes[i], ix.chips[i]).save(tmp, "JPEG", quality=90)
         groups.append({"cluster": g, "faces": size, "photos": len({ix.photos[i] for i in members}),
                        "sheet": str(out / "sheets" / f"{name}.jpg"), "crops": str(folder)})

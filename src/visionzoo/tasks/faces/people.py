@@ -43,12 +43,12 @@ def find_people(gallery: str | os.PathLike, index: str | os.PathLike, max_distan
                          "distance": round(float(dist[i]), 4), "_row": int(i)})
     rows.sort(key=lambda r: (r["person"], r["distance"], r["path"]))
     if sheets is not None:
-        from .sheets import contact_sheet
+        from .sheets import contact_sheet, photo_label
 
         for name in names:
             mine = [r for r in rows if r["person"] == name]
-            contact_sheet([ix.chips[r["_row"]] for r in mine], [(Path(r["path"]).name, f"d {r['distance']:.3f}") for r in mine],
-                          Path(sheets) / f"{_safe(name)}.jpg", name)
+            captions = [(photo_label(r["path"]), f"d {r['distance']:.3f}") for r in mine]
+            contact_sheet([ix.chips[r["_row"]] for r in mine], captions, Path(sheets) / f"{_safe(name)}.jpg", name)
     for r in rows:
         del r["_row"]
     return rows

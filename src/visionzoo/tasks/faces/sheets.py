@@ -17,6 +17,12 @@ COLUMNS = 8
 MAX_TILES = 80      # a sheet shows the first 80 (the closest, for find); its title says how many in all
 
 
+def photo_label(path: str) -> str:
+    """A photo's folder and name (libraries repeat names like 1.jpg or IMG_0001.JPG across folders)."""
+    p = Path(path)
+    return f"{p.parent.name}/{p.name}" if p.parent.name else p.name
+
+
 def _caption(draw: ImageDraw.ImageDraw, xy: tuple[int, int], lines: Sequence[str]) -> None:
     for i, line in enumerate(lines):
         text = line if len(line) <= 24 else line[:11] + "..." + line[-10:]
@@ -31,10 +37,12 @@ def contact_sheet(chips: Sequence[bytes], captions: Sequence[Sequence[str]], out
     cols = max(1, min(COLUMNS, len(shown)))
     rows = max(1, -(-len(shown) // cols))
     head = 34
-    sheet = Image.new("RGB", (cols * TILE, head + rows * (TILE + CAPTION)), (245, 245, 245))
-    draw = ImageDraw.Draw(sheet)
     more = f" (the first {len(shown)} shown)" if len(chips) > len(shown) else ""
-    draw.text((8, 8), f"{title}: {len(chips)} face(s){more}", fill=(0, 0, 0), font_size=16)
+    heading = f"{title}: {len(chips)} face(s){more}"
+    width = max(cols * TILE, int(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(heading, font_size=16)) + 16)
+    sheet = Image.new("RGB", (width, head + rows * (TILE + CAPTION)), (245, 245, 245))
+    draw = ImageDraw.Draw(sheet)
+    draw.text((8, 8), heading, fill=(0, 0, 0), font_size=16)
     for i, (chip, caption) in enumerate(zip(shown, captions)):
         x, y = (i % cols) * TILE, head + (i // cols) * (TILE + CAPTION)
         tile = Image.open(io.BytesIO(chip)).convert("RGB")
