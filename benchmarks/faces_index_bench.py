@@ -304,7 +304,7 @@ def main() -> int:
     os.environ.setdefault("VISIONZOO_CACHE", tempfile.mkdtemp(prefix="vz-faces-cache-"))
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
-        root = args.root or tmp / "photos"
+        root = Path(os.path.abspath(args.root or tmp / "photos"))  # the index names photos by absolute path
         copies = 4 if args.quick else 8
         shared = root / f"shared_x{copies}"
         shared.mkdir(parents=True, exist_ok=True)
