@@ -8,6 +8,7 @@ folder of ordinary 2-12 MP photos (benchmarks/faces_library.py: faceless photos 
 
     python benchmarks/faces_index_bench.py              # everything, ~8 minutes on 2 cores
     python benchmarks/faces_index_bench.py --quick      # fewer photos (~4 minutes)
+    python benchmarks/faces_index_bench.py --parts speed,library   # some tables only
 
 Figures, all from one run:
 - before: decode (3072 px working copy) + detect + dlib's landmarks and dlib's own 128-d
@@ -297,6 +298,8 @@ def main() -> int:
     ap.add_argument("--root", type=Path, help="keep the generated photos here (default: a temporary folder)")
     ap.add_argument("--max-distance", type=float, default=0.6)
     ap.add_argument("--group-distance", type=float, default=0.45)
+    ap.add_argument("--parts", default="embedder,speed,library,resume",
+                    help="which tables, comma-separated (default: all)")
     args = ap.parse_args()
     if not (fl.SHARED / "faces").is_dir():
         print(f"faces data set not found at {fl.SHARED / 'faces'}", file=sys.stderr)
@@ -315,15 +318,20 @@ def main() -> int:
                     shutil.copy(src, dst)
         big = sorted((root / "big").glob("*.jpg")) or fl.big_photos(root / "big", per_size=3 if args.quick else 6)
         print(f"# faces index benchmark ({time.strftime('%Y-%m-%d %H:%M')}, {_machine()})")
-        embedder_table()
-        speed_table({f"shared/datasets/faces, 5 photos x {copies}": sorted(map(str, shared.glob("*.jpg"))),
-                     f"ordinary 2-12 MP photos ({len(big)})": [str(p) for p in big]}, tmp)
+        parts = set(args.parts.split(","))
+        if "embedder" in parts:
+            embedder_table()
+        if "speed" in parts:
+            speed_table({f"shared/datasets/faces, 5 photos x {copies}": sorted(map(str, shared.glob("*.jpg"))),
+                         f"ordinary 2-12 MP photos ({len(big)})": [str(p) for p in big]}, tmp)
         if (root / "truth.json").is_file():
             lib, gal, truth = root / "library", root / "gallery", json.loads((root / "truth.json").read_text())
         else:
             lib, gal, truth = fl.build(root, per_person=12 if args.quick else 24, faceless=80 if args.quick else 200)
-        library_tables(lib, gal, truth, tmp, args.max_distance, args.group_distance)
-        resume_check(lib, tmp)
+        if "library" in parts:
+            library_tables(lib, gal, truth, tmp, args.max_distance, args.group_distance)
+        if "resume" in parts:
+            resume_check(lib, tmp)
         print(f"\n(load average at the end: {os.getloadavg()[0]:.1f})")
     return 0
 
