@@ -7,17 +7,23 @@ from typing import List, Optional
 import typer
 
 from ..atomic import write_json
+from ..errors import UsageError
 from . import results, videos
 from ._app import (
     DrawOpt,
     EndOpt,
+    EngineOpt,
     EveryOpt,
     FpsOpt,
+    ProcessesHelp,
     QuietOpt,
+    RayAddressOpt,
+    ResumeOpt,
     StartOpt,
     app,
     command,
     console,
+    err_console,
     fail,
     new_app,
     out_file,
@@ -26,12 +32,16 @@ from ._app import (
     wrote,
 )
 
-faces_app = new_app("Faces: detect, landmarks, embed, verify, find people, 3D mesh.")
+faces_app = new_app("Faces: detect, landmarks, embed, verify, find people, 3D mesh; index a photo library, find "
+                    "everyone's photos, group the people nobody named yet.")
 app.add_typer(faces_app, name="faces")
 
 DetectorOpt = typer.Option("blazeface", "--detector", "-d", help="blazeface (fast, default) | hog | cnn (dlib, slow).")
-MaxDistanceOpt = typer.Option(0.6, "--max-distance", help="Largest embedding distance for the same person (dlib's 0.6).")
+MaxDistanceHelp = "Largest embedding distance for the same person (dlib's 0.6)."
+MaxDistanceOpt = typer.Option(0.6, "--max-distance", help=MaxDistanceHelp)
 RENAMES = {"--threshold": "--max-distance", "-t": "--max-distance"}
+IndexOpt = typer.Option(None, "--index", help="A face index from `visionzoo faces index`: find the gallery's people "
+                        "in every photo of it (instead of QUERIES).")
 
 
 def _line(r: dict) -> str:
@@ -54,19 +64,23 @@ def _video_frames(detector: str, sources: list[str], draw: Optional[Path], sampl
 def detect_cmd(images: List[str] = typer.Argument(..., help="Image files, folders or globs; videos, image sequences, "
                                                   "streams, a webcam index."),
                out: Optional[Path] = out_file(videos.VIDEO_KINDS), detector: str = DetectorOpt,
-               draw: Optional[Path] = DrawOpt, fps: Optional[float] = FpsOpt, every: Optional[int] = EveryOpt,
+               draw: Optional[Path] = DrawOpt,
+               crops: Optional[Path] = typer.Option(None, "--crops", help="Folder for each face's aligned 150 x 150 "
+                                                    "chip (STEM_faceK.jpg), aligned as the embedder aligns it."),
+               fps: Optional[float] = FpsOpt, every: Optional[int] = EveryOpt,
                start: Optional[float] = StartOpt, end: Optional[float] = EndOpt, quiet: bool = QuietOpt) -> None:
     """Faces per image: box [x1, y1, x2, y2], score and 5 landmarks, in original pixels (JSON on stdout
-    without --out); per frame of videos, each face tracked (track_id).
+    without --out); per frame of videos, each face tracked (track_id); --crops writes every face's
+    aligned chip, for training your own models.
 
-    Example: visionzoo faces detect photos/ --draw drawn/ --out faces.json
+    Example: visionzoo faces detect photos/ --draw drawn/ --crops chips/ --out faces.json
     """
     from ..tasks.faces import detect
 
     results.check_out(out, videos.VIDEO_KINDS)
     listed = results.listed(images, videos=True)
     still, sources = videos.split(listed.files)
-    rows = detect(still, detector=detector, draw=draw) if still else []
+    rows = detect(still, detector=detector, draw=draw, crops=crops) if still else []
     frames = _video_frames(detector, sources, draw, videos.sampling(fps, every, start, end), quiet)
     raise typer.Exit(videos.finish(rows, frames, out, listed.skipped, stdout_json=True))
 
@@ -111,26 +125,113 @@ def verify_cmd(a: str = typer.Argument(...), b: str = typer.Argument(...), max_d
 
 @command(faces_app, "find", RENAMES)
 def find_cmd(gallery: Path = typer.Argument(..., help="Folder of person subfolders."),
-             queries: List[str] = typer.Argument(..., help="Query images, folders or globs; videos, image sequences, "
-                                                 "streams, a webcam index."),
-             out: Optional[Path] = out_file(videos.VIDEO_KINDS), max_distance: float = MaxDistanceOpt,
-             detector: str = DetectorOpt, draw: Optional[Path] = DrawOpt, fps: Optional[float] = FpsOpt,
-             every: Optional[int] = EveryOpt, start: Optional[float] = StartOpt, end: Optional[float] = EndOpt,
-             quiet: bool = QuietOpt) -> None:
+             queries: Optional[List[str]] = typer.Argument(None, help="Query images, folders or globs; videos, "
+                                                           "image sequences, streams, a webcam index."),
+             index: Optional[Path] = IndexOpt, out: Optional[Path] = out_file(videos.VIDEO_KINDS),
+             max_distance: float = MaxDistanceOpt, detector: str = DetectorOpt, draw: Optional[Path] = DrawOpt,
+             fps: Optional[float] = FpsOpt, every: Optional[int] = EveryOpt, start: Optional[float] = StartOpt,
+             end: Optional[float] = EndOpt, quiet: bool = QuietOpt) -> None:
     """Name every face in the queries (a gallery person, or `unknown` past the max distance); for a
-    video, the timeline of who appears when (unknown faces told apart by their tracks).
+    video, the timeline of who appears when (unknown faces told apart by their tracks); with
+    --index, list every photo of the library in which each gallery person appears
+    (`{person, path, box, distance}`) and draw a contact sheet per person (in --draw, else beside
+    --out).
 
-    Example: visionzoo faces find people/ party_photos/ party.mp4 --draw named/
+    Example: visionzoo faces find people/ --index faces.parquet --out matches.json
     """
+    results.check_out(out, videos.VIDEO_KINDS)
+    if index is not None:
+        if queries:
+            raise UsageError("give QUERIES or --index, not both")
+        _find_in_index(gallery, index, out, max_distance, detector, draw)
+        return
+    if not queries:
+        raise UsageError("give query images (QUERIES) or a face index (--index)")
     from ..tasks.faces import find
 
-    results.check_out(out, videos.VIDEO_KINDS)
     listed = results.listed(queries, videos=True)
     still, sources = videos.split(listed.files)
     rows = find(gallery, still, threshold=max_distance, detector=detector, draw=draw) if still else []
     frames = _video_frames(detector, sources, draw, videos.sampling(fps, every, start, end), quiet,
                            gallery=gallery, threshold=max_distance)
     raise typer.Exit(videos.finish(rows, frames, out, listed.skipped, stdout_json=True))
+
+
+def _find_in_index(gallery: Path, index: Path, out: Optional[Path], max_distance: float, detector: str,
+                   draw: Optional[Path]) -> None:
+    from ..tasks.faces.people import find_people
+
+    sheets = draw if draw is not None else (out.with_name(out.stem + "_sheets") if out is not None else None)
+    rows = find_people(gallery, index, max_distance, detector=detector, sheets=sheets)
+    if out is None:
+        console.print_json(data=rows)
+    else:
+        wrote(results.write_results(rows, out))
+    people: dict[str, set] = {}
+    for r in rows:
+        people.setdefault(r["person"], set()).add(r["path"])
+    for name, photos in sorted(people.items()):
+        err_console.print(f"{name}: {len(photos)} photo(s)", highlight=False, markup=False)
+    if sheets is not None:
+        wrote(f"{sheets}/PERSON.jpg (a contact sheet per gallery person)")
+
+
+@faces_app.command("index")
+def index_cmd(photos: List[str] = typer.Argument(..., help="Photo files, folders (recursive) or globs."),
+              out: str = typer.Option(..., "--out", "-o", help="Face index: a Parquet folder, local or a URI "
+                                      "(s3://bucket/faces.parquet); an existing index gets only the photos it lacks."),
+              resume: bool = ResumeOpt,
+              threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Pipelines on CPU, each decoding, "
+                                                    "detecting and embedding its own photos [default: all cores]."),
+              partition_size: int = typer.Option(1024, "--partition-size", min=1, help="Photos per shard (resume unit)."),
+              detect_size: int = typer.Option(1024, "--detect-size", min=256, help="Long side (px) of the copy faces "
+                                              "are found in: faces down to ~3% of the photo's long side at 1024; 2048 "
+                                              "finds faces half as small, at ~4x the detection time."),
+              engine: str = EngineOpt, ray_address: Optional[str] = RayAddressOpt,
+              processes: Optional[int] = typer.Option(None, "--processes", min=1, help=ProcessesHelp),
+              quiet: bool = QuietOpt) -> None:
+    """Every face of every photo into a face index: box, score, 5 landmarks, 128-d descriptor and
+    the aligned chip, in shards written as the run goes. After a crash, --resume finishes it; run
+    it again over the same folders later and only new photos are read.
+
+    Example: visionzoo faces index photos/ --out faces.parquet
+    """
+    from ..batch.faces_index import index_faces
+
+    r = index_faces(photos, out, resume=resume, partition_size=partition_size, detect_size=detect_size,
+                    threads=threads, engine=engine,
+                    ray_address=ray_address, num_workers=processes, progress=show_progress(quiet))
+    for path, reason in r.failures:
+        fail(path, reason)
+    if r.skipped:
+        err_console.print(f"skipped {len(r.skipped)} file(s) without an image extension under the input folders"
+                          f" (e.g. {r.skipped[0]})", highlight=False)
+    new = f"{r.computed} new photo(s) read in {r.seconds:.1f}s, {r.added} face(s) added" if r.computed else \
+        "no new photos: nothing added"
+    err_console.print(f"{r.out}: {r.faces} face(s); {new}; {len(r.failures)} failed.", highlight=False)
+    raise typer.Exit(r.exit_code)
+
+
+@faces_app.command("cluster")
+def cluster_cmd(index: Path = typer.Option(..., "--index", help="A face index from `visionzoo faces index`."),
+                out: Path = typer.Option(..., "--out", "-o", help="Folder for clusters.csv, clusters.json, "
+                                         "sheets/group_NNN.jpg and groups/group_NNN/ (a few crops each)."),
+                max_distance: float = typer.Option(0.45, "--max-distance", help=MaxDistanceHelp),
+                min_faces: int = typer.Option(2, "--min-faces", min=2, help="Fewest faces that make a group."),
+                quiet: bool = QuietOpt) -> None:
+    """Group the faces of an index into people (Chinese whispers on the descriptors, as dlib
+    clusters faces); faces in no group get cluster -1. Move a folder groups/group_NNN into your
+    gallery as GALLERY/NAME to name that person.
+
+    Example: visionzoo faces cluster --index faces.parquet --out people/
+    """
+    from ..tasks.faces.groups import cluster_index
+
+    summary = cluster_index(index, out, max_distance, min_faces)
+    console.print(f"{summary['groups']} group(s) of {summary['grouped']} face(s); {summary['alone']} face(s) in "
+                  f"no group (of {summary['faces']})", highlight=False)
+    folders = (out / "sheets", out / "groups") if summary["groups"] else ()
+    wrote(out / "clusters.csv", out / "clusters.json", *folders)
 
 
 @faces_app.command("mesh")

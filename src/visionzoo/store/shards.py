@@ -41,24 +41,30 @@ def string_array(values: list[str]):
     return pa.Array.from_buffers(pa.string(), len(encoded), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
 
 
-def features_table(paths: list[str], matrix: np.ndarray, dtype: str = "float32", metadata: dict | None = None):
+def features_table(paths: list[str], matrix: np.ndarray, dtype: str = "float32", metadata: dict | None = None,
+                   columns: dict[str, Any] | None = None):
     """A (path, feature) table with a fixed-size list column of `dtype` floats (from buffers, as
-    `string_array`)."""
+    `string_array`), then any extra `columns` (name -> pyarrow array, one value per row)."""
     import pyarrow as pa
 
     values = np.ascontiguousarray(matrix, dtype=dtype).reshape(-1)
     flat = pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
     feature = pa.FixedSizeListArray.from_arrays(flat, matrix.shape[1])
-    return pa.Table.from_arrays([string_array(paths), feature], names=["path", "feature"]).replace_schema_metadata(metadata)
+    extra = columns or {}
+    return pa.Table.from_arrays([string_array(paths), feature, *extra.values()],
+                                names=["path", "feature", *extra]).replace_schema_metadata(metadata)
 
 
 def write_shard(folder: str | os.PathLike | Location, index: int, paths: list[str], matrix: np.ndarray,
-                failures: list[tuple[str, str]], *, dtype: str, manifest: dict[str, Any]) -> Location:
+                failures: list[tuple[str, str]], *, dtype: str, manifest: dict[str, Any],
+                columns: dict[str, Any] | None = None, metadata: dict[bytes, bytes] | None = None) -> Location:
+    """Partition `index` as one Parquet file, atomically; `columns` and `metadata` add what a
+    kind of feature file keeps beside each row (a face index: the face's box, landmarks, chip)."""
     import pyarrow.parquet as pq
 
     meta = {META_KEY: json.dumps(manifest, default=str).encode(),
-            FAILURES_KEY: json.dumps([{"path": p, "reason": r} for p, r in failures]).encode()}
-    table = features_table(paths, matrix, dtype, meta)
+            FAILURES_KEY: json.dumps([{"path": p, "reason": r} for p, r in failures]).encode(), **(metadata or {})}
+    table = features_table(paths, matrix, dtype, meta, columns)
     final = shard_path(folder, index)
     with final.atomic_output() as out:
         pq.write_table(table, out)

@@ -1,5 +1,7 @@
-"""Faces: detect (boxes + dlib 5-point landmarks), embed (dlib ResNet, 128-d), verify, find people in
-a gallery, and a 3D FaceMesh per face. Everything runs offline.
+"""Faces: detect (boxes + dlib 5-point landmarks), embed (dlib ResNet, 128-d, in ONNX Runtime),
+verify, find people in a gallery, and a 3D FaceMesh per face; over a face index
+(`visionzoo.batch.index_faces`): every photo of each gallery person (`find_people`) and groups of
+the people nobody named yet (`cluster_index`). Everything runs offline.
 
 Contract: `load_predictor(name, **options)` -> Predictor (task "faces"), `predict(name, inputs)`.
 `name` is a detector ("blazeface", "hog", "cnn") or "default".
@@ -14,17 +16,22 @@ import numpy as np
 
 from ...errors import UsageError
 from .detectors import DEFAULT_DETECTOR, DETECTORS, Face
+from .faceindex import load_index
 from .gallery import load_gallery
+from .groups import cluster_index
+from .people import find_people
 from .predictor import Predictor, _files, _iter_faces, load_predictor, predict
 from .recognize import THRESHOLD, distances
 
 __all__ = ["THRESHOLD", "DETECTORS", "DEFAULT_DETECTOR", "Predictor", "load_predictor", "predict", "detect",
-           "embed", "verify", "find", "mesh", "load_gallery"]
+           "embed", "verify", "find", "mesh", "load_gallery", "load_index", "find_people", "cluster_index"]
 
 
-def detect(inputs, detector: str = DEFAULT_DETECTOR, draw: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """Boxes, scores and 5-point landmarks in original (EXIF-oriented) pixels."""
-    return predict(detector, inputs, draw=draw)
+def detect(inputs, detector: str = DEFAULT_DETECTOR, draw: str | os.PathLike | None = None,
+           crops: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Boxes, scores and 5-point landmarks in original (EXIF-oriented) pixels; `crops`: a folder
+    for each face's aligned 150 x 150 chip (`STEM_faceK.jpg`, the embedder's own alignment)."""
+    return predict(detector, inputs, draw=draw, crops=crops)
 
 
 def embed(inputs, out: str | os.PathLike, detector: str = DEFAULT_DETECTOR, fmt: str | None = None) -> dict[str, Any]:
@@ -82,8 +89,9 @@ def find(gallery: str | os.PathLike, queries, threshold: float = THRESHOLD, dete
 
 
 def mesh(inputs, out: str | os.PathLike, detector: str = DEFAULT_DETECTOR) -> list[dict[str, Any]]:
-    """Per face `STEM_faceK.obj` (468 vertices, x/y in original pixels, z depth) and `STEM_faceK.png`."""
-    from .mesh import face_mesh, side_view, write_obj
+    """Per face `STEM_faceK.obj` (468 vertices, x/y in original pixels, z depth, the photo's colour
+    per vertex, texture coordinates onto `STEM_faceK.jpg` via `STEM_faceK.mtl`) and `STEM_faceK.png`."""
+    from .mesh import face_mesh, side_view, texture_crop, vertex_colours, write_obj
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -92,10 +100,13 @@ def mesh(inputs, out: str | os.PathLike, detector: str = DEFAULT_DETECTOR) -> li
     for path, image, scale, faces, error in _iter_faces(_files(inputs), predictor, False):
         items = []
         for k, f in enumerate(faces):
-            v = face_mesh(image, f.box / scale) * scale
+            local = face_mesh(image, f.box / scale)  # in the working copy's pixels
+            v = local * scale
+            colours = vertex_colours(image, local[:, :2])
+            crop, uv = texture_crop(image, local)
             stem = f"{Path(path).stem}_face{k}"
-            obj = write_obj(v, out / f"{stem}.obj")
-            png = side_view(v, out / f"{stem}.png", stem)
+            obj = write_obj(v, out / f"{stem}.obj", colours, (crop, uv))
+            png = side_view(v, out / f"{stem}.png", stem, colours)
             items.append({"box": f.to_dict()["box"], "obj": str(obj), "png": str(png), "vertices": len(v)})
         results.append({"path": path, "faces": items, "error": error})
     return results

@@ -94,31 +94,40 @@ def _tiles(w: int, h: int, side: int) -> list[tuple[int, int, int, int]]:
     return [(x, y, min(w, x + side), min(h, y + side)) for y in ys for x in xs]
 
 
-def _tile_sides(long_side: int) -> list[int]:
-    """Halving tile sizes from half the image down to MIN_TILE, ending at MIN_TILE itself so the
-    smallest faces found (~6% of a tile) are the same ~24 px for every image size."""
-    sides, side = [], long_side // 2
-    while side >= MIN_TILE:
+def _tile_sides(long_side: int, min_tile: int = MIN_TILE, ratio: int = 2) -> list[int]:
+    """Tile sizes shrinking by `ratio` from 1/ratio of the image down to `min_tile`, ending at
+    `min_tile` itself so the smallest faces found (~6% of a tile) are the same ~24 px for every
+    image size. A pass finds faces of ~1/12 to TILE_MAX_FACE of its tile, so levels up to 3x
+    apart still chain: ratio 3 finds the same faces with fewer passes, ratio 2 sees each face at
+    more scales."""
+    sides, side = [], long_side // ratio
+    while side >= min_tile:
         sides.append(side)
-        side //= 2
-    if long_side > 1.5 * MIN_TILE and (not sides or sides[-1] > 1.5 * MIN_TILE):
-        sides.append(MIN_TILE)
+        side //= ratio
+    if long_side > 1.5 * min_tile and (not sides or sides[-1] > 1.5 * min_tile):
+        sides.append(min_tile)
     return sides
 
 
-def _blazeface_boxes(img: Image.Image, min_score: float) -> tuple[np.ndarray, np.ndarray]:
-    """One pass over the whole image, then passes over overlapping tiles (halving in size down to
-    MIN_TILE) for faces too small for the 192 px input; each tile pass keeps only faces small for
-    that tile and clear of its inner edges, and weighted NMS merges everything."""
+def _blazeface_boxes(img: Image.Image, min_score: float, min_tile: int = MIN_TILE, ratio: int = 2
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """One pass over the whole image, then passes over overlapping tiles (shrinking by `ratio`
+    down to `min_tile`) for faces too small for the 192 px input; each tile pass keeps only faces
+    small for that tile and clear of its inner edges, and weighted NMS merges everything."""
     rows, scores = blazeface.detect_once(img, min_score=min_score)
     found_rows, found_scores = [rows[:, :4]], [scores]
     w, h = img.size
-    for side in _tile_sides(max(w, h)):
+    size = blazeface.input_size()
+    for side in _tile_sides(max(w, h), min_tile, ratio):
+        # one resize per level, then each tile is a plain crop of the model's input size
+        k = size / side
+        scaled = img.resize((max(1, round(w * k)), max(1, round(h * k))), Image.BILINEAR, reducing_gap=2.0)
         for x1, y1, x2, y2 in _tiles(w, h, side):
-            r, sc = blazeface.detect_once(img.crop((x1, y1, x2, y2)), min_score=min_score)
+            sx, sy = round(x1 * k), round(y1 * k)
+            r, sc = blazeface.detect_once(scaled.crop((sx, sy, sx + size, sy + size)), min_score=min_score)
             if not len(r):
                 continue
-            b = r[:, :4] + [x1, y1, x1, y1]
+            b = r[:, :4] / k + [sx / k, sy / k, sx / k, sy / k]
             small = (b[:, 2] - b[:, 0]) < TILE_MAX_FACE * side
             margin = 0.02 * side
             inner = (((b[:, 0] > x1 + margin) | (x1 == 0)) & ((b[:, 1] > y1 + margin) | (y1 == 0))
@@ -148,29 +157,38 @@ def landmarks5(img: np.ndarray, box: np.ndarray) -> np.ndarray:
     return np.array([[p.x, p.y] for p in shape.parts()], np.float64)
 
 
-def detect_faces(img: Image.Image, detector: str = DEFAULT_DETECTOR, *, min_score: float | None = None,
-                 upsample: int = 1) -> list[Face]:
-    """Faces in an RGB image, largest first. `min_score` defaults to 0.5 for BlazeFace and 0 for
-    dlib's detectors (their SVM margin); `upsample` (dlib only) doubles the image that many times
-    first, to find faces down to ~40 px (1) or ~20 px (2) in the detector's working copy."""
+def face_boxes(img: Image.Image, detector: str = DEFAULT_DETECTOR, *, min_score: float | None = None,
+               upsample: int = 1, min_tile: int = MIN_TILE, tile_ratio: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """(boxes, scores) of the faces in an RGB image, largest first, each at least 4 px inside it
+    (boxes as the detector gave them, possibly past the image's edges). BlazeFace's tile passes:
+    `min_tile` is the smallest (it sets the smallest face found, ~1/12 of it), `tile_ratio` the
+    step between their sizes."""
     check_detector(detector)
-    if img.mode != "RGB":
-        img = img.convert("RGB")
     if min(img.size) < 8:
-        return []
+        return np.zeros((0, 4)), np.zeros(0)
     if detector == "blazeface":
-        boxes, scores = _blazeface_boxes(img, blazeface.MIN_SCORE if min_score is None else min_score)
+        boxes, scores = _blazeface_boxes(img, blazeface.MIN_SCORE if min_score is None else min_score, min_tile,
+                                         tile_ratio)
     else:
         boxes, scores = _dlib_boxes(img, detector, upsample)
         if min_score is not None:
             boxes, scores = boxes[scores >= min_score], scores[scores >= min_score]
     w, h = img.size
+    clipped = np.clip(boxes, 0, [w, h, w, h]).reshape(-1, 4)
+    size = clipped[:, 2:] - clipped[:, :2]
+    keep = (size >= 4).all(1)
+    order = np.argsort(-(size[:, 0] * size[:, 1])[keep], kind="stable")
+    return np.asarray(boxes).reshape(-1, 4)[keep][order], np.asarray(scores)[keep][order]
+
+
+def detect_faces(img: Image.Image, detector: str = DEFAULT_DETECTOR, *, min_score: float | None = None,
+                 upsample: int = 1) -> list[Face]:
+    """Faces in an RGB image, largest first. `min_score` defaults to 0.5 for BlazeFace and 0 for
+    dlib's detectors (their SVM margin); `upsample` (dlib only) doubles the image that many times
+    first, to find faces down to ~40 px (1) or ~20 px (2) in the detector's working copy."""
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    boxes, scores = face_boxes(img, detector, min_score=min_score, upsample=upsample)
+    w, h = img.size
     arr = np.asarray(img)
-    faces = []
-    for box, score in zip(boxes, scores):
-        clipped = np.clip(box, 0, [w, h, w, h])
-        if clipped[2] - clipped[0] < 4 or clipped[3] - clipped[1] < 4:
-            continue
-        faces.append(Face(clipped, float(score), landmarks5(arr, box)))
-    faces.sort(key=lambda f: -f.area)
-    return faces
+    return [Face(np.clip(box, 0, [w, h, w, h]), float(score), landmarks5(arr, box)) for box, score in zip(boxes, scores)]

@@ -7,7 +7,9 @@ BlazeFace and FaceMesh `.tflite` files and the canonical face-mesh triangles are
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -80,6 +82,31 @@ def tflite_path(key: str) -> Path:
     return path
 
 
+_DELEGATE_LOCK = threading.Lock()
+_delegate_logged = False
+
+
+@contextlib.contextmanager
+def _first_delegate_quiet():
+    """LiteRT's C++ code prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." to the
+    process's stderr once, when the first interpreter allocates its tensors, and no setting turns
+    it off: send file descriptor 2 to /dev/null for that one call, so users see only our messages."""
+    global _delegate_logged
+    with _DELEGATE_LOCK:
+        if _delegate_logged:
+            yield
+            return
+        saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(null)
+            _delegate_logged = True
+
+
 class TFLiteModel:
     """One LiteRT interpreter with a lock: `model(x) -> [outputs]` for a single (1, H, W, 3) input."""
 
@@ -89,7 +116,8 @@ class TFLiteModel:
         except ImportError:
             raise UsageError("BlazeFace and FaceMesh need LiteRT: pip install ai-edge-litert") from None
         self.interpreter = Interpreter(model_path=str(tflite_path(key)), num_threads=threads)
-        self.interpreter.allocate_tensors()
+        with _first_delegate_quiet():
+            self.interpreter.allocate_tensors()
         inp = self.interpreter.get_input_details()[0]
         self.input_index = inp["index"]
         self.input_size = int(inp["shape"][1])
@@ -103,9 +131,16 @@ class TFLiteModel:
             return [self.interpreter.get_tensor(i).copy() for i in self.output_indices]
 
 
-@lru_cache(maxsize=None)
+_PER_THREAD = threading.local()
+
+
 def tflite_model(key: str) -> TFLiteModel:
-    return TFLiteModel(key)
+    """This thread's interpreter for `key` (one per thread: LiteRT interpreters run one call at a
+    time, so pipelines on several cores each get their own; ~20 ms to load, once per thread)."""
+    models = _PER_THREAD.__dict__.setdefault("models", {})
+    if key not in models:
+        models[key] = TFLiteModel(key, threads=1)
+    return models[key]
 
 
 @lru_cache(maxsize=1)

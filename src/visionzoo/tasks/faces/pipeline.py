@@ -16,7 +16,7 @@ def faces_in(img: Image.Image, scale: float, detector: str, with_embeddings: boo
     """Faces in a working copy, returned in the original's pixels (`scale` = original / working)."""
     faces = detect_faces(img, detector)
     if with_embeddings and faces:
-        for f, e in zip(faces, descriptors(np.asarray(img), [f.box for f in faces])):
+        for f, e in zip(faces, descriptors(np.asarray(img), [f.box for f in faces], [f.points for f in faces])):
             f.embedding = e
     return [f.scaled(scale) for f in faces]
 

@@ -86,13 +86,32 @@ def _draw(path: str, image: Image.Image, scale: float, faces: list[Face], out_di
     return draw_faces(image, [f.scaled(1 / scale) for f in faces], Path(out_dir) / (Path(path).stem + ".faces.jpg"))
 
 
+def _write_crops(path: str, image: Image.Image, scale: float, faces: list[Face], out_dir: str | os.PathLike) -> None:
+    """`STEM_faceK.jpg`: each face's aligned 150 px chip, as the embedder sees it."""
+    from ...atomic import atomic_path
+    from .recognize import align
+
+    if not faces:
+        return
+    _, chips = align(np.asarray(image), [f.box / scale for f in faces], [f.points / scale for f in faces])
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for k, chip in enumerate(chips):
+        with atomic_path(out / f"{Path(path).stem}_face{k}.jpg") as tmp:
+            Image.fromarray(chip).save(tmp, "JPEG", quality=95)
+
+
 @shows(render_row, describe_row)  # in a notebook the rows draw their faces; they stay plain dicts
-def predict(run_or_name: str = "default", inputs=(), *, draw: str | os.PathLike | None = None, **options: Any) -> list[dict[str, Any]]:
-    """Per input file `{path, faces: [{box, score, landmarks, (identity, distance)}], error}`."""
+def predict(run_or_name: str = "default", inputs=(), *, draw: str | os.PathLike | None = None,
+            crops: str | os.PathLike | None = None, **options: Any) -> list[dict[str, Any]]:
+    """Per input file `{path, faces: [{box, score, landmarks, (identity, distance)}], error}`;
+    `draw`: a picture of each; `crops`: each face's aligned chip."""
     predictor = load_predictor(run_or_name, **options)
     out = []
     for path, image, scale, faces, error in _iter_faces(_files(inputs), predictor, False):
         if image is not None and draw is not None:
             _draw(path, image, scale, faces, draw)
+        if image is not None and crops is not None:
+            _write_crops(path, image, scale, faces, crops)
         out.append({"path": path, "faces": [f.to_dict() for f in faces], "error": error})
     return out
