@@ -180,7 +180,7 @@ def held_out(run: Path, data: Path) -> list[Path]:
 @step("detect.jpg", "detect_curves.png")
 def detect() -> None:
     data = DATASETS / "raccoon"
-    run = trained("raccoon", "detect", "train", data, "--time-budget", 300)
+    run = trained("raccoon", "detect", "train", data)  # the defaults, as a user runs it
     picks = held_out(run, data)[:4]
     drawn = CACHE / "detect_drawn"
     shutil.rmtree(drawn, ignore_errors=True)
