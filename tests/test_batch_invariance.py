@@ -4,9 +4,6 @@ sizes exactly as it answers each of them alone. (Each task's own test file check
 way: classify, extract, detect, segment, caption.)"""
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,6 +11,7 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from servers import serving
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "faces"
 pytestmark = pytest.mark.xdist_group("serve")
@@ -33,17 +31,11 @@ def test_faces_alone_and_together(tmp_path):
             np.testing.assert_allclose(a["box"], b["box"], atol=1.0)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def server():
     """lite0 and a detector on the bundled backbone (untrained heads: every box is kept at conf 0)."""
     import torch
-    import uvicorn
 
     from visionzoo.serve import create_app
     from visionzoo.tasks.detect.model import BACKGROUND, Detector, DetectorConfig, build_detector
@@ -53,17 +45,8 @@ def server():
     module = build_detector(DetectorConfig(num_classes=2, image_size=192, max_size=320), pretrained_backbone=True)
     detector = Predictor(Detector(module, [BACKGROUND, "a", "b"], "untrained"), conf=0.0, batch_size=8)
     app = create_app(models=["efficientnet_lite0", detector], batch_window_ms=50, max_batch=16, threads=1)
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    with serving(app, 60) as url:
+        yield url
 
 
 def _photos(folder: Path) -> list[Path]:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from serve_fuzz import bomb_png, malformed_request
+from servers import free_port, serving
 
 pytestmark = pytest.mark.xdist_group("serve")
 
@@ -65,11 +64,6 @@ class SlowSegmenter:
         return [{"width": i.size[0], "height": i.size[1]} for i in images]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def index_dir(photo_dir, tmp_path_factory) -> Path:
@@ -85,24 +79,13 @@ def index_dir(photo_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(index_dir):
     """A real uvicorn server on 127.0.0.1 in a thread; yields (base_url, detector)."""
-    import uvicorn
-
     from visionzoo.serve import create_app
 
     detector = StandInDetector()
     app = create_app(models=["efficientnet_lite0", detector, SlowSegmenter()], index=index_dir / "index",
                      api_key=KEY, max_upload_mb=MAX_UPLOAD_MB, batch_window_ms=30, timeout_s=3.0, threads=1)
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", detector
-    srv.should_exit = True
-    thread.join(10)
+    with serving(app, 30) as url:
+        yield url, detector
 
 
 @pytest.fixture(scope="module")
