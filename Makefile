@@ -7,7 +7,7 @@ TSTAMP := $(VENV)/.installed-test
 DSTAMP := $(VENV)/.installed-docs
 DATASETS ?= $(abspath ../shared/datasets)
 
-.PHONY: demo test docs gallery bench install clean
+.PHONY: demo test test-slow test-all docs gallery bench install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,19 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/visionzoo demo
 
+# Two tiers (docs/development.md): `make test` is the fast tier (every command, option and error path on
+# tiny inputs); `make test-slow` the end-to-end tier (training to a quality, kill and resume, DDP, Ray,
+# servers, the browser, the README tour); `make test-all` both. CI runs both tiers.
+PYTEST := $(BIN)/python -m pytest -n 2 --dist loadgroup
+
 test: $(TSTAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
+
+test-slow: $(TSTAMP)
+	$(PYTEST) -m slow $(PYTEST_ARGS)
+
+test-all: $(TSTAMP)
+	$(PYTEST) $(PYTEST_ARGS)
 
 # The site in site/: the gallery's missing pictures first (real runs, cached in .cache/docs), then a strict
 # build that runs the notebooks; a broken link, picture or API name fails it.

@@ -71,3 +71,17 @@ def lfw_sample(lfw_dir):
         return dest
 
     return make
+
+
+FAST_TIER_LIMIT_S = 20  # docs/development.md: a fast-tier test over this is moved to the slow tier or made faster
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Name every fast-tier test whose call took longer than the tier allows (reported, never failed:
+    no test asserts on wall-clock time)."""
+    over = sorted(((r.duration, r.nodeid) for key in ("passed", "failed") for r in terminalreporter.stats.get(key, [])
+                   if r.when == "call" and r.duration > FAST_TIER_LIMIT_S and "slow" not in r.keywords), reverse=True)
+    if over:
+        terminalreporter.section(f"fast-tier tests over {FAST_TIER_LIMIT_S} s: mark them slow or make them faster")
+        for seconds, nodeid in over:
+            terminalreporter.write_line(f"{seconds:7.1f}s {nodeid}")

@@ -61,6 +61,7 @@ def _photos(folder: Path) -> list[Path]:
     return out
 
 
+@pytest.mark.slow
 def test_serve_answers_concurrent_clients_as_it_answers_each_alone(server, tmp_path):
     photos = _photos(tmp_path)
     with httpx.Client(base_url=server, timeout=60) as client:

@@ -155,6 +155,7 @@ def test_hugging_face_captioner_from_a_local_folder(tmp_path, photo_dir, monkeyp
         caption.load_predictor("blip")
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_unbroken_result(run, scenes, tmp_path):
     """kill -9 inside epoch 2, then --resume: the cached features are reused and the result is the unbroken one."""
     out = tmp_path / "run"
@@ -166,12 +167,14 @@ def test_killed_run_resumes_to_the_unbroken_result(run, scenes, tmp_path):
     assert result["report"]["bleu4"] == pytest.approx(run[1]["report"]["bleu4"], abs=0.02)
 
 
+@pytest.mark.slow
 def test_two_processes_stay_within_two_points_of_one(run, scenes, tmp_path):
     two = caption.train(scenes, tmp_path / "two", log=None, num_workers=2, **TRAIN)
     assert two["config"]["training"]["num_workers"] == 2
     assert abs(two["report"]["bleu4"] - run[1]["report"]["bleu4"]) <= 0.02, (two["report"], run[1]["report"])
 
 
+@pytest.mark.slow
 def test_video_is_captioned_at_its_scene_changes_with_subtitles(run, scenes, tmp_path):
     """Three different scenes, a second each: three captions (one per scene, as the images get them),
     their start times, a .srt with three cues and the captioned video beside it."""

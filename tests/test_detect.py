@@ -169,6 +169,7 @@ def test_cli_exit_codes_and_onnx_export(run, voc, tmp_path):
     assert max(_iou(boxes[scores.argmax()], np.array(d["box"])) for d in torch_top[0]["detections"][:5]) > 0.8
 
 
+@pytest.mark.slow
 def test_maskrcnn_trains_on_coco_polygons_and_predicts_masks(tmp_path):
     rng = random.Random(1)
     images, anns = [], []
@@ -215,6 +216,7 @@ def test_coco_detector_by_name_from_a_local_weights_file(tmp_path, monkeypatch, 
                                     .DEFAULT.meta["categories"])
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_unbroken_result(run, voc, tmp_path):
     """kill -9 inside epoch 2, then --resume: the epochs are seeded, so it ends where the unbroken run did."""
     out = tmp_path / "run"
@@ -228,6 +230,7 @@ def test_killed_run_resumes_to_the_unbroken_result(run, voc, tmp_path):
     assert result["config"]["metrics"]["val"]["map50"] == pytest.approx(unbroken["metrics"]["val"]["map50"], abs=0.02)
 
 
+@pytest.mark.slow
 def test_two_processes_train_as_one(voc, tmp_path):
     """--processes 2 (DDP over gloo): each rank gets its slice of every batch, each image its own augmentation
     and anchor samples, so the ranks train the one-process model (images of one size: equal padding)."""
@@ -243,6 +246,7 @@ def test_two_processes_train_as_one(voc, tmp_path):
     assert detect.predict(tmp_path / "two", [voc / "images" / "img01.jpg"], conf=0.001)[0]["detections"]
 
 
+@pytest.mark.slow
 def test_video_track_cli_writes_frames_tracks_and_a_playable_video(run, tmp_path):
     """`detect predict RUN VIDEO --track`: a row per frame at PyAV's times, boxes with stable track ids
     on the two moving rectangles, a per-track summary, and an annotated mp4 with every frame."""
@@ -305,6 +309,7 @@ def test_an_image_gets_the_same_boxes_alone_and_in_a_mixed_batch(run, voc, tmp_p
             assert a["score"] == pytest.approx(b["score"], abs=1e-4) and a["label"] == b["label"]
 
 
+@pytest.mark.slow
 def test_fine_tune_a_coco_detector_offline_from_a_weights_file(voc, tmp_path, monkeypatch):
     """`--from NAME`: torchvision's COCO detector, weights from a file (offline), its head replaced for the
     user's classes, every other tensor taken from the file; offline without the file, one clear message."""

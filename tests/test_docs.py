@@ -180,6 +180,7 @@ def tour_dir(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_the_readme_tour_runs(tour_dir):
     text = next(code for page, code in blocks(SHELL) if page == "README.md" and "visionzoo classify" in code)
     ran = []
@@ -205,6 +206,7 @@ def test_the_readme_python_runs(tour_dir, monkeypatch):
     assert "<img" in scope["results"]._repr_html_()  # in Jupyter: the photos with their bars
 
 
+@pytest.mark.slow
 def test_the_site_builds_strict(tmp_path):
     """The strict build (notebooks not run here: `make docs` runs them) fails on a broken link, a
     missing picture, an unknown API name or a command-line reference that cannot be made."""

@@ -7,12 +7,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from interrupt import kill_group, start_held
 from PIL import Image
 
 import visionzoo
@@ -133,20 +133,17 @@ def test_several_models_decode_each_image_once(photo_dir, tiny_run, torch_prelog
     assert visionzoo.load_features(result.outputs[1])[1].shape == (5, tiny_manifest["dim"])
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_matches_a_clean_run(tmp_path):
     files = make_images(tmp_path / "imgs", 160, size=64)
     clean = visionzoo.extract([tmp_path / "imgs"], tmp_path / "clean", partition_size=16, batch_size=8)
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "visionzoo", "extract", str(tmp_path / "imgs"), "--out", str(out),
            "--partition-size", "16", "--batch-size", "8", "--quiet"]
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(out.glob("part-*.parquet"))) < 3:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc = start_held(cmd[3:], "shard:3", tmp_path / "killed.log")  # held after its third shard
+    assert kill_group(proc) == -signal.SIGKILL
     written = len(list(out.glob("part-*.parquet")))
-    assert proc.returncode == -signal.SIGKILL and 3 <= written < 10, written
+    assert written == 3, written
     assert not (out / "_failures.parquet").exists()
     resumed = subprocess.run(cmd + ["--resume"], env=ENV, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr

@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ pytest.importorskip("dlib")
 pytest.importorskip("ai_edge_litert")
 
 from badfiles import write_bad_files, write_odd_modes  # noqa: E402
+from interrupt import kill_group, start_held  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "faces"
 PEOPLE = ["angelina_jolie", "kate_siegel", "paul_rudd", "shea_whigham"]
@@ -165,23 +165,16 @@ def test_fast_pipeline_finds_the_same_faces_and_answers(tmp_path):
 
 
 # --------------------------------------------------------------------------- the index
+@pytest.mark.slow
 def test_index_kill9_resume_is_identical_and_a_second_run_adds_nothing(library, tmp_path):
     _, lib, _, _ = library
     whole, crashed = tmp_path / "whole.parquet", tmp_path / "crashed.parquet"
     done = _run("index", str(lib), "--out", str(whole), "--partition-size", "2")
     assert done.returncode == 0, done.stderr
-    log = (tmp_path / "run.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "visionzoo", "faces", "index", str(lib), "--out", str(crashed),
-                             "--partition-size", "2", "--quiet"], env=ENV, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    deadline = time.time() + 300
-    while not list(crashed.glob("part-*.parquet")) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, (tmp_path / "run.log").read_text()
-    written = len(list(crashed.glob("part-*.parquet")))
-    assert 1 <= written < len(list(whole.glob("part-*.parquet")))
+    proc = start_held(["faces", "index", str(lib), "--out", str(crashed), "--partition-size", "2", "--quiet"],
+                      "shard:1", tmp_path / "run.log")  # held after its first shard: killed mid-run
+    assert kill_group(proc) == -signal.SIGKILL
+    assert len(list(crashed.glob("part-*.parquet"))) == 1 < len(list(whole.glob("part-*.parquet")))
     again = _run("index", str(lib), "--out", str(crashed))
     assert again.returncode == 2 and "--resume" in again.stderr  # an interrupted run is never silently mixed
     resumed = _run("index", str(lib), "--out", str(crashed), "--partition-size", "2", "--resume")
@@ -232,6 +225,7 @@ def test_adding_photos_reads_only_the_new_ones_and_bad_files_are_named(library, 
     assert manifest["count"] == len(ix) and len(manifest["failures"]) == len(bad)
 
 
+@pytest.mark.slow
 def test_ray_engine_writes_the_same_index(library, tmp_path):
     pytest.importorskip("ray")
     from visionzoo.batch.faces_index import index_faces

@@ -44,6 +44,7 @@ def _manifest(out: Path) -> dict:
     return {k: v for k, v in json.loads((out / "_manifest.json").read_text()).items() if k not in TIMING}
 
 
+@pytest.mark.slow
 def test_ray_engine_equals_local_and_resumes_across_engines(photos, tmp_path, ray_local):
     local, on_ray = tmp_path / "local.parquet", tmp_path / "ray.parquet"
     extract(photos, local, partition_size=8)
@@ -68,6 +69,7 @@ def test_ray_engine_equals_local_and_resumes_across_engines(photos, tmp_path, ra
         np.testing.assert_allclose(feats, lf, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_classify_on_ray_equals_local(photos, ray_local):
     files = sorted(str(p) for p in photos.glob("*.jpg"))[:12]   # broken.jpg sorts first
     local = classify(files, top_k=3)

@@ -109,6 +109,7 @@ def test_a_two_class_run_stores_its_threshold_and_predict_uses_it(run, blobs):
     assert segment.predict(out, image)[0]["shares"] == segment.predict(out, image, conf=point["threshold"])[0]["shares"]
 
 
+@pytest.mark.slow
 def test_tiled_prediction_equals_untiled_on_a_3000x2000_image(run):
     from visionzoo.tasks.segment.model import load_segmenter
 
@@ -204,6 +205,7 @@ def test_each_decoder_builds_on_the_zoo_encoder_and_keeps_the_input_size(arch):
         build_segmenter(SegConfig(arch="segformer"), pretrained_backbone=False)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_unbroken_result(run, blobs, tmp_path):
     """kill -9 inside epoch 2, then --resume: the epochs are seeded, so it ends where the unbroken run did."""
     out = tmp_path / "run"
@@ -214,6 +216,7 @@ def test_killed_run_resumes_to_the_unbroken_result(run, blobs, tmp_path):
     assert result["config"]["best_epoch"] == run[1]["config"]["best_epoch"]
 
 
+@pytest.mark.slow
 def test_two_processes_stay_within_two_points_of_one(run, blobs, tmp_path):
     """--processes 2 (DDP over gloo): each rank trains on its slice of every batch (BatchNorm over its slice)."""
     two = segment.train(blobs, tmp_path / "two", log=None, num_workers=2, **TRAIN)
@@ -221,6 +224,7 @@ def test_two_processes_stay_within_two_points_of_one(run, blobs, tmp_path):
     assert abs(two["report"]["miou"] - run[1]["report"]["miou"]) <= 0.02, (two["report"]["miou"], run[1]["report"])
 
 
+@pytest.mark.slow
 def test_video_gives_shares_per_frame_and_an_overlay_video(run, blobs, tmp_path):
     import av
     from videos import write_video

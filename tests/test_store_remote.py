@@ -145,6 +145,7 @@ def test_npy_and_pkl_on_s3(s3, images, local_run, fmt):
     assert read_manifest(result.outputs[0])["count"] == 10
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("ray")
 def test_ray_engine_writes_its_shards_to_s3(s3, images, local_run):
     pytest.importorskip("ray")

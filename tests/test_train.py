@@ -1,16 +1,14 @@
 """Training on real data (skimage lfw_subset faces vs non-faces): linear, finetune, scratch, resume, CV."""
 from __future__ import annotations
 
-import csv
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from interrupt import cli_args, history, kill_after_first_epoch
 
 import visionzoo
 from visionzoo.training.freezing import backbone_blocks, freeze_batchnorm_stats, set_trainable
@@ -25,12 +23,7 @@ LINEAR = pytest.mark.xdist_group("train-linear")
 FINETUNED = pytest.mark.xdist_group("train-finetune")
 
 
-def _cli_args(opts: dict) -> list[str]:
-    return [f"--{k.replace('_', '-')}={v}" for k, v in opts.items()]
-
-
-def _history(run: Path) -> list[dict]:
-    return list(csv.DictReader((run / "history.csv").open()))
+_cli_args, _history = cli_args, history  # the names these tests grew up with
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +100,7 @@ def test_saved_run_predicts_the_same_in_a_new_process(linear_run, tmp_path):
         assert abs(top["probability"] - expected[r["path"]]["probability"]) < 1e-5
 
 
+@pytest.mark.slow
 @FINETUNED
 def test_finetune_reaches_95_with_two_phases(finetune_run):
     run, result = finetune_run
@@ -121,23 +115,12 @@ def test_finetune_reaches_95_with_two_phases(finetune_run):
     assert not torch.equal(model.blocks[5][0].conv_pw.weight, base.blocks[5][0].conv_pw.weight)
 
 
+@pytest.mark.slow
 @FINETUNED
 def test_killed_run_resumes_to_the_same_number_of_epochs(finetune_run, lfw_dir, tmp_path):
     run = tmp_path / "run"
-    log = (tmp_path / "log.txt").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "visionzoo", "train", str(lfw_dir), "--out", str(run),
-                             "--quiet", *_cli_args(FINETUNE)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.time() + 300
-        while not (run / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.5)  # inside epoch 2 (a fine-tuning epoch takes seconds)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL, (tmp_path / "log.txt").read_text()
-    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)  # tensors and plain types only
-    assert 1 <= ckpt["epoch"] < 3 and not (run / "config.json").exists()
+    assert kill_after_first_epoch(["train", str(lfw_dir), *_cli_args(FINETUNE)], run) == 1
+    assert not (run / "config.json").exists()
 
     result = visionzoo.train(lfw_dir, run, resume=True, log=None)
     reference, _ = finetune_run

@@ -1,16 +1,12 @@
 """Data-parallel training (`--num-workers N`, DDP over gloo on CPU) on real data: skimage lfw_subset."""
 from __future__ import annotations
 
-import csv
 import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
+from interrupt import cli_args, history, kill_after_first_epoch
 
 import visionzoo
 from visionzoo.errors import UsageError
@@ -24,8 +20,7 @@ FINETUNE = dict(strategy="finetune", epochs=3, head_epochs=1, image_size=64, fre
                 batch_size=16, workers=0, seed=0)
 
 
-def _history(run: Path) -> list[dict]:
-    return list(csv.DictReader((run / "history.csv").open()))
+_history = history
 
 
 @pytest.fixture(scope="module")
@@ -34,25 +29,13 @@ def one_process(lfw_dir, tmp_path_factory):
     return run, visionzoo.train(lfw_dir, run, log=None, **FINETUNE)
 
 
+@pytest.mark.slow
 def test_two_workers_killed_and_resumed_match_one_process(one_process, lfw_dir, tmp_path):
     """`--num-workers 2` from the CLI, killed (launcher and ranks) after its first epoch and resumed:
     epochs are seeded, so the resumed run is the uninterrupted one, and it must match one process."""
     run = tmp_path / "run"
-    log = tmp_path / "log.txt"
-    args = [f"--{k.replace('_', '-')}={v}" for k, v in FINETUNE.items()]
-    proc = subprocess.Popen([sys.executable, "-m", "visionzoo", "train", str(lfw_dir), "--out", str(run), "--quiet",
-                             "--num-workers=2", *args], stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
-        deadline = time.time() + 300
-        while not (run / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.05)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks: a crashed machine
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL, log.read_text()
-    done = torch.load(run / "checkpoint.pt", weights_only=True)["epoch"]
-    assert 1 <= done < 3 and not (run / "config.json").exists()
+    done = kill_after_first_epoch(["train", str(lfw_dir), "--num-workers=2", *cli_args(FINETUNE)], run)
+    assert done == 1  # the launcher and both ranks were killed, as a crashed machine would
 
     lines: list[str] = []
     result = visionzoo.train(lfw_dir, run, resume=True, workers=0, num_workers=2, log=lines.append)
@@ -84,6 +67,7 @@ def _rank_fails(kind: str, *, log=None) -> None:
     time.sleep(300)
 
 
+@pytest.mark.slow
 def test_a_failing_rank_stops_the_run_with_its_error():
     with pytest.raises(RuntimeError, match=r"rank 1 of 2 failed, so every rank was stopped(.|\n)*ValueError: crash"):
         distributed.launch(_rank_fails, 2, "crash", log=None)
@@ -119,6 +103,7 @@ def test_linear_says_ddp_buys_nothing_and_runs_in_one_process(lfw_sample, tmp_pa
     assert result["config"]["training"]["num_workers"] == 1 and result["report"]["n_images"] > 0
 
 
+@pytest.mark.slow
 def test_scratch_with_two_workers_saves_a_run_that_predicts(lfw_sample, tmp_path):
     data = tmp_path / "data"
     lfw_sample(data, 16)

@@ -13,6 +13,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ..holds import hold_point
+
 from .location import Location
 
 META_KEY = b"visionzoo"              # Parquet schema metadata: the run's manifest
@@ -68,6 +70,7 @@ def write_shard(folder: str | os.PathLike | Location, index: int, paths: list[st
     final = shard_path(folder, index)
     with final.atomic_output() as out:
         pq.write_table(table, out)
+    hold_point("shard")
     return final
 
 

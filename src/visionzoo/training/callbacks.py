@@ -12,6 +12,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..atomic import atomic_path
+from ..holds import hold_point
 
 CHECKPOINT_FILE = "checkpoint.pt"
 BEST_FILE = "best.safetensors"
@@ -148,6 +149,7 @@ class ResumeCheckpoint(Callback):
         }
         with atomic_path(self.path) as tmp:
             torch.save(state, tmp)
+        hold_point("epoch")
 
 
 def read_checkpoint(run_dir: Path) -> dict[str, Any] | None:

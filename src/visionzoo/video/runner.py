@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator, Sequence
 from ..data.video import Sampling, is_stream, probe
 from ..data.video_frames import Frame, iter_frames, source_rate
 from ..errors import UsageError
+from ..holds import hold_point
 from ..ordered import ahead
 from .captions import CaptionSession, write_srt
 from .sessions import DetectSession, FacesSession, SegmentSession, Session
@@ -110,6 +111,7 @@ def run_source(task: str, predictor: Any, source: str, opts: VideoOptions) -> It
                 last = f
                 if row is not None:
                     yield row
+                    hold_point("row")  # after its consumer wrote the row
             bar.update(len(batch))
     except ImageDecodeError as exc:
         error = exc.reason
