@@ -15,7 +15,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(app, start_timeout: float = 60.0) -> Iterator[str]:
+def serving(app, start_timeout: float = 600.0) -> Iterator[str]:
     """Serve `app` on 127.0.0.1 until the block ends; yields its base URL."""
     import uvicorn
 

@@ -64,7 +64,7 @@ def _photos(folder: Path) -> list[Path]:
 @pytest.mark.slow
 def test_serve_answers_concurrent_clients_as_it_answers_each_alone(server, tmp_path):
     photos = _photos(tmp_path)
-    with httpx.Client(base_url=server, timeout=60) as client:
+    with httpx.Client(base_url=server, timeout=600) as client:
         def ask(route: str, p: Path) -> dict:
             r = client.post(f"/v1/{route}", files=[("file", (p.name, p.read_bytes(), "image/jpeg"))])
             assert r.status_code == 200, r.text

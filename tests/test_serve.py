@@ -261,11 +261,11 @@ def test_cli_serve_warns_when_exposed_and_answers(photo_dir, tmp_path):
             except httpx.TransportError:
                 assert time.monotonic() < deadline, log.read_text()
                 time.sleep(0.2)
-        r = httpx.post(url + "/v1/classify", timeout=30, **upload(photo_dir / "chelsea.jpg"))
+        r = httpx.post(url + "/v1/classify", timeout=600, **upload(photo_dir / "chelsea.jpg"))
         assert "cat" in r.json()["predictions"][0]["label"]
     finally:
         proc.terminate()
-        proc.wait(10)
+        proc.wait(300)
     assert "WITHOUT an API key" in log.read_text()
 
 
@@ -283,9 +283,9 @@ def test_browser_upload_shows_label(server, photo_dir):
             page.goto(server[0] + "/")
             sync_api.expect(page.locator("#status")).to_contain_text("efficientnet_lite0")
             page.set_input_files("#file", str(photo_dir / "chelsea.jpg"))
-            sync_api.expect(page.locator("#labels li").first).to_contain_text("cat", timeout=30_000)
-            sync_api.expect(page.locator("#similar figure")).to_have_count(5, timeout=30_000)
-            sync_api.expect(page.locator("#found")).to_contain_text("thing", timeout=30_000)
+            sync_api.expect(page.locator("#labels li").first).to_contain_text("cat", timeout=300_000)
+            sync_api.expect(page.locator("#similar figure")).to_have_count(5, timeout=300_000)
+            sync_api.expect(page.locator("#found")).to_contain_text("thing", timeout=300_000)
             page.wait_for_timeout(300)  # thumbnails and the overlay finish drawing
             page.screenshot(path=str(ARTIFACTS / "serve_page.png"), full_page=True)
         finally:

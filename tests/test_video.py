@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import av
@@ -22,6 +21,7 @@ import numpy as np
 import pytest
 from interrupt import start_held
 from PIL import Image
+from servers import serving
 from videos import box_iou, mot_scores, write_video
 
 from visionzoo.data import load_rgb
@@ -36,7 +36,7 @@ BOTTLE = VIDEOS / "bottle-detection.mp4"
 ENV = {**os.environ, "VISIONZOO_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
-def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "visionzoo", *map(str, args)], capture_output=True, text=True,
                           env=ENV, timeout=timeout)
 
@@ -305,27 +305,14 @@ def test_faces_find_on_a_video_gives_who_appears_when(tmp_path):
 @pytest.mark.slow
 def test_serve_answers_a_video_upload_per_frame_and_the_page_plays_it(short_clip, tmp_path):
     import httpx
-    import uvicorn
 
     from visionzoo.serve.app import create_app
 
     bad = _bad_videos(tmp_path / "bad")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(models=["faces"]), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    deadline = time.monotonic() + 60
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        with httpx.Client(base_url=base, timeout=120) as client:
+    with serving(create_app(models=["faces"]), 600) as base:
+        with httpx.Client(base_url=base, timeout=600) as client:
             _check_video_answers(client, short_clip, bad)
         _page_plays_the_annotated_video(base, short_clip)
-    finally:
-        server.should_exit = True
 
 
 def _check_video_answers(client, short_clip: Path, bad: dict[str, Path]) -> None:
@@ -373,11 +360,11 @@ def _page_plays_the_annotated_video(base: str, clip: Path) -> None:
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 900})
             page.goto(base + "/")
-            sync_api.expect(page.locator("#status")).to_contain_text("faces", timeout=30_000)
+            sync_api.expect(page.locator("#status")).to_contain_text("faces", timeout=300_000)
             page.set_input_files("#file", str(clip))
-            sync_api.expect(page.locator("#found")).to_contain_text("10 frame(s)", timeout=60_000)
+            sync_api.expect(page.locator("#found")).to_contain_text("10 frame(s)", timeout=300_000)
             page.wait_for_function("() => { const v = document.getElementById('movie');"
-                                   " return v.src.startsWith('data:video/mp4') && v.readyState >= 2; }", timeout=30_000)
+                                   " return v.src.startsWith('data:video/mp4') && v.readyState >= 2; }", timeout=300_000)
             page.screenshot(path=str(artifacts / "serve_video_page.png"), full_page=True)
         finally:
             browser.close()

@@ -38,7 +38,7 @@ def test_weights_found_in_hub_caches_load_offline(tmp_path):
         print("OFFLINE", [r.name for r in list_models("mobilenet_v2") if r.offline])
     """)
     env = {**os.environ, "HF_HUB_CACHE": str(hf), "TORCH_HOME": str(tmp_path / "torch"), "VISIONZOO_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr
     out = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
     path, total = out["MNET"].rsplit(" ", 1)
