@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from typer.testing import CliRunner
 
 from visionzoo.cli import app
 
@@ -66,9 +67,9 @@ def test_shared_options_mean_one_thing_everywhere():
     (["dedup", "/no/feats.parquet", "-t", "0.9", "--max-distance", "20"], "--max-hash-distance"),
 ])
 def test_renamed_options_keep_their_old_spelling_with_a_warning(args, new):
-    proc = subprocess.run([sys.executable, "-m", "visionzoo", *args], capture_output=True, text=True)
-    assert f"is renamed {new}" in proc.stderr and "No such option" not in proc.stderr, proc.stderr
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr  # then the missing input is named
+    res = CliRunner().invoke(app, args)
+    assert f"is renamed {new}" in res.output and "No such option" not in res.output, res.output
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output  # then the missing input is named
 
 
 def test_renamed_python_keywords_warn_and_still_work(tmp_path):
