@@ -113,10 +113,21 @@ def _batcher(fn: Callable, cfg: ServeConfig, name: str, max_batch: int | None = 
                         max_queue=cfg.max_queue, name=name, workers=workers)
 
 
+def public_name(arg: Any) -> str:
+    """How a model or index is named to clients: a run folder or file by its own name (runs/a/flowers ->
+    flowers), never the server's path; zoo and task names as given."""
+    text = os.fspath(arg)
+    if "/" not in text and os.sep not in text:
+        return text
+    return Path(text).resolve().name or text
+
+
 class ServedClassifier:
     """A classification model: top-k labels, and the embeddings `/v1/embed` and `/v1/search` use."""
 
     task = "classify"
+    keeps_image = False        # `prepare` returns the model's small input, not the decoded image
+    source: str | None = None  # the --model argument, accepted as an alias of the name
 
     def __init__(self, name: str, module: torch.nn.Module, cfg: ServeConfig, *, digest: str,
                  embedding: dict[str, Any] | None = None):
@@ -170,6 +181,9 @@ class ServedClassifier:
 class ServedPredictor:
     """A task predictor (`Predictor(list[PIL.Image]) -> list[dict]`), batched across requests."""
 
+    keeps_image = True         # the decoded image waits in the batcher's queue
+    source: str | None = None
+
     def __init__(self, name: str, task: str, predictor: Any, cfg: ServeConfig):
         self.name = name
         self.task = task
@@ -200,6 +214,7 @@ class ServedIndex:
         from ..downstream import load_index
 
         self.path = str(path)
+        self.name = public_name(path)
         self.index = load_index(path)
         self.manifest = self.index.manifest
         if not self.manifest or "model" not in self.manifest:
@@ -239,7 +254,7 @@ class ServedIndex:
         return buf.getvalue()
 
     def info(self) -> dict[str, Any]:
-        return {"path": self.path, "count": len(self.index.paths), "kind": self.index.kind,
+        return {"name": self.name, "count": len(self.index.paths), "kind": self.index.kind,
                 "model": self.manifest.get("model"), "weights_sha256": self.manifest.get("weights_sha256"),
                 **self.embedding, "served_by": self.classifier.name if self.classifier else None}
 
@@ -264,7 +279,7 @@ class Served:
         if name is None:
             return loaded[0]
         for m in loaded:
-            if m.name == name:
+            if name in (m.name, getattr(m, "source", None)):
                 return m
         raise LookupError(f"model {name!r} is not loaded for {task}; loaded: {', '.join(m.name for m in loaded)}")
 
@@ -302,19 +317,21 @@ def load_served(cfg: ServeConfig) -> Served:
             if arg.options:
                 raise UsageError(f"classification models take no options ({arg.options})")
             module, spec = as_model(arg.name)
-            name = spec.name if isinstance(arg.name, torch.nn.Module) else str(arg.name)
+            name = spec.name if isinstance(arg.name, torch.nn.Module) else public_name(arg.name)
             digest = weights_digest(module)
             mine = index is not None and index.classifier is None and digest == wanted
             clf = ServedClassifier(name, module, cfg, digest=digest, embedding=index.embedding if mine else None)
+            clf.source = raw if isinstance(raw, str) else None
             served.models["classify"].append(clf)
             if mine:
                 index.attach(clf, cfg)
         else:
             loaded = arg.name is not None and not isinstance(arg.name, str)
             predictor = arg.name if loaded else _load_task_predictor(arg)
-            name = (getattr(predictor, "name", None) or arg.task) if loaded else str(arg.name or arg.task)
+            name = (getattr(predictor, "name", None) or arg.task) if loaded else public_name(arg.name or arg.task)
             task = TASK_ALIASES.get(str(getattr(predictor, "task", arg.task)), arg.task)
             served.models[task].append(ServedPredictor(name, task, predictor, cfg))
+            served.models[task][-1].source = raw if isinstance(raw, str) else None
     if index is not None and index.classifier is None:
         module, _ = as_model(index.manifest["model"])
         digest = weights_digest(module)
@@ -325,4 +342,11 @@ def load_served(cfg: ServeConfig) -> Served:
         index.attach(clf, cfg)
         served.models["classify"].append(clf)
     served.index = index
+    for task, loaded in served.models.items():
+        names = [m.name for m in loaded]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            served.close()
+            raise UsageError(f"two {task} models are both named {twice[0]!r} (clients pick models by name); "
+                             "rename one of the run folders")
     return served
