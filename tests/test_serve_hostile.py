@@ -337,3 +337,35 @@ def test_disconnected_client_stops_its_video(server, files):
     _wait_idle(server)
     assert "client disconnected: the video was stopped" in server.log.read_text()
     assert _classify(server.url) == 200
+
+
+def test_task_routes_decode_large_jpegs_at_reduced_size():
+    """As `detect predict` does: a predictor that can rescale its answers (decode_size + rescale) gets a
+    large JPEG decoded at about the size its network sees; the answer is in the upload's pixels."""
+    from visionzoo.serve import ServeConfig
+    from visionzoo.serve.models import ServedPredictor
+    from visionzoo.tasks.detect.predictor import _rescale
+
+    class Detector:
+        task, decode_size, seen = "detect", 200, []
+
+        def __call__(self, images):
+            self.seen += [img.size for img in images]
+            return [{"width": img.width, "height": img.height,
+                     "detections": [{"label": "x", "score": 1.0, "box": [0, 0, img.width / 2, img.height / 2]}]}
+                    for img in images]
+
+        def rescale(self, result, size):
+            return _rescale(result, size)
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((1200, 1600, 3), 90, np.uint8)).save(buf, "JPEG")
+    served = ServedPredictor("d", "detect", Detector(), ServeConfig())
+    try:
+        item = served.prepare(buf.getvalue(), "big.jpg")
+        [answer] = served._predict([item])
+    finally:
+        served.close()
+    assert Detector.seen == [(400, 300)]                       # 1/4 scale in the DCT: short side >= 200
+    assert (answer["width"], answer["height"]) == (1600, 1200)
+    assert answer["detections"][0]["box"] == [0, 0, 800, 600]

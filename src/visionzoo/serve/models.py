@@ -23,6 +23,7 @@ from PIL import Image
 
 from ..cpus import usable_cpus
 from ..data import eval_array_transform, load_rgb
+from ..data.geometry import file_displayed_size
 from ..errors import UsageError
 from ..tasks.classify import label_names, probabilities, topk_predictions
 from ..tasks.embed import DEFAULT_LAYER, feature_runner, weights_digest
@@ -189,13 +190,24 @@ class ServedPredictor:
         self.task = task
         self.cfg = cfg
         self.predictor = predictor
-        self.batcher = _batcher(lambda imgs: [jsonable(d) for d in predictor(imgs)], cfg, f"{name}-{task}",
+        # A predictor that can answer for a reduced-size decode (detect) gets large JPEGs decoded at the
+        # size its network sees, as on the command line, and its answers scaled to the upload's pixels.
+        self.decode_size = getattr(predictor, "decode_size", None) if callable(getattr(predictor, "rescale", None)) \
+            else None
+        self.batcher = _batcher(self._predict, cfg, f"{name}-{task}",
                                 max_batch=min(cfg.max_batch, getattr(predictor, "batch_size", None) or cfg.max_batch),
                                 workers=getattr(predictor, "parallel", 1))  # calls a thread-safe predictor takes at once
 
-    def prepare(self, data: bytes, filename: str) -> Image.Image:
-        """Full-size decode: the predictor answers in the uploaded image's pixels."""
-        return decode_upload(data, filename, max_pixels=self.cfg.max_pixels)
+    def _predict(self, items: list[tuple[Image.Image, tuple[int, int] | None]]) -> list[Any]:
+        results = self.predictor([img for img, _ in items])
+        return [jsonable(self.predictor.rescale(r, size) if size else r) for r, (_, size) in zip(results, items)]
+
+    def prepare(self, data: bytes, filename: str) -> tuple[Image.Image, tuple[int, int] | None]:
+        """(the decoded image, the upload's displayed size when decoded smaller): the predictor answers in
+        the uploaded image's pixels."""
+        img = decode_upload(data, filename, max_pixels=self.cfg.max_pixels, target_size=self.decode_size)
+        size = file_displayed_size(io.BytesIO(data)) if self.decode_size else None
+        return img, (size if size and size != img.size else None)
 
     def info(self) -> dict[str, Any]:
         classes = getattr(self.predictor, "classes", None) or getattr(self.predictor, "labels", None)
