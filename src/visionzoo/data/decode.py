@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .decode_error import ImageDecodeError
-from .geometry import oriented
+from .geometry import orientation_of, oriented
 from .video import is_video_item
 
 __all__ = ["ImageDecodeError", "image_size", "load_rgb"]
@@ -100,7 +100,8 @@ def load_rgb(path: str | bytes, target_size: int | None = None, max_pixels: int 
             # short side stays >= target_size: what PIL's own thumbnail() does.
             img.draft("RGB", (-(-w * target_size // min(w, h)), -(-h * target_size // min(w, h))))
         img.load()
-        img = oriented(img)
+        if orientation_of(img) != 1:   # exif_transpose copies even an image it does not turn
+            img = oriented(img)
         return _to_rgb(img)
 
 
