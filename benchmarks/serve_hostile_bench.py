@@ -7,9 +7,9 @@ $VISIONZOO_API_KEY): one with --timeout 120, one with --timeout 2. Prints
   2. 300 sockets holding half a request header open: a normal request's status and latency, and how
      many of the 300 the server has closed 1 s later (the oldest make room; the rest at --header-timeout);
   3. a body at one byte a second and a 200 MB header: when and how they are cut off;
-  4. a 100,000-frame mp4 with --timeout 2: status, seconds to the answer, and the seconds after the
-     504 until the server's CPU is idle (under 5% of a core over 0.5 s), its CPU-s in the 2 s after;
-  5. a foreign Host and Origin; `--host 0.0.0.0` without a key.
+  4. a foreign Host and Origin; `--host 0.0.0.0` without a key;
+  5. a 100,000-frame mp4 with --timeout 2: status, seconds to the answer, and the seconds after the
+     504 until the server's CPU is idle (under 5% of a core over 0.5 s), its CPU-s in the 2 s after.
 
     .venv/bin/python benchmarks/serve_hostile_bench.py             # ~3 min (encoding the videos: ~30 s)
 """
@@ -99,7 +99,7 @@ def uploads_and_connections(srv, files: dict[str, Path]) -> None:
     print(f"   200 MB header: stopped after {sent / MB:.1f} MB sent, answer {answer[:30]!r}, "
           f"peak RSS +{(srv.peak_rss() - before) / MB:.0f} MB")
 
-    print("\n5. exposure")
+    print("\n4. exposure")
     r = httpx.get(srv.url + "/v1/models", headers={**HEADERS, "Host": "evil.example"})
     print(f"   foreign Host: {r.status_code} {r.json()['error'][:60]}")
     r = httpx.post(srv.url + "/v1/classify", headers={**HEADERS, "Origin": "http://evil.example"},
@@ -108,7 +108,7 @@ def uploads_and_connections(srv, files: dict[str, Path]) -> None:
 
 
 def long_video(srv, files: dict[str, Path]) -> None:
-    print(f"\n4. 100,000-frame mp4 ({files['long'].stat().st_size / MB:.1f} MB) with --timeout 2 ({load()})")
+    print(f"\n5. 100,000-frame mp4 ({files['long'].stat().st_size / MB:.1f} MB) with --timeout 2 ({load()})")
     data = files["long"].read_bytes()
     t = time.monotonic()
     r = post(srv.url, "/v1/faces", [("long.mp4", data)])
