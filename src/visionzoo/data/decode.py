@@ -24,31 +24,43 @@ __all__ = ["ImageDecodeError", "image_size", "load_rgb"]
 DEFAULT_MAX_PIXELS = 2 * 89_478_485  # PIL's own hard limit: beyond it a file is a decompression bomb
 
 
-def _scaled_to_rgb(img: Image.Image) -> Image.Image:
-    """16-bit, 32-bit integer and float images to 8-bit RGB, a band of rows at a time: a 7000x7000
-    16-bit image costs its 8-bit copy, never a float64 copy of the whole (400 MB)."""
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")   # more than 8 bits per sample
+
+
+def _scaled_to_l(img: Image.Image) -> Image.Image:
+    """16-bit, 32-bit integer and float images to 8-bit gray, a band of rows at a time: a 7000x7000
+    16-bit image costs its 8-bit copy (49 MB), never a float64 copy of the whole (400 MB)."""
     w, h = img.size
     top = img.getextrema()[1]
     hi = 65535.0 if (img.mode.startswith("I;16") or top > 255) else 255.0
     if img.mode == "F" and top <= 1.0:
         hi = 1.0
-    out = np.empty((h, w, 3), np.uint8)
+    out = np.empty((h, w), np.uint8)
     rows = max(1, 250_000 // max(1, w))
     for y in range(0, h, rows):
         band = np.asarray(img.crop((0, y, w, min(h, y + rows))), dtype=np.float64)
         band /= hi
         band *= 255.0
         band += 0.5
-        out[y:y + rows] = np.clip(band, 0, 255, out=band).astype(np.uint8)[..., None]
+        out[y:y + rows] = np.clip(band, 0, 255, out=band).astype(np.uint8)
     return Image.fromarray(out)
+
+
+def _reduced(img: Image.Image, target_size: int) -> Image.Image:
+    """Shrunk by 2, 4 or 8 (box filter) while the short side stays >= target_size: what JPEG draft
+    decoding does, for the images decoded through `_scaled_to_l`."""
+    factor = 1
+    while factor < 8 and min(img.size) // (2 * factor) >= target_size:
+        factor *= 2
+    return img.reduce(factor) if factor > 1 else img
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
     mode = img.mode
     if mode == "RGB":
         return img
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        return _scaled_to_rgb(img)
+    if mode in WIDE_MODES:
+        return _scaled_to_l(img).convert("RGB")
     if mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
         mode = img.mode
@@ -102,6 +114,10 @@ def load_rgb(path: str | bytes, target_size: int | None = None, max_pixels: int 
         img.load()
         if orientation_of(img) != 1:   # exif_transpose copies even an image it does not turn
             img = oriented(img)
+        if img.mode in WIDE_MODES:     # the wide image is freed before the RGB one is made
+            img = _scaled_to_l(img)
+            if target_size:
+                img = _reduced(img, target_size)
         return _to_rgb(img)
 
 

@@ -352,8 +352,8 @@ def _add_task_route(v1: APIRouter, answer: Answers, videos: VideoJobs, task: str
 
 
 def server_config(app: FastAPI, cfg: ServeConfig, **uvicorn_options: Any):
-    """uvicorn's settings for `app`: h11 with the connection guard (read deadlines, connections per
-    client, header size; serve/connections.py), short keep-alive, no Server header."""
+    """uvicorn's settings for `app`: its HTTP protocol with the connection guard (read deadlines,
+    connections per client, header size; serve/connections.py), short keep-alive, no Server header."""
     import uvicorn
 
     limits = ConnectionLimits(header_timeout_s=cfg.header_timeout_s, body_timeout_s=cfg.body_timeout_s,

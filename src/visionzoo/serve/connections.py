@@ -1,17 +1,19 @@
-"""Connections that cannot starve the server: read deadlines and a cap per client, in the HTTP protocol.
+"""Connections that cannot starve the server: read deadlines, a header size limit and a cap per client,
+in the HTTP protocol itself.
 
-uvicorn (h11) keeps a connection that never finishes its request header open forever, and counts it
+uvicorn keeps a connection that never finishes its request header open forever, and counts it
 against `limit_concurrency`, so a few hundred half-open sockets answer every later request with 503
-(slowloris). This protocol is uvicorn's h11 one plus three rules:
+(slowloris); httptools (its parser when installed) reads a header of any size. This protocol is
+uvicorn's own (httptools when installed, else h11) plus four rules:
 
 - a request's header must arrive within `header_timeout_s` (of the connection, or of the previous
   response), its body within `body_timeout_s` after the header; else the connection is closed
   (408 when part of a request came);
+- a header of more than `max_header_bytes` is answered 431 and the connection closed (h11 stops at
+  the same size with a 400);
 - at most `per_client` connections per client address and `total` in all: a new one past either
   closes the oldest connection of that client (or of all) that is waiting for a request, so idle or
-  slow sockets make room for a client with a request; when none is idle the new one gets 503;
-- the header is at most `max_header_bytes` (h11's limit; 400 beyond), and HTTP is always h11 (httptools,
-  uvicorn's default when installed, has no header size limit).
+  slow sockets make room for a client with a request; when none is idle the new one gets 503.
 """
 from __future__ import annotations
 
@@ -23,7 +25,13 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+try:  # uvicorn's faster parser, what it picks itself when installed
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as FastestProtocol
+except ImportError:  # pragma: no cover - httptools not installed
+    FastestProtocol = H11Protocol
+
 SWEEP_S = 0.25
+_TOO_BIG = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 _TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 _BUSY_BODY = b'{"error": "too many connections (from this client, or in all); retry in a moment"}'
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n"
@@ -50,7 +58,7 @@ class Registry:
         self.refused = 0              # new connections refused (503): every one busy
         self._sweeping: asyncio.TimerHandle | None = None
 
-    def admit(self, conn: "GuardedH11") -> bool:
+    def admit(self, conn: "Guarded") -> bool:
         """Register `conn`, making room if its client or the server is at the cap; False: refuse it."""
         host = conn.client[0] if conn.client else None
         mine = [c for c in self.open if (c.client[0] if c.client else None) == host]
@@ -67,7 +75,7 @@ class Registry:
             self._sweeping = conn.loop.call_later(SWEEP_S, self._sweep, conn.loop)
         return True
 
-    def remove(self, conn: "GuardedH11") -> None:
+    def remove(self, conn: "Guarded") -> None:
         self.open.pop(conn, None)
 
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -80,15 +88,16 @@ class Registry:
         self._sweeping = loop.call_later(SWEEP_S, self._sweep, loop) if self.open else None
 
 
-class GuardedH11(H11Protocol):
-    """uvicorn's h11 protocol that knows its phase: "head" (waiting for a request header), "body"
-    (reading a request body) or "busy" (the app answering); `since`: when that phase began."""
+class Guarded:
+    """Mixed into uvicorn's protocol class: each connection knows its phase, "head" (waiting for a
+    request header), "body" (reading a request body) or "busy" (the app answering), and `since`:
+    when that phase began; the registry enforces the deadlines and caps on it."""
 
-    registry: Registry      # set on the subclass `guarded_protocol` makes (one per server)
+    registry: Registry      # set on the class `guarded_protocol` makes (one per server)
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self.phase, self.since, self.partial = "head", time.monotonic(), False
+        self.phase, self.since, self.partial, self.head_bytes = "head", time.monotonic(), False, 0
         if not self.registry.admit(self):
             transport.write(_BUSY)
             transport.close()
@@ -98,18 +107,26 @@ class GuardedH11(H11Protocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self.phase == "head":
+            self.head_bytes += len(data)
         super().data_received(data)
-        cycle = self.cycle
-        if cycle is None or cycle.response_complete:
+        if self._track() == "head":
             self.partial = True        # part of the next request header
-            return
-        phase = "body" if cycle.more_body else "busy"
-        if phase != self.phase:
-            self.phase, self.since = phase, time.monotonic()
+            if self.head_bytes > self.registry.limits.max_header_bytes:
+                self.close(_TOO_BIG)
 
     def on_response_complete(self) -> None:
-        self.phase, self.since, self.partial = "head", time.monotonic(), False
-        super().on_response_complete()
+        self.partial, self.head_bytes = False, 0
+        super().on_response_complete()    # may start a pipelined request
+        self._track()
+
+    def _track(self) -> str:
+        """The phase from the request cycle: none, or its response sent: head; its body unread: body."""
+        cycle = self.cycle
+        phase = "head" if cycle is None or cycle.response_complete else "body" if cycle.more_body else "busy"
+        if phase != self.phase:
+            self.phase, self.since = phase, time.monotonic()
+        return phase
 
     def close(self, last_words: bytes = b"") -> None:
         if not self.transport.is_closing():
@@ -118,6 +135,6 @@ class GuardedH11(H11Protocol):
             self.transport.close()
 
 
-def guarded_protocol(limits: ConnectionLimits) -> type[GuardedH11]:
+def guarded_protocol(limits: ConnectionLimits, base: type = FastestProtocol) -> type:
     """A protocol class for `uvicorn.Config(http=...)` with its own registry (one per server)."""
-    return type("GuardedH11", (GuardedH11,), {"registry": Registry(limits)})
+    return type(f"Guarded{base.__name__}", (Guarded, base), {"registry": Registry(limits)})
