@@ -60,16 +60,20 @@ def serve(
     """
     import sys
 
-    from ..serve import ServeConfig, run
-    from ..serve.config import resolve_key
+    from ..serve.config import ServeConfig, resolve_key
 
     key, warning = resolve_key(api_key, key_file)
     if warning:
         print(warning, file=sys.stderr, flush=True)
-    run(ServeConfig(models=list(model or []), index=index, host=host, port=port, api_key=key,
-                    insecure_no_key=insecure_no_key, allow_hosts=list(allow_host or []),
-                    max_upload_mb=max_upload_mb, max_pixels=max_pixels, max_frames=max_frames, max_batch=batch_size,
-                    batch_window_ms=batch_window_ms, timeout_s=timeout, video_jobs=video_jobs,
-                    max_connections=max_connections, max_connections_per_client=max_connections_per_client,
-                    header_timeout_s=header_timeout, body_timeout_s=body_timeout, backend=backend, device=device,
-                    threads=threads, log_level="warning" if quiet else "info"))
+    config = ServeConfig(models=list(model or []), index=index, host=host, port=port, api_key=key,
+                         insecure_no_key=insecure_no_key, allow_hosts=list(allow_host or []),
+                         max_upload_mb=max_upload_mb, max_pixels=max_pixels, max_frames=max_frames,
+                         max_batch=batch_size, batch_window_ms=batch_window_ms, timeout_s=timeout,
+                         video_jobs=video_jobs, max_connections=max_connections,
+                         max_connections_per_client=max_connections_per_client, header_timeout_s=header_timeout,
+                         body_timeout_s=body_timeout, backend=backend, device=device, threads=threads,
+                         log_level="warning" if quiet else "info")
+    config.check()      # before torch and the models load: an exposed bind without a key stops at once
+    from ..serve import run
+
+    run(config)

@@ -121,9 +121,11 @@ class Guarded:
         self._track()
 
     def _track(self) -> str:
-        """The phase from the request cycle: none, or its response sent: head; its body unread: body."""
+        """The phase from the request cycle: its body still coming (even after an early answer, a 413):
+        body; none, or answered: head; else busy."""
         cycle = self.cycle
-        phase = "head" if cycle is None or cycle.response_complete else "body" if cycle.more_body else "busy"
+        phase = ("body" if cycle is not None and cycle.more_body else
+                 "head" if cycle is None or cycle.response_complete else "busy")
         if phase != self.phase:
             self.phase, self.since = phase, time.monotonic()
         return phase
