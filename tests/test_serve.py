@@ -238,18 +238,22 @@ def test_exposure_warning_and_config_checks():
     assert "WITHOUT an API key" in exposure_warning("0.0.0.0", None)
     assert exposure_warning("0.0.0.0", "a-long-enough-key") is None
     assert ServeConfig().host == "127.0.0.1"
+    with pytest.raises(UsageError, match="no API key"):
+        ServeConfig(host="0.0.0.0").check()
     with pytest.raises(UsageError):
         ServeConfig(api_key="short").check()
 
 
 @pytest.mark.slow
 def test_cli_serve_warns_when_exposed_and_answers(photo_dir, tmp_path):
-    """`visionzoo serve --host 0.0.0.0` without a key: the loud warning, then a working server."""
+    """`visionzoo serve --host 0.0.0.0 --insecure-no-key`: the loud warning, then a working server
+    (without the flag it refuses to start: tests/test_serve_hostile.py)."""
     port = free_port()
     log = tmp_path / "serve.log"
+    env = {k: v for k, v in os.environ.items() if k != "VISIONZOO_API_KEY"}
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "visionzoo", "serve", "--host", "0.0.0.0", "--port", str(port),
-                                 "--threads", "1"], stdout=out, stderr=subprocess.STDOUT)
+                                 "--threads", "1", "--insecure-no-key"], stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 600  # a guard: a busy machine is slow to import and load

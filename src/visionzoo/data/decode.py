@@ -9,30 +9,58 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from contextlib import contextmanager
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .decode_error import ImageDecodeError
-from .geometry import oriented
+from .geometry import orientation_of, oriented
 from .video import is_video_item
 
-__all__ = ["ImageDecodeError", "load_rgb"]
+__all__ = ["ImageDecodeError", "image_size", "load_rgb"]
 
 DEFAULT_MAX_PIXELS = 2 * 89_478_485  # PIL's own hard limit: beyond it a file is a decompression bomb
+
+
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")   # more than 8 bits per sample
+
+
+def _scaled_to_l(img: Image.Image) -> Image.Image:
+    """16-bit, 32-bit integer and float images to 8-bit gray, a band of rows at a time: a 7000x7000
+    16-bit image costs its 8-bit copy (49 MB), never a float64 copy of the whole (400 MB)."""
+    w, h = img.size
+    top = img.getextrema()[1]
+    hi = 65535.0 if (img.mode.startswith("I;16") or top > 255) else 255.0
+    if img.mode == "F" and top <= 1.0:
+        hi = 1.0
+    out = np.empty((h, w), np.uint8)
+    rows = max(1, 250_000 // max(1, w))
+    for y in range(0, h, rows):
+        band = np.asarray(img.crop((0, y, w, min(h, y + rows))), dtype=np.float64)
+        band /= hi
+        band *= 255.0
+        band += 0.5
+        out[y:y + rows] = np.clip(band, 0, 255, out=band).astype(np.uint8)
+    return Image.fromarray(out)
+
+
+def _reduced(img: Image.Image, target_size: int) -> Image.Image:
+    """Shrunk by 2, 4 or 8 (box filter) while the short side stays >= target_size: what JPEG draft
+    decoding does, for the images decoded through `_scaled_to_l`."""
+    factor = 1
+    while factor < 8 and min(img.size) // (2 * factor) >= target_size:
+        factor *= 2
+    return img.reduce(factor) if factor > 1 else img
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
     mode = img.mode
     if mode == "RGB":
         return img
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if (mode.startswith("I;16") or arr.max() > 255) else 255.0
-        if mode == "F" and arr.max() <= 1.0:
-            hi = 1.0
-        arr = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(arr, "L").convert("RGB")
+    if mode in WIDE_MODES:
+        return _scaled_to_l(img).convert("RGB")
     if mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
         mode = img.mode
@@ -76,22 +104,49 @@ def load_rgb(path: str | bytes, target_size: int | None = None, max_pixels: int 
             raise ImageDecodeError(path, "is a folder, not an image file")
     if size == 0:
         raise ImageDecodeError(path, "empty file (0 bytes)")
+    with _reasons(path):
+        img = _opened(source, path, max_pixels)
+        w, h = img.size
+        if target_size and img.format == "JPEG" and min(w, h) >= 2 * target_size:
+            # Decode at 1/2, 1/4 or 1/8 scale (in the DCT, which also low-passes) while the
+            # short side stays >= target_size: what PIL's own thumbnail() does.
+            img.draft("RGB", (-(-w * target_size // min(w, h)), -(-h * target_size // min(w, h))))
+        img.load()
+        if orientation_of(img) != 1:   # exif_transpose copies even an image it does not turn
+            img = oriented(img)
+        if img.mode in WIDE_MODES:     # the wide image is freed before the RGB one is made
+            img = _scaled_to_l(img)
+            if target_size:
+                img = _reduced(img, target_size)
+        return _to_rgb(img)
+
+
+def image_size(data: bytes, name: str = "upload", max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) of an image file's bytes from its header alone, with load_rgb's refusals (too
+    many pixels, not an image, empty): what a server checks before it spends memory decoding."""
+    if not data:
+        raise ImageDecodeError(name, "empty file (0 bytes)")
+    with _reasons(name):
+        return _opened(io.BytesIO(data), name, max_pixels).size
+
+
+def _opened(source, path: str, max_pixels: int) -> Image.Image:
+    img = Image.open(source)
+    w, h = img.size
+    if w * h > max_pixels:
+        raise ImageDecodeError(
+            path, f"image too large ({w}x{h} = {w * h:,} pixels > limit {max_pixels:,}; possible decompression bomb)"
+        )
+    return img
+
+
+@contextmanager
+def _reasons(path: str) -> Iterator[None]:
+    """Whatever a decoder raises on hostile input, as an ImageDecodeError naming the reason."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(source)
-            w, h = img.size
-            if w * h > max_pixels:
-                raise ImageDecodeError(
-                    path, f"image too large ({w}x{h} = {w * h:,} pixels > limit {max_pixels:,}; possible decompression bomb)"
-                )
-            if target_size and img.format == "JPEG" and min(w, h) >= 2 * target_size:
-                # Decode at 1/2, 1/4 or 1/8 scale (in the DCT, which also low-passes) while the
-                # short side stays >= target_size: what PIL's own thumbnail() does.
-                img.draft("RGB", (-(-w * target_size // min(w, h)), -(-h * target_size // min(w, h))))
-            img.load()
-            img = oriented(img)
-            return _to_rgb(img)
+            yield
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as exc:

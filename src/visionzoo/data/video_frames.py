@@ -52,7 +52,8 @@ class Frame:
     image: Image.Image
 
 
-def _file_frames(path: str, sampling: Sampling, target: int | None, max_side: int | None) -> Iterator[Frame]:
+def _file_frames(path: str, sampling: Sampling, target: int | None, max_side: int | None,
+                 stop: Callable[[], bool] | None = None) -> Iterator[Frame]:
     import av
 
     info = probe(path)
@@ -65,6 +66,8 @@ def _file_frames(path: str, sampling: Sampling, target: int | None, max_side: in
         t = None
         try:
             for frame in container.decode(stream):
+                if stop is not None and stop():
+                    return
                 if frame.pts is None:
                     continue
                 t = frame.pts * tb
@@ -167,15 +170,17 @@ def _live_frames(source: str, sampling: Sampling, target: int | None, max_side: 
 
 
 def iter_frames(source: str, sampling: Sampling = Sampling(), *, target: int | None = None,
-                max_side: int | None = None, log: Callable[[str], None] | None = None) -> Iterator[Frame]:
+                max_side: int | None = None, log: Callable[[str], None] | None = None,
+                stop: Callable[[], bool] | None = None) -> Iterator[Frame]:
     """The frames `sampling` keeps, in order. A source that fails raises VideoError (its reason)
-    after the frames it gave, so what came before a truncation or a dropped stream is kept."""
+    after the frames it gave, so what came before a truncation or a dropped stream is kept.
+    `stop` (files only): checked before each decoded frame; true ends the frames there."""
     sampling.check()
     if is_stream(source):
         return _live_frames(source, sampling, target, max_side, log)
     if is_sequence_pattern(source) or os.path.isdir(source):
         return _sequence_frames(source, sampling, target, max_side)
-    return _file_frames(source, sampling, target, max_side)
+    return _file_frames(source, sampling, target, max_side, stop)
 
 
 def source_rate(source: str) -> float | None:

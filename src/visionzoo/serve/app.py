@@ -26,11 +26,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..cpus import usable_cpus
+from ..data.decode import ImageDecodeError, image_size
 from .batching import Overloaded
-from .config import ServeConfig, exposure_warning
+from .budget import ClientGone, PixelBudget, bounded
+from .config import ServeConfig, exposure_warning, host_allowed, host_name, origin_allowed
+from .connections import ConnectionLimits, guarded_protocol
 from .models import TASKS, Served, load_served
-from .uploads import UploadError
-from .video import is_video_upload, video_response
+from .uploads import UploadError, status_for
+from .video import VideoJobs, is_video_upload
 
 log = logging.getLogger("visionzoo.serve")
 STATIC = Path(__file__).resolve().parent / "static"
@@ -43,15 +46,29 @@ def _error(status: int, reason: str, headers: dict[str, str] | None = None, **ex
     return JSONResponse({"error": reason, **extra}, status_code=status, headers=headers)
 
 
-class RequestGuard:
-    """Pure ASGI: the API key on /v1 (401) and a declared body over the limit (413) are refused before
-    any body is read; a body without Content-Length is counted as it is read (413 past the limit)."""
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+# The page: its own script, style and images only (data: and blob: for answers' masks and the photo).
+PAGE_CSP = (b"default-src 'self'; img-src 'self' data: blob:; media-src 'self' data: blob:; object-src 'none'; "
+            b"base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+DOCS_PATHS = ("/docs", "/redoc")   # FastAPI's API docs load Swagger UI / ReDoc from a CDN: no CSP there
 
-    def __init__(self, app, api_key: str | None, max_body: int, max_mb: float):
+
+class RequestGuard:
+    """Pure ASGI, before any body is read: a Host this server does not answer to or a foreign Origin
+    (403: DNS rebinding, other sites in the user's browser), the API key on /v1 (401), a declared
+    body over the limit (413); a body without Content-Length is counted as it is read (413 past the
+    limit). Every response gets the security headers, the page its Content-Security-Policy."""
+
+    def __init__(self, app, api_key: str | None, max_body: int, max_mb: float, allow_hosts: list[str]):
         self.app = app
         self.key = api_key.encode() if api_key else None
         self.max_body = max_body
         self.max_mb = max_mb
+        self.allow = list(allow_hosts)
 
     def _presented(self, headers: dict[bytes, bytes]) -> bytes:
         if b"x-api-key" in headers:
@@ -59,21 +76,40 @@ class RequestGuard:
         scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
         return token.strip() if scheme.lower() == b"bearer" else b""
 
+    def _refusal(self, path: str, headers: dict[bytes, bytes]) -> JSONResponse | None:
+        host = headers.get(b"host", b"").decode("latin-1")
+        if not host_allowed(host_name(host), self.allow):
+            return _error(403, f"this server does not answer to Host {host[:100]!r} (start it with --allow-host NAME "
+                               f"to add a name)")
+        origin = headers.get(b"origin")
+        if origin is not None and not origin_allowed(origin.decode("latin-1"), host, self.allow):
+            return _error(403, "requests from other sites are refused (start the server with --allow-host NAME "
+                               "to allow a site)")
+        if self.key and (path == "/v1" or path.startswith("/v1/")) \
+                and not hmac.compare_digest(self._presented(headers), self.key):
+            return _error(401, f"missing or wrong API key (send it in the {API_KEY_HEADER} header)",
+                          {"WWW-Authenticate": "ApiKey"})
+        if headers.get(b"content-length", b"").isdigit() and int(headers[b"content-length"]) > self.max_body:
+            return _error(413, f"request too large (limit {self.max_mb:g} MB)", {"Connection": "close"})
+        return None
+
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
         path = scope.get("path", "")
-        response = None
-        if self.key and (path == "/v1" or path.startswith("/v1/")) \
-                and not hmac.compare_digest(self._presented(headers), self.key):
-            response = _error(401, f"missing or wrong API key (send it in the {API_KEY_HEADER} header)",
-                              {"WWW-Authenticate": "ApiKey"})
-        elif headers.get(b"content-length", b"").isdigit() and int(headers[b"content-length"]) > self.max_body:
-            response = _error(413, f"request too large (limit {self.max_mb:g} MB)", {"Connection": "close"})
+        extra = SECURITY_HEADERS if path.startswith(DOCS_PATHS) else [*SECURITY_HEADERS,
+                                                                       (b"content-security-policy", PAGE_CSP)]
+
+        async def secured_send(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        response = self._refusal(path, headers)
         if response is not None:
-            await response(scope, receive, send)
+            await response(scope, receive, secured_send)
             return
         received = 0
 
@@ -86,7 +122,7 @@ class RequestGuard:
                     raise StarletteHTTPException(413)
             return message
 
-        await self.app(scope, limited_receive, send)
+        await self.app(scope, limited_receive, secured_send)
 
 
 def _status_of(exc: BaseException) -> tuple[int, str, dict[str, str] | None]:
@@ -96,37 +132,49 @@ def _status_of(exc: BaseException) -> tuple[int, str, dict[str, str] | None]:
         return 503, f"server busy: {exc}", {"Retry-After": "1"}
     if isinstance(exc, LookupError):
         return 404, str(exc).strip("'\""), None
+    if isinstance(exc, ClientGone):
+        return 499, "client closed the connection", None
     log.error("request failed", exc_info=exc)
     return 500, "internal server error (see the server log)", None
 
 
 class Answers:
-    """How a route answers uploads: decode each file in a worker thread (a few at a time, so decoded
-    images in memory stay bounded), submit it to its model's batcher, await all with the deadline."""
+    """How a route answers uploads: each file's size from its header (413 / 415 before decoding), its
+    pixels held from the server's pixel budget while decoded and answered (so decoded images in memory
+    stay bounded across all requests), decoded in a worker thread and submitted to its model's batcher;
+    all under the deadline, and stopped when the client disconnects."""
 
     def __init__(self, cfg: ServeConfig, served: Served):
         self.cfg, self.served = cfg, served
         self.decode_slots = asyncio.Semaphore(max(2, usable_cpus()))
+        self.pixels = PixelBudget(cfg.max_pixels)
 
-    async def process(self, files: list[UploadFile], model, submit: Callable, post: Callable) -> list[Any]:
+    async def _one(self, upload: UploadFile, model, submit: Callable, post: Callable) -> Any:
+        name = upload.filename or "upload"
+        data = await upload.read()
+        try:
+            w, h = await run_in_threadpool(image_size, data, name, self.cfg.max_pixels)
+        except ImageDecodeError as exc:
+            raise UploadError(status_for(exc.reason), exc.reason, name) from None
+        held = await self.pixels.acquire(w * h)
+        try:
+            async with self.decode_slots:
+                item = await run_in_threadpool(model.prepare, data, name)
+            if not model.keeps_image:        # a classifier's item is its small input tensor
+                self.pixels.release(held)
+                held = 0
+            return post(await asyncio.wrap_future(submit(item)))
+        finally:
+            self.pixels.release(held)
+
+    async def process(self, files: list[UploadFile], model, submit: Callable, post: Callable,
+                      receive: Callable | None = None) -> list[Any]:
         """Per file: its answer (a dict) or the exception that stopped it; the whole lot has a deadline."""
         cfg = self.cfg
         if len(files) > cfg.max_files:
             raise UploadError(413, f"too many files in one request ({len(files)} > {cfg.max_files})")
-
-        async def one(upload: UploadFile):
-            name = upload.filename or "upload"
-            data = await upload.read()
-            async with self.decode_slots:
-                item = await run_in_threadpool(model.prepare, data, name)
-            return post(await asyncio.wrap_future(submit(item)))
-
-        try:
-            return await asyncio.wait_for(asyncio.gather(*(one(f) for f in files), return_exceptions=True),
-                                          cfg.timeout_s)
-        except asyncio.TimeoutError:
-            raise UploadError(504, f"timed out after {cfg.timeout_s:g} s (the server is overloaded or the image "
-                                   f"is very large)") from None
+        work = asyncio.gather(*(self._one(f, model, submit, post) for f in files), return_exceptions=True)
+        return await bounded(work, timeout_s=cfg.timeout_s, receive=receive, what="the request")
 
     @staticmethod
     def respond(files: list[UploadFile], results: list[Any], extra: dict[str, Any]) -> JSONResponse:
@@ -145,11 +193,12 @@ class Answers:
         return JSONResponse({"results": items, **extra})
 
     async def __call__(self, task: str, files: list[UploadFile], model_name: Optional[str], *, submit: Callable,
-                       post: Callable, extra: Callable[[Any], dict[str, Any]]) -> JSONResponse:
+                       post: Callable, extra: Callable[[Any], dict[str, Any]], request: Request) -> JSONResponse:
         try:
             model = self.served.get(task, model_name)
-            results = await self.process(files, model, lambda item: submit(model, item), lambda out: post(model, out))
-        except (UploadError, Overloaded, LookupError) as exc:
+            results = await self.process(files, model, lambda item: submit(model, item), lambda out: post(model, out),
+                                         request.receive)
+        except (UploadError, Overloaded, LookupError, ClientGone) as exc:
             return _error(*_status_of(exc))
         return self.respond(files, results, extra(model))
 
@@ -171,19 +220,21 @@ def create_app(config: ServeConfig | None = None, **options: Any) -> FastAPI:
     )
     app.state.served = served
     app.state.config = cfg
-    app.add_middleware(RequestGuard, api_key=cfg.api_key, max_body=cfg.max_upload_bytes, max_mb=cfg.max_upload_mb)
+    app.add_middleware(RequestGuard, api_key=cfg.api_key, max_body=cfg.max_upload_bytes, max_mb=cfg.max_upload_mb,
+                       allow_hosts=cfg.allow_hosts)
     # Malformed multipart bodies are answered with a 400; the parser's own warning for each is noise.
     logging.getLogger("python_multipart").setLevel(logging.ERROR)
     _add_error_handlers(app, cfg)
     # Documents the key in /docs ("Authorize"); RequestGuard enforces it before the body is read.
     auth = [Security(APIKeyHeader(name=API_KEY_HEADER, auto_error=False))] if cfg.api_key else []
     v1 = APIRouter(prefix="/v1", dependencies=auth)
-    answer = Answers(cfg, served)
+    app.state.answers = answer = Answers(cfg, served)
+    app.state.videos = videos = VideoJobs(cfg, cfg.video_jobs or max(1, usable_cpus() // 2))
     _add_service_routes(app, v1, cfg, served)
     _add_classification_routes(v1, answer)
     _add_search_routes(v1, answer, served)
     for task in TASKS[1:]:
-        _add_task_route(v1, answer, task)
+        _add_task_route(v1, answer, videos, task)
     app.include_router(v1)
 
     @app.get("/", include_in_schema=False)
@@ -220,7 +271,10 @@ def _add_service_routes(app: FastAPI, v1: APIRouter, cfg: ServeConfig, served: S
     @app.get("/health", tags=["service"])
     async def health() -> dict[str, Any]:
         """Liveness: answers while the server runs (no key needed)."""
-        return {"status": "ok", "version": __version__, "auth": bool(cfg.api_key)}
+        registry = getattr(app.state, "connections", None)
+        return {"status": "ok", "version": __version__, "auth": bool(cfg.api_key),
+                "busy": {"video_jobs": app.state.videos.running, "pixels_held": app.state.answers.pixels.used,
+                         "connections": len(registry.open) if registry else None}}
 
     @v1.get("/models", tags=["service"])
     async def models() -> dict[str, Any]:
@@ -228,30 +282,32 @@ def _add_service_routes(app: FastAPI, v1: APIRouter, cfg: ServeConfig, served: S
         return {"models": [m.info() for m in served.all()],
                 "index": served.index.info() if served.index else None,
                 "limits": {"max_upload_mb": cfg.max_upload_mb, "max_pixels": cfg.max_pixels,
-                           "max_files": cfg.max_files, "timeout_s": cfg.timeout_s}}
+                           "max_frames": cfg.max_frames, "max_files": cfg.max_files, "timeout_s": cfg.timeout_s}}
 
 
 def _add_classification_routes(v1: APIRouter, answer: Answers) -> None:
     @v1.post("/classify", tags=["classification"])
-    async def classify(file: list[UploadFile] = FilesParam, k: int = Form(5, ge=1, le=1000),
+    async def classify(request: Request, file: list[UploadFile] = FilesParam, k: int = Form(5, ge=1, le=1000),
                        model: Optional[str] = ModelParam) -> JSONResponse:
         """Top-k labels with probabilities: `{"predictions": [{"label", "index", "probability"}], "model"}`."""
         return await answer("classify", file, model, submit=lambda m, x: m.classify_batcher.submit(x),
                             post=lambda m, probs: {"predictions": m.top_k(probs, k)},
-                            extra=lambda m: {"model": m.name})
+                            extra=lambda m: {"model": m.name}, request=request)
 
     @v1.post("/embed", tags=["classification"])
-    async def embed(file: list[UploadFile] = FilesParam, model: Optional[str] = ModelParam) -> JSONResponse:
+    async def embed(request: Request, file: list[UploadFile] = FilesParam,
+                    model: Optional[str] = ModelParam) -> JSONResponse:
         """The feature vector with the fields of a feature file's manifest (model, weights, layer, pool)."""
         return await answer("classify", file, model, submit=lambda m, x: m.embed_batcher.submit(x),
                             post=lambda m, vec: {"embedding": [round(float(v), 7) for v in vec]},
                             extra=lambda m: {"model": m.name, "weights_sha256": m.digest, **m.embedding,
-                                             "preprocessing": m.spec.to_dict()["preprocessing"]})
+                                             "preprocessing": m.spec.to_dict()["preprocessing"]}, request=request)
 
 
 def _add_search_routes(v1: APIRouter, answer: Answers, served: Served) -> None:
     @v1.post("/search", tags=["search"])
-    async def search(file: list[UploadFile] = FilesParam, k: int = Form(10, ge=1, le=1000)) -> JSONResponse:
+    async def search(request: Request, file: list[UploadFile] = FilesParam,
+                     k: int = Form(10, ge=1, le=1000)) -> JSONResponse:
         """The k most similar images of the loaded index (cosine), with thumbnail URLs."""
         index = served.index
         if index is None:
@@ -262,7 +318,7 @@ def _add_search_routes(v1: APIRouter, answer: Answers, served: Served) -> None:
 
         return await answer("classify", file, index.classifier.name, submit=lambda _m, x: index.batcher.submit((x, k)),
                             post=neighbours, extra=lambda m: {"index": {"count": len(index.index.paths),
-                                                                       "model": m.name}})
+                                                                       "model": m.name}}, request=request)
 
     @v1.get("/thumbnail", tags=["search"], responses={200: {"content": {"image/jpeg": {}}}})
     async def thumbnail(path: str = Query(..., description="A path exactly as stored in the index.")) -> Response:
@@ -277,21 +333,49 @@ def _add_search_routes(v1: APIRouter, answer: Answers, served: Served) -> None:
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
 
-def _add_task_route(v1: APIRouter, answer: Answers, task: str) -> None:
-    async def predict(file: list[UploadFile] = FilesParam, model: Optional[str] = ModelParam) -> JSONResponse:
+def _add_task_route(v1: APIRouter, answer: Answers, videos: VideoJobs, task: str) -> None:
+    async def predict(request: Request, file: list[UploadFile] = FilesParam,
+                      model: Optional[str] = ModelParam) -> JSONResponse:
         if len(file) == 1 and await is_video_upload(file[0]):   # serve/video.py
             try:
                 loaded = answer.served.get(task, model)
             except LookupError as exc:
                 return _error(*_status_of(exc))
-            return await video_response(task, loaded, file[0], answer.cfg.timeout_s)
+            return await videos.respond(task, loaded, file[0], request.receive)
         return await answer(task, file, model, submit=lambda m, x: m.batcher.submit(x),
-                            post=lambda _m, out: out, extra=lambda m: {"model": m.name})
+                            post=lambda _m, out: out, extra=lambda m: {"model": m.name}, request=request)
 
     predict.__doc__ = (f"The {task} model's JSON for each image (the same as `visionzoo {task} predict` writes, "
                        f"in the uploaded image's pixels); for one short video, each frame's JSON, the video's "
                        f"summary and the annotated video; 404 when no {task} model is loaded.")
     v1.add_api_route(f"/{task}", predict, methods=["POST"], tags=[task], name=f"{task}_predict")
+
+
+def server_config(app: FastAPI, cfg: ServeConfig, **uvicorn_options: Any):
+    """uvicorn's settings for `app`: its HTTP protocol with the connection guard (read deadlines,
+    connections per client, header size; serve/connections.py), short keep-alive, no Server header."""
+    import uvicorn
+
+    limits = ConnectionLimits(header_timeout_s=cfg.header_timeout_s, body_timeout_s=cfg.body_timeout_s,
+                              per_client=cfg.max_connections_per_client, total=cfg.max_connections,
+                              max_header_bytes=cfg.max_header_kb * 1024)
+    protocol = guarded_protocol(limits)
+    app.state.connections = protocol.registry
+    options = {"host": cfg.host, "port": cfg.port, "log_level": cfg.log_level, **uvicorn_options}
+    return uvicorn.Config(app, http=protocol, h11_max_incomplete_event_size=limits.max_header_bytes,
+                          limit_concurrency=None, timeout_keep_alive=5, server_header=False, **options)
+
+
+def _return_freed_memory() -> None:
+    """glibc raises its mmap threshold after a large buffer is freed, so the next decoded images come from
+    the heap and stay in RSS after the request; a fixed threshold returns them to the system."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6").mallopt(-3, 4 * 1024 * 1024)   # M_MMAP_THRESHOLD: 4 MB
+        except (OSError, AttributeError):
+            pass
 
 
 def run(config: ServeConfig | None = None, **options: Any) -> None:
@@ -300,6 +384,7 @@ def run(config: ServeConfig | None = None, **options: Any) -> None:
 
     cfg = ServeConfig(**{**(vars(config) if config else {}), **options})
     cfg.check()
+    _return_freed_memory()
     app = create_app(cfg)
     warning = exposure_warning(cfg.host, cfg.api_key)
     if warning:
@@ -307,8 +392,7 @@ def run(config: ServeConfig | None = None, **options: Any) -> None:
     served: Served = app.state.served
     names = ", ".join(f"{m.name} ({m.task})" for m in served.all())
     host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
-    print(f"serving {names}{' + index ' + served.index.path if served.index else ''}\n"
+    print(f"serving {names}{' + index ' + served.index.name if served.index else ''}\n"
           f"open http://{host}:{cfg.port}/ in a browser; API docs at http://{host}:{cfg.port}/docs",
           file=sys.stderr, flush=True)
-    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level, limit_concurrency=cfg.max_connections,
-                timeout_keep_alive=5, server_header=False)
+    uvicorn.Server(server_config(app, cfg)).run()

@@ -23,6 +23,7 @@ from PIL import Image
 
 from ..cpus import usable_cpus
 from ..data import eval_array_transform, load_rgb
+from ..data.geometry import file_displayed_size
 from ..errors import UsageError
 from ..tasks.classify import label_names, probabilities, topk_predictions
 from ..tasks.embed import DEFAULT_LAYER, feature_runner, weights_digest
@@ -113,10 +114,21 @@ def _batcher(fn: Callable, cfg: ServeConfig, name: str, max_batch: int | None = 
                         max_queue=cfg.max_queue, name=name, workers=workers)
 
 
+def public_name(arg: Any) -> str:
+    """How a model or index is named to clients: a run folder or file by its own name (runs/a/flowers ->
+    flowers), never the server's path; zoo and task names as given."""
+    text = os.fspath(arg)
+    if "/" not in text and os.sep not in text:
+        return text
+    return Path(text).resolve().name or text
+
+
 class ServedClassifier:
     """A classification model: top-k labels, and the embeddings `/v1/embed` and `/v1/search` use."""
 
     task = "classify"
+    keeps_image = False        # `prepare` returns the model's small input, not the decoded image
+    source: str | None = None  # the --model argument, accepted as an alias of the name
 
     def __init__(self, name: str, module: torch.nn.Module, cfg: ServeConfig, *, digest: str,
                  embedding: dict[str, Any] | None = None):
@@ -170,18 +182,32 @@ class ServedClassifier:
 class ServedPredictor:
     """A task predictor (`Predictor(list[PIL.Image]) -> list[dict]`), batched across requests."""
 
+    keeps_image = True         # the decoded image waits in the batcher's queue
+    source: str | None = None
+
     def __init__(self, name: str, task: str, predictor: Any, cfg: ServeConfig):
         self.name = name
         self.task = task
         self.cfg = cfg
         self.predictor = predictor
-        self.batcher = _batcher(lambda imgs: [jsonable(d) for d in predictor(imgs)], cfg, f"{name}-{task}",
+        # A predictor that can answer for a reduced-size decode (detect) gets large JPEGs decoded at the
+        # size its network sees, as on the command line, and its answers scaled to the upload's pixels.
+        self.decode_size = getattr(predictor, "decode_size", None) if callable(getattr(predictor, "rescale", None)) \
+            else None
+        self.batcher = _batcher(self._predict, cfg, f"{name}-{task}",
                                 max_batch=min(cfg.max_batch, getattr(predictor, "batch_size", None) or cfg.max_batch),
                                 workers=getattr(predictor, "parallel", 1))  # calls a thread-safe predictor takes at once
 
-    def prepare(self, data: bytes, filename: str) -> Image.Image:
-        """Full-size decode: the predictor answers in the uploaded image's pixels."""
-        return decode_upload(data, filename, max_pixels=self.cfg.max_pixels)
+    def _predict(self, items: list[tuple[Image.Image, tuple[int, int] | None]]) -> list[Any]:
+        results = self.predictor([img for img, _ in items])
+        return [jsonable(self.predictor.rescale(r, size) if size else r) for r, (_, size) in zip(results, items)]
+
+    def prepare(self, data: bytes, filename: str) -> tuple[Image.Image, tuple[int, int] | None]:
+        """(the decoded image, the upload's displayed size when decoded smaller): the predictor answers in
+        the uploaded image's pixels."""
+        img = decode_upload(data, filename, max_pixels=self.cfg.max_pixels, target_size=self.decode_size)
+        size = file_displayed_size(io.BytesIO(data)) if self.decode_size else None
+        return img, (size if size and size != img.size else None)
 
     def info(self) -> dict[str, Any]:
         classes = getattr(self.predictor, "classes", None) or getattr(self.predictor, "labels", None)
@@ -200,6 +226,7 @@ class ServedIndex:
         from ..downstream import load_index
 
         self.path = str(path)
+        self.name = public_name(path)
         self.index = load_index(path)
         self.manifest = self.index.manifest
         if not self.manifest or "model" not in self.manifest:
@@ -239,7 +266,7 @@ class ServedIndex:
         return buf.getvalue()
 
     def info(self) -> dict[str, Any]:
-        return {"path": self.path, "count": len(self.index.paths), "kind": self.index.kind,
+        return {"name": self.name, "count": len(self.index.paths), "kind": self.index.kind,
                 "model": self.manifest.get("model"), "weights_sha256": self.manifest.get("weights_sha256"),
                 **self.embedding, "served_by": self.classifier.name if self.classifier else None}
 
@@ -264,7 +291,7 @@ class Served:
         if name is None:
             return loaded[0]
         for m in loaded:
-            if m.name == name:
+            if name in (m.name, getattr(m, "source", None)):
                 return m
         raise LookupError(f"model {name!r} is not loaded for {task}; loaded: {', '.join(m.name for m in loaded)}")
 
@@ -302,19 +329,21 @@ def load_served(cfg: ServeConfig) -> Served:
             if arg.options:
                 raise UsageError(f"classification models take no options ({arg.options})")
             module, spec = as_model(arg.name)
-            name = spec.name if isinstance(arg.name, torch.nn.Module) else str(arg.name)
+            name = spec.name if isinstance(arg.name, torch.nn.Module) else public_name(arg.name)
             digest = weights_digest(module)
             mine = index is not None and index.classifier is None and digest == wanted
             clf = ServedClassifier(name, module, cfg, digest=digest, embedding=index.embedding if mine else None)
+            clf.source = raw if isinstance(raw, str) else None
             served.models["classify"].append(clf)
             if mine:
                 index.attach(clf, cfg)
         else:
             loaded = arg.name is not None and not isinstance(arg.name, str)
             predictor = arg.name if loaded else _load_task_predictor(arg)
-            name = (getattr(predictor, "name", None) or arg.task) if loaded else str(arg.name or arg.task)
+            name = (getattr(predictor, "name", None) or arg.task) if loaded else public_name(arg.name or arg.task)
             task = TASK_ALIASES.get(str(getattr(predictor, "task", arg.task)), arg.task)
             served.models[task].append(ServedPredictor(name, task, predictor, cfg))
+            served.models[task][-1].source = raw if isinstance(raw, str) else None
     if index is not None and index.classifier is None:
         module, _ = as_model(index.manifest["model"])
         digest = weights_digest(module)
@@ -325,4 +354,11 @@ def load_served(cfg: ServeConfig) -> Served:
         index.attach(clf, cfg)
         served.models["classify"].append(clf)
     served.index = index
+    for task, loaded in served.models.items():
+        names = [m.name for m in loaded]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            served.close()
+            raise UsageError(f"two {task} models are both named {twice[0]!r} (clients pick models by name); "
+                             "rename one of the run folders")
     return served

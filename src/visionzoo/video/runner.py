@@ -36,6 +36,7 @@ class VideoOptions:
     draw: str | os.PathLike | None = None     # folder: STEM.mp4 annotated (and STEM.srt for captions)
     progress: bool = False
     log: Callable[[str], None] | None = None
+    stop: Callable[[], bool] | None = None    # true: end at the next frame (a server's deadline passed)
 
 
 def output_stem(source: str) -> str:
@@ -92,7 +93,7 @@ def run_source(task: str, predictor: Any, source: str, opts: VideoOptions) -> It
     writer = VideoWriter(Path(opts.draw) / f"{stem}.mp4", source_rate(source)) if opts.draw is not None else None
     notes = []
     error, last = None, None
-    frames = iter_frames(source, opts.sampling, max_side=MAX_SIDE, log=opts.log)
+    frames = iter_frames(source, opts.sampling, max_side=MAX_SIDE, log=opts.log, stop=opts.stop)
     bar = tqdm(total=_expected(source, opts.sampling), unit="frame", disable=not opts.progress, desc=stem)
     try:
         if not is_stream(source) and Path(source).is_file():
@@ -101,6 +102,9 @@ def run_source(task: str, predictor: Any, source: str, opts: VideoOptions) -> It
             if opts.log:
                 opts.log(f"note: {source}: {note}")
         for batch in _batches(ahead(frames, 2 * opts.batch_size), opts.batch_size):
+            if opts.stop is not None and opts.stop():
+                error = "stopped"
+                break
             chosen = session.select(batch)
             results = dict(zip((f.key for f in chosen), session.predictor([f.image for f in chosen]))) if chosen else {}
             for f in batch:     # the drawn frame first: after Ctrl-C the video holds every row's frame

@@ -95,6 +95,15 @@ class Predictor:
     def has_masks(self) -> bool:
         return self.detector.has_masks
 
+    @property
+    def decode_size(self) -> int:
+        """The short side a large JPEG may be decoded at (draft mode) and lose nothing the network sees."""
+        return self.fixed[0] if self.fixed else self.short
+
+    def rescale(self, result: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
+        """A result on an image decoded at reduced size -> in the file's displayed pixels `size`."""
+        return _rescale(result, size)
+
     def network_input(self, img: Image.Image) -> Image.Image:
         """The image shrunk (never enlarged) towards the size the network's transform resizes to."""
         if self.fixed:
@@ -161,7 +170,7 @@ def load_predictor(run_or_name: str | os.PathLike, *, conf: float | None = None,
 def decode_for(predictor: Predictor, path: str) -> tuple[Image.Image, tuple[int, int]]:
     """(decoded image, displayed size of the file). Big JPEGs decode at reduced scale (draft) when
     the network needs far fewer pixels; boxes are then scaled up to the file's displayed size."""
-    img = load_rgb(path, target_size=predictor.fixed[0] if predictor.fixed else predictor.short)
+    img = load_rgb(path, target_size=predictor.decode_size)
     return img, file_displayed_size(path) or img.size
 
 
