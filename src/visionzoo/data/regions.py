@@ -48,7 +48,7 @@ def item_size(key: str) -> tuple[int, int, int]:
     from .geometry import file_displayed_size
     from .video import parse_frame_key, probe
 
-    path, _, box = split_region_key(key)
+    _, _, box = split_region_key(key)
     if box is not None:
         return max(0, box[2] - box[0]), max(0, box[3] - box[1]), 0
     try:
