@@ -14,7 +14,7 @@ from .boxes import BOX_CONF
 from .findings import WHAT, Finding
 
 SHOWN = 24               # findings per picture
-PAIRS = ("leakage", "duplicate")
+PAIRS = ("leakage", "duplicate", "look_alike")
 
 
 def _short(text: str, width: int = 34) -> str:

@@ -30,14 +30,17 @@ import numpy as np
 
 from ..data.decode import ImageDecodeError
 from ..data.natural import natural_key
-from ..data.regions import item_size, load_item
+from ..data.copies import MAX_DISTANCE, fingerprint, hash_distance, image_fingerprint
+from ..data.regions import item_size
 from .features import FeaturesArg, check_images, open_features
 from .index import make_faiss_index
 
+__all__ = ["DEFAULT_MAX_DISTANCE", "DuplicateReport", "Member", "find_duplicates", "fingerprint", "greedy_groups",
+           "hash_distance", "image_fingerprint", "write_csv"]
+
 DEFAULT_THRESHOLD = 0.5
-DEFAULT_MAX_DISTANCE = 28   # bits of 128 (pHash + dHash) between a confirmed pair
+DEFAULT_MAX_DISTANCE = MAX_DISTANCE   # bits of 128 (pHash + dHash) between a confirmed pair
 NEIGHBOURS = 16             # candidates looked at per image
-HASH_DECODE = 64            # JPEGs are draft-decoded near this size: hashes look at 8-32 px
 
 
 @dataclass
@@ -55,6 +58,9 @@ class DuplicateReport:
     groups: list[list[Member]]
     pairs_checked: int = 0
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): pair not confirmed
+    # every confirmed pair, grouped or not: (path, path, cosine, hash bits or -1 unchecked); for
+    # callers that judge pairs themselves (audit tells copies from look-alikes)
+    pairs: list[tuple[str, str, float, int]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"groups": [[asdict(m) for m in g] for g in self.groups], "pairs_checked": self.pairs_checked,
@@ -63,24 +69,6 @@ class DuplicateReport:
     @property
     def drops(self) -> list[str]:
         return [m.path for g in self.groups for m in g if m.action == "drop"]
-
-
-def fingerprint(path: str) -> np.ndarray:
-    """pHash + dHash bits of a row key's picture (128 booleans), robust to resizing, recompression,
-    light crops. A file, a video frame or a region (a face) of a file."""
-    return image_fingerprint(load_item(path, target_size=HASH_DECODE))
-
-
-def image_fingerprint(img) -> np.ndarray:
-    """`fingerprint` of a decoded PIL image (a video frame, for scene changes)."""
-    import imagehash
-
-    return np.concatenate([imagehash.phash(img).hash.ravel(), imagehash.dhash(img).hash.ravel()])
-
-
-def hash_distance(a: np.ndarray, b: np.ndarray) -> int:
-    """Bits that differ between two fingerprints."""
-    return int(np.count_nonzero(a != b))
 
 
 def greedy_groups(order: list[int], edges: dict[int, dict[int, float]]) -> list[list[int]]:
@@ -132,12 +120,15 @@ def find_duplicates(
         return prints[i]
 
     edges: dict[int, dict[int, float]] = {}
+    confirmed = []
     for i, j in pairs:
+        bits = -1
         if max_distance is not None:
             a, b = print_of(i), print_of(j)
-            if a is None or b is None or hash_distance(a, b) > max_distance:
+            if a is None or b is None or (bits := hash_distance(a, b)) > max_distance:
                 continue
         edges.setdefault(i, {})[j] = edges.setdefault(j, {})[i] = float(x[i] @ x[j])
+        confirmed.append((fs.paths[i], fs.paths[j], round(edges[i][j], 6), bits))
     sizes = {i: item_size(fs.paths[i]) for i in edges}
     order = sorted(edges, key=lambda i: (-sizes[i][0] * sizes[i][1], -sizes[i][2], natural_key(fs.paths[i])))
     groups = []
@@ -146,7 +137,7 @@ def find_duplicates(
         groups.append([Member(fs.paths[keep], "keep", 1.0, *sizes[keep])]
                       + [Member(fs.paths[i], "drop", round(edges[keep][i], 6), *sizes[i]) for i in rest])
     groups.sort(key=lambda g: natural_key(g[0].path))
-    return DuplicateReport(groups, len(pairs), sorted(unreadable.items()))
+    return DuplicateReport(groups, len(pairs), sorted(unreadable.items()), confirmed)
 
 
 def write_csv(report: DuplicateReport, out: str | os.PathLike) -> None:

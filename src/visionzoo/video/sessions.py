@@ -160,6 +160,21 @@ class Intervals:
         return {name: [[round(a, 3), round(b, 3)] for a, b in spans] for name, spans in sorted(self.spans.items())}
 
 
+def _why_untracked(face: dict[str, Any], faces: list[dict[str, Any]], ids: list[int | None]) -> str:
+    """Why a face of a frame has no track: another box of the same face took the track, or ByteTrack
+    has not confirmed it yet (a new track is confirmed when its face is matched again next frame)."""
+    def iou(a: list[float], b: list[float]) -> float:
+        w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+        return w * h / union if union > 0 else 0.0
+
+    for other, tid in zip(faces, ids):
+        if tid is not None and other is not face and iou(face["box"], other["box"]) > 0.3:
+            return f"overlaps the box of track {tid} (a second box on one face)"
+    return "new face, not yet confirmed: a track starts when it is found again in the next frame"
+
+
 class FacesSession(Session):
     """Faces per frame, each tracked (`track_id`); a face the gallery does not know is named
     `unknown #ID` by its track. The summary is the timeline: merged intervals per person."""
@@ -175,6 +190,8 @@ class FacesSession(Session):
         ids = self.tracker.update(frame.time, [f["box"] for f in faces], [1.0] * len(faces), ["face"] * len(faces))
         for f, tid in zip(faces, ids):
             f["track_id"] = tid
+            if tid is None:
+                f["untracked"] = _why_untracked(f, faces, ids)
             if "identity" not in f:             # no gallery: faces are told apart by their tracks
                 name = f"face #{tid}" if tid is not None else None
             elif f["identity"] == "unknown" and tid is not None:
