@@ -168,7 +168,7 @@ def index_faces(inputs, out: str | os.PathLike, *, resume: bool = False, partiti
                 progress: bool = False) -> FaceIndexResult:
     """Index every face of the photos `inputs` (files, folders, globs) into the face index `out`.
     `detect_size`: the long side of the copy faces are found in (faces down to ~3% of it);
-    `min_score`: the detection floor (None: BlazeFace's MIN_SCORE, 0.75);
+    `min_score`: the detection floor (None: BlazeFace's MIN_SCORE, 0.6);
     `batch_size`: photos a pipeline takes at once (their faces are embedded in one call)
     [default: 4, fewer when there are too few photos to keep every pipeline busy]."""
     start = time.perf_counter()

@@ -41,8 +41,8 @@ MaxDistanceHelp = "Largest embedding distance for the same person (dlib's 0.6)."
 MaxDistanceOpt = typer.Option(0.6, "--max-distance", help=MaxDistanceHelp)
 RENAMES = {"--threshold": "--max-distance", "-t": "--max-distance"}
 MinScoreOpt = typer.Option(None, "--min-score", "--conf", min=0.0, help="Keep faces the detector scores at least "
-                           "this [default: BlazeFace 0.75, chosen on labelled faces and non-faces; dlib 0]; 0.5 "
-                           "finds more small or grey faces, and more things that are not faces.")
+                           "this [default: BlazeFace 0.6, chosen on labelled faces and non-faces; dlib 0]; 0.75 "
+                           "keeps fewer things that are not faces, and fewer grey or turned faces.")
 IndexOpt = typer.Option(None, "--index", help="A face index from `visionzoo faces index`: find the gallery's people "
                         "in every photo of it (instead of QUERIES).")
 

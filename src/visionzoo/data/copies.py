@@ -25,7 +25,7 @@ from .regions import load_item
 
 MAX_DISTANCE = 28        # bits of 128 (pHash + dHash) between alike pictures
 HASH_DECODE = 64         # JPEGs are draft-decoded near this size: hashes look at 8-32 px
-COPY_AGREEMENT = 0.7     # least fine-detail correlation of a copy (see above)
+COPY_AGREEMENT = 0.85    # least fine-detail correlation of a copy (see above)
 DETAIL_SIDE = 128        # the most pixels a side the detail is compared at
 
 

@@ -31,7 +31,7 @@ def detect(inputs, detector: str = DEFAULT_DETECTOR, draw: str | os.PathLike | N
            crops: str | os.PathLike | None = None, min_score: float | None = None) -> list[dict[str, Any]]:
     """Boxes, scores and 5-point landmarks in original (EXIF-oriented) pixels; `crops`: a folder
     for each face's aligned 150 x 150 chip (`STEM_faceK.jpg`, the embedder's own alignment);
-    `min_score`: the detection floor (None: the detector's, 0.75 for BlazeFace)."""
+    `min_score`: the detection floor (None: the detector's, 0.6 for BlazeFace)."""
     return predict(detector, inputs, draw=draw, crops=crops, min_score=min_score)
 
 

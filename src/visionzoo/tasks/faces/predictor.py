@@ -57,7 +57,7 @@ class Predictor:
 
 def load_predictor(run_or_name: str = "default", **options: Any) -> Predictor:
     """`run_or_name`: a detector name or "default"; options: gallery=FOLDER, threshold=0.6,
-    min_score=0.75 (the detection floor; None: the detector's default)."""
+    min_score=0.6 (the detection floor; None: the detector's default)."""
     if run_or_name in ("default", "faces", "", None):
         run_or_name = DEFAULT_DETECTOR
     if run_or_name not in DETECTORS:
