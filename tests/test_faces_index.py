@@ -295,6 +295,7 @@ def test_cluster_groups_people_and_a_named_group_becomes_a_gallery_person(librar
     table = list(csv.DictReader((out / "clusters.csv").open()))
     ix = load_index(indexed)
     assert len(table) == len(ix) and {"path", "x1", "y1", "x2", "y2", "cluster"} <= set(table[0])
+    assert all(float(r[c]) >= 0 for r in table for c in ("x1", "y1", "x2", "y2"))  # boxes inside the photo
     groups: dict[str, set[str]] = {}
     for r in table:
         people = truth[Path(r["path"]).name]

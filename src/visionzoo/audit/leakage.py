@@ -20,7 +20,15 @@ from typing import Sequence
 
 import numpy as np
 
-from ..data.copies import COPY_AGREEMENT, detail_agreement, fingerprint, hash_distance, same_bytes
+from ..data.copies import (
+    COPY_AGREEMENT,
+    PART_AGREEMENT,
+    detail_agreement,
+    fingerprint,
+    hash_distance,
+    is_copy,
+    same_bytes,
+)
 from ..data.natural import natural_key
 from ..data.regions import item_size
 from ..downstream.dedup import find_duplicates
@@ -49,11 +57,13 @@ def _how(a: str, b: str, cosine: float, bits: int, side: int) -> tuple[bool, flo
     if 0 < side < TINY_SIDE and bits > TINY_MAX_DISTANCE:
         return None
     agree = detail_agreement(a, b)
-    words = f"hashes {bits} of 128 bits apart, fine detail agrees {agree:.2f}, feature cosine {cosine:.3f}"
-    if agree >= COPY_AGREEMENT:
+    words = (f"hashes {bits} of 128 bits apart, fine detail agrees {agree[0]:.2f} (least in a part "
+             f"{agree[1]:.2f}), feature cosine {cosine:.3f}")
+    if is_copy(agree):
         return True, 1 - bits / 128, f"near-identical: {words}"
     return False, 1 - bits / 128, (f"alike, not shown to be a copy (a neighbouring frame or section, a burst?): "
-                                   f"{words} (a copy agrees >= {COPY_AGREEMENT})")
+                                   f"{words}; a copy agrees >= {COPY_AGREEMENT} overall, >= {PART_AGREEMENT} "
+                                   f"in every part")
 
 
 def _finding(kind_if_copy: bool, path: str, other: str, score: float, how: str, items: dict[str, Item]) -> Finding:

@@ -27,6 +27,8 @@ MAX_DISTANCE = 28        # bits of 128 (pHash + dHash) between alike pictures
 HASH_DECODE = 64         # JPEGs are draft-decoded near this size: hashes look at 8-32 px
 COPY_AGREEMENT = 0.85    # least fine-detail correlation of a copy (see above)
 DETAIL_SIDE = 128        # the most pixels a side the detail is compared at
+PARTS = 4                # ... and in 4 x 4 tiles
+PART_AGREEMENT = 0.5     # least agreement of the worst tile of a copy (see above)
 
 
 def fingerprint(path: str) -> np.ndarray:
@@ -47,22 +49,38 @@ def hash_distance(a: np.ndarray, b: np.ndarray) -> int:
     return int(np.count_nonzero(a != b))
 
 
-def detail_agreement(a: str, b: str) -> float:
-    """Correlation (-1..1) of the fine detail of two pictures (row keys), compared at the smaller
-    one's resolution (at most DETAIL_SIDE px a side): ~1 for a resized or recompressed copy, low for
-    a neighbouring section, the next frame of a moving scene, or a burst shot."""
+def _corr(x: np.ndarray, y: np.ndarray) -> float:
+    x, y = x - x.mean(), y - y.mean()
+    norm = float(np.linalg.norm(x) * np.linalg.norm(y))
+    return float((x * y).sum() / norm) if norm > 1e-6 else 0.0
+
+
+def detail_agreement(a: str, b: str) -> tuple[float, float]:
+    """(whole, worst part): the correlation (-1..1) of the fine detail of two pictures (row keys),
+    compared at the smaller one's resolution (at most DETAIL_SIDE px a side), over the whole picture
+    and in the least agreeing of its PARTS x PARTS tiles that hold detail. A resized or recompressed
+    copy changes everywhere alike: both near 1. A neighbouring section, a burst shot or the next
+    frame of a moving scene disagrees overall or in the part that moved."""
     from PIL import Image
     from scipy.ndimage import gaussian_filter
 
     imgs = [load_item(p, target_size=2 * DETAIL_SIDE) for p in (a, b)]
-    side = max(8, min(DETAIL_SIDE, *(min(i.size) for i in imgs)))
+    side = max(8 * PARTS, min(DETAIL_SIDE, *(min(i.size) for i in imgs))) // PARTS * PARTS
     detail = []
     for img in imgs:
         grey = np.asarray(img.convert("L").resize((side, side), Image.BILINEAR), np.float32)
-        d = grey - gaussian_filter(grey, max(1.0, side / 64))
-        detail.append(d - d.mean())
-    norm = float(np.linalg.norm(detail[0]) * np.linalg.norm(detail[1]))
-    return float((detail[0] * detail[1]).sum() / norm) if norm > 1e-6 else 0.0
+        detail.append(grey - gaussian_filter(grey, max(1.0, side / 64)))
+    t = side // PARTS
+    tiles = [(detail[0][i:i + t, j:j + t], detail[1][i:i + t, j:j + t]) for i in range(0, side, t)
+             for j in range(0, side, t)]
+    energy = np.array([float(np.linalg.norm(x) * np.linalg.norm(y)) for x, y in tiles])
+    busy = [k for k in range(len(tiles)) if energy[k] >= 0.25 * np.median(energy)]   # flat tiles say nothing
+    return _corr(*detail), min((_corr(*tiles[k]) for k in busy), default=1.0)
+
+
+def is_copy(agreement: tuple[float, float]) -> bool:
+    """A copy by `detail_agreement`: the whole agrees and no part disagrees."""
+    return agreement[0] >= COPY_AGREEMENT and agreement[1] >= PART_AGREEMENT
 
 
 def same_bytes(a: str, b: str) -> bool:

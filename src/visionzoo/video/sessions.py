@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..data.natural import natural_key
 from ..data.video_frames import Frame
 from .tracking import Tracker
 
@@ -135,7 +136,8 @@ class SegmentSession(Session):
 
         if not result or "mask" not in result:
             return frame.image
-        return overlay(frame.image, np.asarray(result["mask"]), len(self.predictor.classes))
+        return overlay(frame.image, np.asarray(result["mask"]), len(self.predictor.classes),
+                       classes=self.predictor.classes)
 
     def summary(self) -> dict[str, Any]:
         n = max(1, self.frames)
@@ -157,7 +159,8 @@ class Intervals:
             spans.append([t, t])
 
     def to_dict(self) -> dict[str, list[list[float]]]:
-        return {name: [[round(a, 3), round(b, 3)] for a, b in spans] for name, spans in sorted(self.spans.items())}
+        return {name: [[round(a, 3), round(b, 3)] for a, b in spans]
+                for name, spans in sorted(self.spans.items(), key=lambda kv: natural_key(kv[0]))}
 
 
 def _why_untracked(face: dict[str, Any], faces: list[dict[str, Any]], ids: list[int | None]) -> str:
