@@ -292,10 +292,10 @@ def embed_like(
     its vectors would not be comparable. Face features (`faces embed`, `faces index`: one row per
     face) are answered per image with its largest face's descriptor.
     """
-    if manifest.get("task") == "faces":
-        from .faces import embed_largest_faces
+    if manifest.get("task") == "faces":     # by name: the task packages stay independent
+        from .registry import task_module
 
-        paths, matrix, failures = embed_largest_faces(inputs)
+        paths, matrix, failures = task_module("faces").embed_largest_faces(inputs)
         return Embeddings(paths, matrix, failures)
     module, _ = as_model(manifest["model"])
     expected = manifest.get("weights_sha256")
