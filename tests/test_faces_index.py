@@ -335,7 +335,7 @@ def test_a_face_index_is_a_feature_file_for_search_and_dedup(library, indexed, t
     assert found[0].error is None
     assert all("paul_rudd" in truth[Path(n.path.split("#")[0]).name] for n in found[0].neighbours)
     res = subprocess.run([sys.executable, "-m", "visionzoo", "dedup", str(indexed)], env=ENV, capture_output=True,
-                         text=True, timeout=600)
+                         text=True, timeout=600, check=False)
     assert res.returncode == 0 and "cannot read" not in res.stdout + res.stderr, res.stderr
 
 

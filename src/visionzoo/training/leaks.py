@@ -5,7 +5,8 @@ the few pairs alike by hash are decoded again to compare detail. A val score mea
 of training images reads high; the run says so on its progress line and in its report."""
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -3,7 +3,7 @@ Ultralytics' Annotator sizes them (line ~0.3% and text ~3.5% of the mean side, n
 and 12 px), so "raccoon 0.92" on a 4500 px photo is as legible as on a 640 px one."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from PIL import ImageDraw, ImageFont
 
