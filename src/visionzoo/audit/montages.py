@@ -50,7 +50,7 @@ def _grid(cells: list[tuple[Any, str]], out: Path, title: str, cols: int) -> Pat
             ax.text(0.5, 0.5, f"unreadable:\n{exc.reason}", ha="center", va="center", fontsize=6, color="crimson",
                     transform=ax.transAxes)
         ax.set_title(caption, fontsize=7)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title, fontsize=10, y=1.0, va="bottom")  # above the first captions, never over them
     return save(plt, fig, out, dpi=DPI)
 
 
