@@ -29,7 +29,7 @@ def font(px: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 def text_colour(fill: Sequence[int]) -> tuple[int, int, int]:
     """Black or white, whichever reads better on `fill`."""
     r, g, b = fill[:3]
-    return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 150 else (255, 255, 255)
+    return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 128 else (255, 255, 255)
 
 
 def draw_box(pen: ImageDraw.ImageDraw, box: Sequence[float], colour: Sequence[int], text: str | None = None,
