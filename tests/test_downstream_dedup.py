@@ -170,3 +170,57 @@ def test_whole_real_folder_pairs_only_true_copies():
                    if hash_distance(prints[i], prints[j]) <= DEFAULT_MAX_DISTANCE)
     assert close == [("raccoon-11.jpg", "raccoon-116.jpg"), ("raccoon-186.jpg", "raccoon-199.jpg"),
                      ("raccoon-52.jpg", "raccoon-74.jpg")]
+
+
+@pytest.fixture(scope="module")
+def panning_video(tmp_path_factory) -> tuple[Path, Path]:
+    """A slowly changing video (a camera panning across a real photo, 3 px a frame, 60 frames) and
+    its lite0 features, one row per frame (`PATH#t=S`)."""
+    from skimage import data
+    from videos import write_video
+
+    photo = Image.fromarray(data.astronaut()).resize((400, 400))
+    frames = [photo.crop((3 * k, 3 * k // 2, 3 * k + 160, 3 * k // 2 + 120)) for k in range(60)]
+    folder = tmp_path_factory.mktemp("pan")
+    video = write_video(folder / "pan.mp4", frames, rate=10)
+    out = folder / "pan.parquet"
+    visionzoo.extract([str(video)], out, "efficientnet_lite0")
+    return video, out
+
+
+def test_slow_video_groups_do_not_chain(panning_video):
+    """Neighbouring frames are alike all along the pan, so linking alike pairs would make one group
+    of the whole clip; every frame dropped must instead be alike to the frame kept itself."""
+    from visionzoo.downstream.dedup import DEFAULT_MAX_DISTANCE, fingerprint, hash_distance
+    from visionzoo.store import load_features
+
+    feats = panning_video[1]
+    paths, _ = load_features(feats)
+    assert len(paths) == 60
+    prints = [fingerprint(p) for p in paths]
+    # the chain exists: every frame is within the hash limit of the next, the ends far apart
+    assert all(hash_distance(prints[k], prints[k + 1]) <= DEFAULT_MAX_DISTANCE for k in range(59))
+    assert hash_distance(prints[0], prints[-1]) > DEFAULT_MAX_DISTANCE
+    for threshold in (0.5, 0.9):
+        report = find_duplicates(feats, threshold=threshold)
+        assert report.groups, threshold
+        row = {p: i for i, p in enumerate(paths)}
+        for group in report.groups:
+            keep = group[0]
+            assert keep.action == "keep" and (keep.width, keep.height, keep.bytes) == (160, 120, 0)
+            for m in group[1:]:
+                assert m.similarity >= threshold
+                assert hash_distance(prints[row[m.path]], prints[row[keep.path]]) <= DEFAULT_MAX_DISTANCE
+        largest = max(map(len, report.groups))
+        assert largest < 30, (threshold, largest)   # no group of half the clip or more
+        # a frame is in one group at most; the earliest frame of a stretch is the one kept
+        members = [m.path for g in report.groups for m in g]
+        assert len(members) == len(set(members))
+        print(f"min-similarity {threshold}: {len(report.groups)} groups, largest {largest}, lowest cosine "
+              f"to the kept frame {min(m.similarity for g in report.groups for m in g):.3f}")
+
+
+def test_dedup_cli_prints_frame_size(panning_video):
+    res = CliRunner().invoke(app, ["dedup", str(panning_video[1])])
+    assert res.exit_code == 0, res.output
+    assert "160x120, cosine" in res.output and "0x0" not in res.output and " 0 B" not in res.output

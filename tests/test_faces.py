@@ -155,3 +155,24 @@ def test_cli_verify_embed_mesh(sets, tmp_path):
     assert (tmp_path / "mesh" / "shea_whigham_face0.png").is_file()
     bad = run(app, ["faces", "detect", str(q), "--detector", "nope"])
     assert bad.exit_code == 2 and "offline detectors" in bad.output  # a usage error: one line, exit 2
+
+
+def test_score_floor_leaves_out_a_galaxy_field_and_min_score_lowers_it(tmp_path):
+    """BlazeFace scores a patch of hubble_deep_field 0.56: under the default floor (0.6, chosen on
+    labelled faces and non-faces), over --min-score 0.5; a real face clears the floor."""
+    from skimage import data
+    from typer.testing import CliRunner
+
+    from visionzoo.cli import app
+    from visionzoo.tasks.faces.detectors import MIN_SCORE
+
+    Image.fromarray(data.hubble_deep_field()).save(tmp_path / "galaxies.png")
+    Image.fromarray(data.astronaut()).save(tmp_path / "astronaut.png")
+    counts = {}
+    for floor in ([], ["--min-score", "0.5"]):
+        res = CliRunner().invoke(app, ["faces", "detect", str(tmp_path), "--out", str(tmp_path / "f.json"), *floor])
+        assert res.exit_code == 0, res.output
+        rows = json.loads((tmp_path / "f.json").read_text())
+        counts[bool(floor)] = {Path(r["path"]).stem: [f["score"] for f in r["faces"]] for r in rows}
+    assert counts[False]["galaxies"] == [] and counts[True]["galaxies"]
+    assert len(counts[False]["astronaut"]) == 1 and counts[False]["astronaut"][0] >= MIN_SCORE

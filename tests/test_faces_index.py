@@ -289,6 +289,7 @@ def test_cluster_groups_people_and_a_named_group_becomes_a_gallery_person(librar
     table = list(csv.DictReader((out / "clusters.csv").open()))
     ix = load_index(indexed)
     assert len(table) == len(ix) and {"path", "x1", "y1", "x2", "y2", "cluster"} <= set(table[0])
+    assert all(float(r[c]) >= 0 for r in table for c in ("x1", "y1", "x2", "y2"))  # boxes inside the photo
     groups: dict[str, set[str]] = {}
     for r in table:
         people = truth[Path(r["path"]).name]
@@ -308,6 +309,28 @@ def test_cluster_groups_people_and_a_named_group_becomes_a_gallery_person(librar
     assert found.returncode == 0, found.stderr
     names = {Path(r["path"]).name for r in json.loads((tmp_path / "paul.json").read_text())}
     assert names == {name for name, people in truth.items() if "paul_rudd" in people}
+
+
+def test_a_face_index_is_a_feature_file_for_search_and_dedup(library, indexed, tmp_path, monkeypatch):
+    """Rows keyed PHOTO#faceK@x1,y1,x2,y2: dedup hashes the face itself (no "cannot read file"),
+    search embeds a query photo's largest face with the index's own model."""
+    from visionzoo.downstream import find_duplicates, search
+
+    _, lib, gal, truth = library
+    monkeypatch.setenv("VISIONZOO_CACHE", str(tmp_path / "cache"))
+    report = find_duplicates(indexed)
+    assert report.unreadable == [] and report.groups
+    for group in report.groups:
+        assert all(m.width > 0 and m.bytes == 0 for m in group)  # a face's size in pixels; no bytes of its own
+    # each face of the group photo is found again in its smaller copy
+    pairs = {(Path(g[0].path.split("#")[0]).name, Path(m.path.split("#")[0]).name) for g in report.groups for m in g}
+    assert ("group.jpg", "group_small.jpg") in pairs
+    found = search(indexed, [str(gal / "paul_rudd" / "held.jpg")], k=3)
+    assert found[0].error is None
+    assert all("paul_rudd" in truth[Path(n.path.split("#")[0]).name] for n in found[0].neighbours)
+    res = subprocess.run([sys.executable, "-m", "visionzoo", "dedup", str(indexed)], env=ENV, capture_output=True,
+                         text=True, timeout=600, check=False)
+    assert res.returncode == 0 and "cannot read" not in res.stdout + res.stderr, res.stderr
 
 
 # --------------------------------------------------------------------------- crops and meshes

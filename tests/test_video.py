@@ -296,6 +296,9 @@ def test_faces_find_on_a_video_gives_who_appears_when(tmp_path):
     assert r.returncode == 0, r.stderr
     rows = json.loads((tmp_path / "who.json").read_text())
     timeline = rows[-1]["timeline"]
+    faces = [f for r in rows[:-1] for f in r.get("faces", [])]
+    assert faces and all(f["track_id"] is not None or f["untracked"] for f in faces)  # tracked, or says why not
+    assert sum(f["track_id"] is not None for f in faces) >= len(faces) - len(people)
     for k, person in enumerate(people):
         assert timeline[person.name] == [[pytest.approx(k, abs=0.01), pytest.approx(k + 0.8, abs=0.01)]], timeline
     with av.open(str(tmp_path / "named" / "people.mp4")) as c:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 
 # Kinds in report order: what breaks training first, then what inflates scores, then what to review.
-KINDS = ("unreadable", "leakage", "duplicate", "label_error", "box_error", "mask_error", "rare_class", "outlier",
+KINDS = ("unreadable", "leakage", "duplicate", "look_alike", "label_error", "box_error", "mask_error", "rare_class", "outlier",
          "junk")
 COLUMNS = ("kind", "path", "other_path", "score", "given_label", "suggested_label", "split", "other_split",
            "other_label", "detail")
@@ -15,6 +15,7 @@ WHAT = {
     "unreadable": "files that cannot be decoded",
     "leakage": "the same photo (or a resized / recompressed copy) in two splits, or under two labels",
     "duplicate": "copies of a photo within one split and label",
+    "look_alike": "pictures alike but not shown to be copies (neighbouring frames or sections, bursts): to review",
     "label_error": "images whose given label the cross-validated model confidently disagrees with",
     "box_error": "boxes that are missing, misplaced, of the wrong class, degenerate or outside the image",
     "mask_error": "masks that cannot be used (no partner, wrong size, values outside the classes)",

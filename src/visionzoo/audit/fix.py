@@ -3,7 +3,7 @@ or deleted. Removed: copies that leak across splits (the copy in val / test goes
 stays), extra copies in a set without splits (a random validation split would spread them), and
 unreadable files. Kept, but listed in review.csv for a person to decide: suspected label errors
 (with the suggested label), the same photo under two labels in one split, box and mask problems,
-outliers and junk. A class-folder set gets `SPLIT.csv` files of path,label, which `visionzoo
+outliers, junk and look-alikes that are not shown to be copies. A class-folder set gets `SPLIT.csv` files of path,label, which `visionzoo
 train` reads; detection and segmentation sets get the kept image (and mask) paths per split."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ..atomic import atomic_path
 from .findings import Finding
 from .inventory import UNSPLIT, Inventory
 
-REVIEW_KINDS = ("label_error", "leakage", "duplicate", "box_error", "mask_error", "rare_class", "outlier", "junk")
+REVIEW_KINDS = ("label_error", "leakage", "duplicate", "look_alike", "box_error", "mask_error", "rare_class", "outlier", "junk")
 
 
 def removals(findings: Sequence[Finding]) -> dict[str, str]:

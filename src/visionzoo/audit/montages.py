@@ -9,12 +9,15 @@ from typing import Any, Callable
 from PIL import Image
 
 from ..data.decode import ImageDecodeError, load_rgb
-from ..viz.figure import figure, save, show_image
+from ..viz.figure import figure, save, show_image, squared
 from .boxes import BOX_CONF
 from .findings import WHAT, Finding
 
 SHOWN = 24               # findings per picture
-PAIRS = ("leakage", "duplicate")
+TILE_IN = 2.6            # a tile's width in the figure (inches at DPI): >= 200 px of picture each
+TILE_PX = 240            # thumbnails are made this large, then drawn into their tile
+DPI = 90
+PAIRS = ("leakage", "duplicate", "look_alike")
 
 
 def _short(text: str, width: int = 34) -> str:
@@ -34,21 +37,21 @@ def _grid(cells: list[tuple[Any, str]], out: Path, title: str, cols: int) -> Pat
     """Each cell: (a path or a callable giving a PIL image, caption)."""
     cols = max(1, min(cols, len(cells)))
     rows = max(1, -(-len(cells) // cols))
-    plt, fig, axes = figure(rows, cols, (2.2, 2.3))
+    plt, fig, axes = figure(rows, cols, (TILE_IN, TILE_IN + 0.5))
     for ax in axes.flat:
         ax.axis("off")
     for ax, (what, caption) in zip(axes.flat, cells):
         if isinstance(what, str):
-            show_image(ax, what, caption)
+            show_image(ax, what, caption, size=TILE_PX)
             continue
         try:
-            ax.imshow(what())
+            ax.imshow(squared(what(), TILE_PX))
         except ImageDecodeError as exc:
             ax.text(0.5, 0.5, f"unreadable:\n{exc.reason}", ha="center", va="center", fontsize=6, color="crimson",
                     transform=ax.transAxes)
         ax.set_title(caption, fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    return save(plt, fig, out, dpi=90)
+    fig.suptitle(title, fontsize=10, y=1.0, va="bottom")  # above the first captions, never over them
+    return save(plt, fig, out, dpi=DPI)
 
 
 def _boxes_picture(sample: Any, prediction: dict | None) -> Callable[[], Image.Image]:
@@ -58,7 +61,7 @@ def _boxes_picture(sample: Any, prediction: dict | None) -> Callable[[], Image.I
         truth = [{"box": [float(v) for v in b]} for b in sample.boxes]
         shown = [d for d in (prediction or {}).get("detections", []) if d["score"] >= BOX_CONF]
         img = render(load_rgb(sample.path), shown, truth)
-        img.thumbnail((320, 320))
+        img.thumbnail((TILE_PX, TILE_PX))
         return img
 
     return draw

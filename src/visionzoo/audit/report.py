@@ -63,7 +63,7 @@ def _kind_md(kind: str, found: list[Finding], montage: str | None, how: str | No
     lines = [f"## {kind} ({len(found)})", "", WHAT.get(kind, "").capitalize() + "." if kind in WHAT else "", ""]
     if how:
         lines += [how, ""]
-    pair = kind in ("leakage", "duplicate")
+    pair = kind in ("leakage", "duplicate", "look_alike")
     head = ["path", "other path"] if pair else ["path"]
     head += ["score", "given", "suggested", "detail"] if kind in ("label_error", "box_error") else ["score", "detail"]
     lines += ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]

@@ -191,7 +191,7 @@ def _report(inv: Inventory, findings: list[Finding], check: TaskCheck, used: dic
         "data": inv.root, "task": inv.task, "describe": inv.detail, "images": len(inv.items),
         "splits": {s: sum(i.split == s for i in inv.items) for s in inv.splits}, "classes": inv.classes,
         "findings": counts, "per_1000": round(rate, 2), "clean": clean, "verdict": sentence,
-        "checked": sorted({"unreadable", "leakage", "duplicate", "outlier", "junk", *CHECKED[inv.task]}),
+        "checked": sorted({"unreadable", "leakage", "duplicate", "look_alike", "outlier", "junk", *CHECKED[inv.task]}),
         "balance": balance(inv, check.mask_classes), **check.report, "how": check.how, "features": used,
         "skipped": inv.skipped, "settings": {"model": opt.model, "folds": opt.folds, "seed": opt.seed},
         "versions": package_versions(),

@@ -30,6 +30,7 @@ from ..ordered import ordered_map
 from ..store import Layout, finalize, layout_for, write_shard
 from ..store.manifest import read_json
 from ..tasks.faces.faceindex import KIND, photos_by_shard, shard_rows
+from ..tasks.faces.detectors import MIN_SCORE
 from ..tasks.faces.indexing import DETECT_SIZE, index_photos, settings
 from ..versions import package_versions
 from .config import check_engine
@@ -59,8 +60,8 @@ def _sha(files: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(files).encode()).hexdigest()
 
 
-def _manifest(partition_size: int, detect_size: int) -> dict[str, Any]:
-    return {"format_version": 1, "kind": KIND, "task": "faces", **settings(detect_size), "format": "parquet",
+def _manifest(partition_size: int, detect_size: int, min_score: float) -> dict[str, Any]:
+    return {"format_version": 1, "kind": KIND, "task": "faces", **settings(detect_size, min_score), "format": "parquet",
             "dtype": "float32", "partition_size": partition_size, "versions": package_versions(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "status": "running"}
 
@@ -73,8 +74,9 @@ class _Plan:
     done: set[int]                  # this run's partitions already written
 
 
-def _plan(layout: Layout, files: list[str], resume: bool, partition_size: int, detect_size: int) -> _Plan:
-    manifest = _manifest(partition_size, detect_size)
+def _plan(layout: Layout, files: list[str], resume: bool, partition_size: int, detect_size: int,
+          min_score: float) -> _Plan:
+    manifest = _manifest(partition_size, detect_size, min_score)
     if not layout.exists():
         return _Plan(manifest, files, 0, set())
     if not layout.manifest.is_file():
@@ -109,7 +111,8 @@ def _write(layout: Layout, k: int, photos, manifest: dict[str, Any]) -> tuple[in
 
 def _work(manifest: dict[str, Any]):
     """The per-batch function of a run: `index_photos` with the run's detection size."""
-    return partial(index_photos, detect_size=manifest["detection"]["sides"][1])
+    detection = manifest["detection"]
+    return partial(index_photos, detect_size=detection["sides"][1], min_score=detection.get("min_score", 0.5))
 
 
 def index_partition(k: int, files: Sequence[str], layout: Layout, manifest: dict[str, Any], threads: int,
@@ -160,11 +163,12 @@ def _local(files: list[str], pending: list[tuple[int, int, int]], layout: Layout
 
 
 def index_faces(inputs, out: str | os.PathLike, *, resume: bool = False, partition_size: int = 1024,
-                detect_size: int = DETECT_SIZE, threads: int | None = None, batch_size: int | None = None,
+                detect_size: int = DETECT_SIZE, min_score: float | None = None, threads: int | None = None, batch_size: int | None = None,
                 engine: str = "local", ray_address: str | None = None, num_workers: int | None = None,
                 progress: bool = False) -> FaceIndexResult:
     """Index every face of the photos `inputs` (files, folders, globs) into the face index `out`.
     `detect_size`: the long side of the copy faces are found in (faces down to ~3% of it);
+    `min_score`: the detection floor (None: BlazeFace's MIN_SCORE, 0.6);
     `batch_size`: photos a pipeline takes at once (their faces are embedded in one call)
     [default: 4, fewer when there are too few photos to keep every pipeline busy]."""
     start = time.perf_counter()
@@ -176,7 +180,7 @@ def index_faces(inputs, out: str | os.PathLike, *, resume: bool = False, partiti
     listed = expand_inputs(inputs)
     layout = layout_for(out, "parquet")
     files = absolute(listed.files)  # a photo is known by its path: the same from any working folder
-    plan = _plan(layout, files, resume, partition_size, detect_size)
+    plan = _plan(layout, files, resume, partition_size, detect_size, MIN_SCORE if min_score is None else min_score)
     bounds = [(plan.first + j, a, min(len(plan.todo), a + partition_size))
               for j, a in enumerate(range(0, len(plan.todo), partition_size))]
     pending = [b for b in bounds if b[0] not in plan.done]

@@ -98,7 +98,8 @@ def search(
 def dedup(
     features: str = FeaturesArg,
     min_similarity: float = typer.Option(0.5, "--min-similarity", min=-1, max=1,
-                                         help="Least feature cosine similarity for a candidate pair."),
+                                         help="Least feature cosine similarity between a kept image and each image "
+                                         "grouped with it (groups never chain)."),
     max_hash_distance: int = typer.Option(28, "--max-hash-distance", min=-1, max=128,
                                           help="Most bits (of 128) the two files' perceptual hashes (pHash + dHash) "
                                           "may differ by to confirm a pair; -1 = trust the features alone (then "
@@ -123,8 +124,10 @@ def dedup(
         console.print(f"[bold]group {n}[/bold]")
         for m in group:
             colour = "green" if m.action == "keep" else "yellow"
-            console.print(f"  [{colour}]{m.action}[/{colour}] {m.path}  ({m.width}x{m.height}, {m.bytes:,} B, "
-                          f"cosine {m.similarity:.3f})", highlight=False)
+            size = f"{m.width}x{m.height}, " if m.width else ""
+            size += f"{m.bytes:,} B, " if m.bytes else ""
+            console.print(f"  [{colour}]{m.action}[/{colour}] {m.path}  ({size}cosine {m.similarity:.3f} to the "
+                          f"kept one)", highlight=False)
     for path, reason in report.unreadable:
         fail(path, f"{reason} (its pairs were not confirmed)")
     console.print(f"{len(report.groups)} group(s), {len(report.drops)} image(s) suggested to drop", highlight=False)

@@ -40,6 +40,9 @@ DetectorOpt = typer.Option("blazeface", "--detector", "-d", help="blazeface (fas
 MaxDistanceHelp = "Largest embedding distance for the same person (dlib's 0.6)."
 MaxDistanceOpt = typer.Option(0.6, "--max-distance", help=MaxDistanceHelp)
 RENAMES = {"--threshold": "--max-distance", "-t": "--max-distance"}
+MinScoreOpt = typer.Option(None, "--min-score", "--conf", min=0.0, help="Keep faces the detector scores at least "
+                           "this [default: BlazeFace 0.6, chosen on labelled faces and non-faces; dlib 0]; 0.75 "
+                           "keeps fewer things that are not faces, and fewer grey or turned faces.")
 IndexOpt = typer.Option(None, "--index", help="A face index from `visionzoo faces index`: find the gallery's people "
                         "in every photo of it (instead of QUERIES).")
 
@@ -67,6 +70,7 @@ def detect_cmd(images: List[str] = typer.Argument(..., help="Image files, folder
                draw: Optional[Path] = DrawOpt,
                crops: Optional[Path] = typer.Option(None, "--crops", help="Folder for each face's aligned 150 x 150 "
                                                     "chip (STEM_faceK.jpg), aligned as the embedder aligns it."),
+               min_score: Optional[float] = MinScoreOpt,
                fps: Optional[float] = FpsOpt, every: Optional[int] = EveryOpt,
                start: Optional[float] = StartOpt, end: Optional[float] = EndOpt, quiet: bool = QuietOpt) -> None:
     """Faces per image: box [x1, y1, x2, y2], score and 5 landmarks, in original pixels (JSON on stdout
@@ -80,8 +84,9 @@ def detect_cmd(images: List[str] = typer.Argument(..., help="Image files, folder
     results.check_out(out, videos.VIDEO_KINDS)
     listed = results.listed(images, videos=True)
     still, sources = videos.split(listed.files)
-    rows = detect(still, detector=detector, draw=draw, crops=crops) if still else []
-    frames = _video_frames(detector, sources, draw, videos.sampling(fps, every, start, end), quiet)
+    rows = detect(still, detector=detector, draw=draw, crops=crops, min_score=min_score) if still else []
+    frames = _video_frames(detector, sources, draw, videos.sampling(fps, every, start, end), quiet,
+                           min_score=min_score)
     raise typer.Exit(videos.finish(rows, frames, out, listed.skipped, stdout_json=True))
 
 
@@ -129,7 +134,7 @@ def find_cmd(gallery: Path = typer.Argument(..., help="Folder of person subfolde
                                                            "image sequences, streams, a webcam index."),
              index: Optional[Path] = IndexOpt, out: Optional[Path] = out_file(videos.VIDEO_KINDS),
              max_distance: float = MaxDistanceOpt, detector: str = DetectorOpt, draw: Optional[Path] = DrawOpt,
-             fps: Optional[float] = FpsOpt, every: Optional[int] = EveryOpt, start: Optional[float] = StartOpt,
+             min_score: Optional[float] = MinScoreOpt, fps: Optional[float] = FpsOpt, every: Optional[int] = EveryOpt, start: Optional[float] = StartOpt,
              end: Optional[float] = EndOpt, quiet: bool = QuietOpt) -> None:
     """Name every face in the queries (a gallery person, or `unknown` past the max distance); for a
     video, the timeline of who appears when (unknown faces told apart by their tracks); with
@@ -151,9 +156,10 @@ def find_cmd(gallery: Path = typer.Argument(..., help="Folder of person subfolde
 
     listed = results.listed(queries, videos=True)
     still, sources = videos.split(listed.files)
-    rows = find(gallery, still, threshold=max_distance, detector=detector, draw=draw) if still else []
+    rows = find(gallery, still, threshold=max_distance, detector=detector, draw=draw,
+                min_score=min_score) if still else []
     frames = _video_frames(detector, sources, draw, videos.sampling(fps, every, start, end), quiet,
-                           gallery=gallery, threshold=max_distance)
+                           gallery=gallery, threshold=max_distance, min_score=min_score)
     raise typer.Exit(videos.finish(rows, frames, out, listed.skipped, stdout_json=True))
 
 
@@ -189,7 +195,7 @@ def index_cmd(photos: List[str] = typer.Argument(..., help="Photo files, folders
                                               "finds faces half as small, at ~4x the detection time."),
               engine: str = EngineOpt, ray_address: Optional[str] = RayAddressOpt,
               processes: Optional[int] = typer.Option(None, "--processes", min=1, help=ProcessesHelp),
-              quiet: bool = QuietOpt) -> None:
+              min_score: Optional[float] = MinScoreOpt, quiet: bool = QuietOpt) -> None:
     """Every face of every photo into a face index: box, score, 5 landmarks, 128-d descriptor and
     the aligned chip, in shards written as the run goes. After a crash, --resume finishes it; run
     it again over the same folders later and only new photos are read.
@@ -199,7 +205,7 @@ def index_cmd(photos: List[str] = typer.Argument(..., help="Photo files, folders
     from ..batch.faces_index import index_faces
 
     r = index_faces(photos, out, resume=resume, partition_size=partition_size, detect_size=detect_size,
-                    threads=threads, engine=engine,
+                    min_score=min_score, threads=threads, engine=engine,
                     ray_address=ray_address, num_workers=processes, progress=show_progress(quiet))
     for path, reason in r.failures:
         fail(path, reason)
@@ -218,7 +224,7 @@ def cluster_cmd(index: Path = typer.Option(..., "--index", help="A face index fr
                                          "sheets/group_NNN.jpg and groups/group_NNN/ (a few crops each)."),
                 max_distance: float = typer.Option(0.45, "--max-distance", help=MaxDistanceHelp),
                 min_faces: int = typer.Option(2, "--min-faces", min=2, help="Fewest faces that make a group."),
-                quiet: bool = QuietOpt) -> None:
+                min_score: Optional[float] = MinScoreOpt, quiet: bool = QuietOpt) -> None:
     """Group the faces of an index into people (Chinese whispers on the descriptors, as dlib
     clusters faces); faces in no group get cluster -1. Move a folder groups/group_NNN into your
     gallery as GALLERY/NAME to name that person.
@@ -227,9 +233,11 @@ def cluster_cmd(index: Path = typer.Option(..., "--index", help="A face index fr
     """
     from ..tasks.faces.groups import cluster_index
 
-    summary = cluster_index(index, out, max_distance, min_faces)
+    summary = cluster_index(index, out, max_distance, min_faces, min_score=min_score)
+    low = f"; {summary['below_min_score']} scored under {summary['min_score']} (left out)" \
+        if summary.get("below_min_score") else ""
     console.print(f"{summary['groups']} group(s) of {summary['grouped']} face(s); {summary['alone']} face(s) in "
-                  f"no group (of {summary['faces']})", highlight=False)
+                  f"no group (of {summary['faces']}){low}", highlight=False)
     folders = (out / "sheets", out / "groups") if summary["groups"] else ()
     wrote(out / "clusters.csv", out / "clusters.json", *folders)
 

@@ -12,8 +12,14 @@ Two signals, because "duplicate" is a pixel notion and CNN features are a semant
    19 bits: grouped, as a near-duplicate should be); tests/test_downstream_dedup.py checks it. Two different photos of the
    same kind of thing (two cats) are close in feature space but not in hashes, so they stay apart.
    `max_distance=None` trusts the features alone (then raise `threshold`, e.g. to 0.9).
-Groups are connected components of confirmed pairs; the kept image is the one with the most
-pixels, then the largest file, then the first path.
+Groups never chain. A chain of near neighbours (frame 1 ~ frame 2 ~ ... ~ frame 279 of a slow
+video) is not one duplicate: each group is a kept image and only images confirmed as its own
+near-duplicates (cosine >= `threshold` to the kept image and, with the hash check, hashes within
+`max_distance` of the kept image's). Kept images are chosen greedily in a stable order: the most
+pixels, then the largest file, then the name in natural order (a video's earliest frame); an
+image already in a group is not offered to a later one. So every member is within both limits of
+the image it would be dropped for. The same rule holds for photos, video frames (`PATH#t=S`) and
+regions such as faces (`PATH#face0@x1,y1,x2,y2`, hashed on the region itself).
 """
 from __future__ import annotations
 
@@ -22,14 +28,19 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..data.decode import ImageDecodeError, load_rgb
+from ..data.decode import ImageDecodeError
+from ..data.natural import natural_key
+from ..data.copies import MAX_DISTANCE, fingerprint, hash_distance, image_fingerprint
+from ..data.regions import item_size
 from .features import FeaturesArg, check_images, open_features
 from .index import make_faiss_index
 
+__all__ = ["DEFAULT_MAX_DISTANCE", "DuplicateReport", "Member", "find_duplicates", "fingerprint", "greedy_groups",
+           "hash_distance", "image_fingerprint", "write_csv"]
+
 DEFAULT_THRESHOLD = 0.5
-DEFAULT_MAX_DISTANCE = 28   # bits of 128 (pHash + dHash) between a confirmed pair
+DEFAULT_MAX_DISTANCE = MAX_DISTANCE   # bits of 128 (pHash + dHash) between a confirmed pair
 NEIGHBOURS = 16             # candidates looked at per image
-HASH_DECODE = 64            # JPEGs are draft-decoded near this size: hashes look at 8-32 px
 
 
 @dataclass
@@ -39,7 +50,7 @@ class Member:
     similarity: float       # feature cosine to the kept image (1.0 for the kept one)
     width: int = 0
     height: int = 0
-    bytes: int = 0
+    bytes: int = 0          # 0 for a video frame or a region (no file of its own)
 
 
 @dataclass
@@ -47,6 +58,9 @@ class DuplicateReport:
     groups: list[list[Member]]
     pairs_checked: int = 0
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): pair not confirmed
+    # every confirmed pair, grouped or not: (path, path, cosine, hash bits or -1 unchecked); for
+    # callers that judge pairs themselves (audit tells copies from look-alikes)
+    pairs: list[tuple[str, str, float, int]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"groups": [[asdict(m) for m in g] for g in self.groups], "pairs_checked": self.pairs_checked,
@@ -57,32 +71,20 @@ class DuplicateReport:
         return [m.path for g in self.groups for m in g if m.action == "drop"]
 
 
-def fingerprint(path: str) -> np.ndarray:
-    """pHash + dHash bits of the file (128 booleans), robust to resizing, recompression, light crops."""
-    return image_fingerprint(load_rgb(path, target_size=HASH_DECODE))
-
-
-def image_fingerprint(img) -> np.ndarray:
-    """`fingerprint` of a decoded PIL image (a video frame, for scene changes)."""
-    import imagehash
-
-    return np.concatenate([imagehash.phash(img).hash.ravel(), imagehash.dhash(img).hash.ravel()])
-
-
-def hash_distance(a: np.ndarray, b: np.ndarray) -> int:
-    """Bits that differ between two fingerprints."""
-    return int(np.count_nonzero(a != b))
-
-
-def _image_size(path: str) -> tuple[int, int, int]:
-    from PIL import Image
-
-    try:
-        nbytes = os.path.getsize(path)
-        with Image.open(path) as im:
-            return im.size[0], im.size[1], nbytes
-    except Exception:  # noqa: BLE001 - a size is only a tie-breaker
-        return 0, 0, 0
+def greedy_groups(order: list[int], edges: dict[int, dict[int, float]]) -> list[list[int]]:
+    """Groups without chaining: walk `order` (the best image first); an image not yet taken that has
+    confirmed neighbours not yet taken keeps them, its direct neighbours only. [keeper, members...]."""
+    rank = {i: k for k, i in enumerate(order)}
+    taken: set[int] = set()
+    groups = []
+    for i in order:
+        if i in taken:
+            continue
+        members = sorted((j for j in edges.get(i, ()) if j not in taken and j != i), key=rank.__getitem__)
+        if members:
+            taken.update([i, *members])
+            groups.append([i, *members])
+    return groups
 
 
 def find_duplicates(
@@ -117,34 +119,25 @@ def find_duplicates(
                 prints[i], unreadable[fs.paths[i]] = None, exc.reason
         return prints[i]
 
-    parent = list(range(len(x)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    edges: dict[int, dict[int, float]] = {}
+    confirmed = []
     for i, j in pairs:
+        bits = -1
         if max_distance is not None:
             a, b = print_of(i), print_of(j)
-            if a is None or b is None or hash_distance(a, b) > max_distance:
+            if a is None or b is None or (bits := hash_distance(a, b)) > max_distance:
                 continue
-        parent[root(i)] = root(j)
-    members: dict[int, list[int]] = {}
-    for i in range(len(x)):
-        members.setdefault(root(i), []).append(i)
+        edges.setdefault(i, {})[j] = edges.setdefault(j, {})[i] = float(x[i] @ x[j])
+        confirmed.append((fs.paths[i], fs.paths[j], round(edges[i][j], 6), bits))
+    sizes = {i: item_size(fs.paths[i]) for i in edges}
+    order = sorted(edges, key=lambda i: (-sizes[i][0] * sizes[i][1], -sizes[i][2], natural_key(fs.paths[i])))
     groups = []
-    for rows_ in members.values():
-        if len(rows_) < 2:
-            continue
-        sizes = {i: _image_size(fs.paths[i]) for i in rows_}
-        keep = min(rows_, key=lambda i: (-sizes[i][0] * sizes[i][1], -sizes[i][2], fs.paths[i]))
-        ordered = [keep] + sorted((i for i in rows_ if i != keep), key=lambda i: fs.paths[i])
-        groups.append([Member(fs.paths[i], "keep" if i == keep else "drop", round(float(x[i] @ x[keep]), 6),
-                              *sizes[i]) for i in ordered])
-    groups.sort(key=lambda g: g[0].path)
-    return DuplicateReport(groups, len(pairs), sorted(unreadable.items()))
+    for keep, *rest in greedy_groups(order, edges):
+        rest.sort(key=lambda i: natural_key(fs.paths[i]))
+        groups.append([Member(fs.paths[keep], "keep", 1.0, *sizes[keep])]
+                      + [Member(fs.paths[i], "drop", round(edges[keep][i], 6), *sizes[i]) for i in rest])
+    groups.sort(key=lambda g: natural_key(g[0].path))
+    return DuplicateReport(groups, len(pairs), sorted(unreadable.items()), confirmed)
 
 
 def write_csv(report: DuplicateReport, out: str | os.PathLike) -> None:

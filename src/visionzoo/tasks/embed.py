@@ -289,8 +289,14 @@ def embed_like(
     """Embed new images exactly as a feature file was made (model, weights, layer, pool, normalize).
 
     Refuses when the model loaded now has other weights than the one that made the file, since
-    its vectors would not be comparable.
+    its vectors would not be comparable. Face features (`faces embed`, `faces index`: one row per
+    face) are answered per image with its largest face's descriptor.
     """
+    if manifest.get("task") == "faces":     # by name: the task packages stay independent
+        from .registry import task_module
+
+        paths, matrix, failures = task_module("faces").embed_largest_faces(inputs)
+        return Embeddings(paths, matrix, failures)
     module, _ = as_model(manifest["model"])
     expected = manifest.get("weights_sha256")
     if expected and weights_digest(module) != expected:

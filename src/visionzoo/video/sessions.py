@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..data.natural import natural_key
 from ..data.video_frames import Frame
 from .tracking import Tracker
 
@@ -135,7 +136,8 @@ class SegmentSession(Session):
 
         if not result or "mask" not in result:
             return frame.image
-        return overlay(frame.image, np.asarray(result["mask"]), len(self.predictor.classes))
+        return overlay(frame.image, np.asarray(result["mask"]), len(self.predictor.classes),
+                       classes=self.predictor.classes)
 
     def summary(self) -> dict[str, Any]:
         n = max(1, self.frames)
@@ -157,7 +159,23 @@ class Intervals:
             spans.append([t, t])
 
     def to_dict(self) -> dict[str, list[list[float]]]:
-        return {name: [[round(a, 3), round(b, 3)] for a, b in spans] for name, spans in sorted(self.spans.items())}
+        return {name: [[round(a, 3), round(b, 3)] for a, b in spans]
+                for name, spans in sorted(self.spans.items(), key=lambda kv: natural_key(kv[0]))}
+
+
+def _why_untracked(face: dict[str, Any], faces: list[dict[str, Any]], ids: list[int | None]) -> str:
+    """Why a face of a frame has no track: another box of the same face took the track, or ByteTrack
+    has not confirmed it yet (a new track is confirmed when its face is matched again next frame)."""
+    def iou(a: list[float], b: list[float]) -> float:
+        w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+        return w * h / union if union > 0 else 0.0
+
+    for other, tid in zip(faces, ids):
+        if tid is not None and other is not face and iou(face["box"], other["box"]) > 0.3:
+            return f"overlaps the box of track {tid} (a second box on one face)"
+    return "new face, not yet confirmed: a track starts when it is found again in the next frame"
 
 
 class FacesSession(Session):
@@ -175,6 +193,8 @@ class FacesSession(Session):
         ids = self.tracker.update(frame.time, [f["box"] for f in faces], [1.0] * len(faces), ["face"] * len(faces))
         for f, tid in zip(faces, ids):
             f["track_id"] = tid
+            if tid is None:
+                f["untracked"] = _why_untracked(f, faces, ids)
             if "identity" not in f:             # no gallery: faces are told apart by their tracks
                 name = f"face #{tid}" if tid is not None else None
             elif f["identity"] == "unknown" and tid is not None:

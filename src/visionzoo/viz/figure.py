@@ -39,11 +39,21 @@ def thumbnail(path: str, size: int = 256):
     return img
 
 
+def squared(img, size: int):
+    """`img` centred on a white `size` x `size` square: every tile of a grid has one shape, so a
+    tall picture never reaches into the caption of the tile above or below."""
+    from PIL import Image
+
+    canvas = Image.new("RGB", (size, size), (255, 255, 255))
+    canvas.paste(img, ((size - img.width) // 2, (size - img.height) // 2))
+    return canvas
+
+
 def show_image(ax, path: str, caption: str | None = None, size: int = 160) -> None:
-    """Draw `path` into a matplotlib axis (a note instead when it cannot be decoded)."""
+    """Draw `path` into a matplotlib axis, squared (a note instead when it cannot be decoded)."""
     ax.axis("off")
     try:
-        ax.imshow(thumbnail(path, size))
+        ax.imshow(squared(thumbnail(path, size), size))
     except ImageDecodeError as exc:
         ax.text(0.5, 0.5, f"unreadable:\n{exc.reason}", ha="center", va="center", fontsize=6, color="crimson",
                 wrap=True, transform=ax.transAxes)

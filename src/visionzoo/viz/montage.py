@@ -21,5 +21,5 @@ def montage(paths: Sequence[str], out: str | os.PathLike, *, title: str = "", ca
         cap = name if len(name) <= 22 else name[:19] + "..."
         show_image(axes.flat[n], p, f"{cap}\n{captions[n]}" if captions else cap)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=10, y=1.0, va="bottom")  # above the first captions
     return save(plt, fig, out, dpi=90)

@@ -12,7 +12,7 @@ def neighbour_grid(results: Sequence, out: str | os.PathLike, *, max_queries: in
     """PNG: one row per query (first column, red title) then its neighbours left to right."""
     shown = list(results)[:max_queries]
     cols = 1 + max([len(r.neighbours) for r in shown] + [1])
-    plt, fig, axes = figure(max(1, len(shown)), cols, (1.8, 2.0))
+    plt, fig, axes = figure(max(1, len(shown)), cols, (1.9, 2.4))
     for ax in axes.flat:
         ax.axis("off")
     for row, r in zip(axes, shown):

@@ -29,6 +29,7 @@ from ...training import distributed
 from ...training.batches import loader_batches, steps_per_epoch, tensor_batches
 from ...training.engine import Fit, Phase, Step, TaskHooks, seed_everything
 from ...training.freezing import freeze_batchnorm_stats, head_parameters, set_trainable
+from ...training.leaks import check_leaks
 from ...training.run import Recipe, train_run
 from ...zoo.rundir import is_run_dir, read_config
 from .auto import train_auto
@@ -189,6 +190,7 @@ class ClassifyRecipe(Recipe):
         self.ds = load_dataset(self.inputs["data"], val_split=cfg.val_split, seed=cfg.seed,
                                encoding=self.inputs.get("encoding") or "utf-8")
         log(f"data: {self.ds.describe()}")
+        self.leaks = check_leaks(self.ds.train.paths, {"val": self.ds.val.paths if self.ds.val else []}, log)
         if not cfg.cv and cfg.strategy != AUTO:
             self.prepare(self.ds.train, self.ds.val, held_out(self.ds, self.ds.train, self.ds.val), progress)
 
@@ -236,7 +238,7 @@ class ClassifyRecipe(Recipe):
         for p in self.full.parameters():
             p.requires_grad_(True)
         return finish(self.full, self.config, self.ds, self.train_split, self.val_split, self.report_on, run_dir, fit,
-                      self.failures, log)
+                      self.failures, log, extra={"leakage": self.leaks} if getattr(self, "leaks", None) else None)
 
     def cross_validate(self, run_dir: Path, log: Log, progress: bool) -> dict[str, Any]:
         """K stratified folds over train (+ val) images; each fold is a full run in RUN_DIR/fold_i;

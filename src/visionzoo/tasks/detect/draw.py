@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw
 
 from ...atomic import atomic_path
 from ...viz.figure import figure, save
+from ...viz.labels import draw_box
 
 PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
            (240, 50, 230), (210, 245, 60), (0, 128, 128), (170, 110, 40)]
@@ -33,17 +34,10 @@ def render(img: Image.Image, detections: Sequence[dict[str, Any]], truth: Sequen
             arr[m] = (0.5 * arr[m] + 0.5 * np.array(_colour(d["label"]))).astype(np.uint8)
             out = Image.fromarray(arr)
     pen = ImageDraw.Draw(out)
-    width = max(2, round(max(out.size) / 300))
     for t in truth:
-        pen.rectangle(t["box"], outline=(255, 255, 255), width=width)
+        draw_box(pen, t["box"], (255, 255, 255))
     for d in detections:
-        colour = _colour(d["label"])
-        pen.rectangle(d["box"], outline=colour, width=width)
-        text = f"{d['label']} {d['score']:.2f}"
-        x, y = d["box"][0], max(0, d["box"][1] - 12)
-        left, top, right, bottom = pen.textbbox((x, y), text)
-        pen.rectangle((left - 1, top - 1, right + 1, bottom + 1), fill=colour)
-        pen.text((x, y), text, fill=(255, 255, 255))
+        draw_box(pen, d["box"], _colour(d["label"]), f"{d['label']} {d['score']:.2f}")
     return out
 
 

@@ -24,14 +24,15 @@ from .predictor import Predictor, _files, _iter_faces, load_predictor, predict
 from .recognize import THRESHOLD, distances
 
 __all__ = ["THRESHOLD", "DETECTORS", "DEFAULT_DETECTOR", "Predictor", "load_predictor", "predict", "detect",
-           "embed", "verify", "find", "mesh", "load_gallery", "load_index", "find_people", "cluster_index"]
+           "embed", "embed_largest_faces", "verify", "find", "mesh", "load_gallery", "load_index", "find_people", "cluster_index"]
 
 
 def detect(inputs, detector: str = DEFAULT_DETECTOR, draw: str | os.PathLike | None = None,
-           crops: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+           crops: str | os.PathLike | None = None, min_score: float | None = None) -> list[dict[str, Any]]:
     """Boxes, scores and 5-point landmarks in original (EXIF-oriented) pixels; `crops`: a folder
-    for each face's aligned 150 x 150 chip (`STEM_faceK.jpg`, the embedder's own alignment)."""
-    return predict(detector, inputs, draw=draw, crops=crops)
+    for each face's aligned 150 x 150 chip (`STEM_faceK.jpg`, the embedder's own alignment);
+    `min_score`: the detection floor (None: the detector's, 0.6 for BlazeFace)."""
+    return predict(detector, inputs, draw=draw, crops=crops, min_score=min_score)
 
 
 def embed(inputs, out: str | os.PathLike, detector: str = DEFAULT_DETECTOR, fmt: str | None = None) -> dict[str, Any]:
@@ -64,6 +65,21 @@ def embed(inputs, out: str | os.PathLike, detector: str = DEFAULT_DETECTOR, fmt:
     return finalize(layout, manifest)
 
 
+def embed_largest_faces(inputs, detector: str = DEFAULT_DETECTOR
+                        ) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
+    """(paths, one 128-d row per image: its largest face, failures): how a search or a probe over
+    face features embeds a new photo. A photo without a face is a failure that says so."""
+    predictor = load_predictor(detector)
+    paths, rows, failures = [], [], []
+    for path, _, _, faces, error in _iter_faces(_files(inputs), predictor, True):
+        if error or not faces:
+            failures.append((path, error or "no face found"))
+            continue
+        paths.append(path)
+        rows.append(max(faces, key=lambda f: f.area).embedding)
+    return paths, (np.stack(rows).astype(np.float32) if rows else np.zeros((0, 128), np.float32)), failures
+
+
 def _one_face(path: str, predictor: Predictor) -> Face:
     (_, _, _, faces, error), = _iter_faces([path], predictor, True)
     if error:
@@ -83,9 +99,9 @@ def verify(a: str, b: str, threshold: float = THRESHOLD, detector: str = DEFAULT
 
 
 def find(gallery: str | os.PathLike, queries, threshold: float = THRESHOLD, detector: str = DEFAULT_DETECTOR,
-         draw: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+         draw: str | os.PathLike | None = None, min_score: float | None = None) -> list[dict[str, Any]]:
     """Every face in every query: identity (a gallery subfolder's name or "unknown"), distance, box."""
-    return predict(detector, queries, draw=draw, gallery=gallery, threshold=threshold)
+    return predict(detector, queries, draw=draw, gallery=gallery, threshold=threshold, min_score=min_score)
 
 
 def mesh(inputs, out: str | os.PathLike, detector: str = DEFAULT_DETECTOR) -> list[dict[str, Any]]:

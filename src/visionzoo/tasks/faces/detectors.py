@@ -21,6 +21,15 @@ from .models import DLIB_LOCK, cnn_detector, hog_detector, shape_predictor
 
 DETECTORS = ("blazeface", "hog", "cnn")
 DEFAULT_DETECTOR = "blazeface"
+# BlazeFace's floor, chosen on a labelled set (docs/faces.md, "The score floor"): 59 faces in photos
+# and video frames (portraits, a group photo, sign-language videos, copies of the portraits
+# turned 12 degrees, grey, halved, JPEG q25) scored >= 0.65 (the grey copy; the turned one 0.75),
+# while boxes on 134 non-face pictures (skimage photos, textures, membrane EM, a video of a table,
+# lfw's non-faces) reached 0.74 once (a motorcycle's headlamp), then 0.56 (a galaxy field), 0.51.
+# 0.6 keeps every face and one non-face box (F1 0.99); 0.75 drops that box and the grey and
+# turned copies. MediaPipe's own 0.5 keeps 3 non-face boxes. 25 px grey faces (lfw crops) score
+# low: 0.6 finds 71% of them, 0.5 86%.
+MIN_SCORE = 0.6
 # dlib's 5-point model: two corners of each eye, then the bottom of the nose (subject's left/right).
 LANDMARK_NAMES = ("left_eye_outer", "left_eye_inner", "right_eye_outer", "right_eye_inner", "nose")
 HOG_MAX_SIDE = 1024      # HOG/CNN run on a copy this big at most, upsampled once: faces >= ~40 px there
@@ -54,6 +63,12 @@ class Face:
             "landmarks": {n: [round(float(x), 1), round(float(y), 1)] for n, (x, y) in zip(LANDMARK_NAMES, self.points)},
             **self.extra,
         }
+
+
+def default_min_score(detector: str) -> float:
+    """The floor a detector's scores must reach when none is given: MIN_SCORE for BlazeFace (a
+    probability), 0 for dlib's detectors (an SVM margin)."""
+    return MIN_SCORE if detector == "blazeface" else 0.0
 
 
 def check_detector(name: str) -> str:
@@ -167,8 +182,8 @@ def face_boxes(img: Image.Image, detector: str = DEFAULT_DETECTOR, *, min_score:
     if min(img.size) < 8:
         return np.zeros((0, 4)), np.zeros(0)
     if detector == "blazeface":
-        boxes, scores = _blazeface_boxes(img, blazeface.MIN_SCORE if min_score is None else min_score, min_tile,
-                                         tile_ratio)
+        boxes, scores = _blazeface_boxes(img, default_min_score(detector) if min_score is None else min_score,
+                                         min_tile, tile_ratio)
     else:
         boxes, scores = _dlib_boxes(img, detector, upsample)
         if min_score is not None:
@@ -183,8 +198,8 @@ def face_boxes(img: Image.Image, detector: str = DEFAULT_DETECTOR, *, min_score:
 
 def detect_faces(img: Image.Image, detector: str = DEFAULT_DETECTOR, *, min_score: float | None = None,
                  upsample: int = 1) -> list[Face]:
-    """Faces in an RGB image, largest first. `min_score` defaults to 0.5 for BlazeFace and 0 for
-    dlib's detectors (their SVM margin); `upsample` (dlib only) doubles the image that many times
+    """Faces in an RGB image, largest first. `min_score` defaults to MIN_SCORE (0.6) for BlazeFace
+    and 0 for dlib's detectors (their SVM margin); `upsample` (dlib only) doubles the image that many times
     first, to find faces down to ~40 px (1) or ~20 px (2) in the detector's working copy."""
     if img.mode != "RGB":
         img = img.convert("RGB")

@@ -7,6 +7,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from ...atomic import atomic_path
+from ...viz.labels import draw_box, line_width
 from .detectors import Face
 
 
@@ -24,22 +25,23 @@ def render_faces(img: Image.Image, faces: list[Face]) -> Image.Image:
     """A copy of `img` with each face's box, landmarks and name (or score) drawn on it."""
     img = img.convert("RGB").copy()
     d = ImageDraw.Draw(img)
-    lw = max(2, round(max(img.size) / 400))
+    lw = line_width(img.size)
     for f in faces:
         known = not str(f.extra.get("identity") or "unknown").startswith("unknown")
         colour = (40, 220, 60) if known or "identity" not in f.extra else (230, 40, 40)
-        d.rectangle([float(v) for v in f.box], outline=colour, width=lw)
         for x, y in f.points:
             d.ellipse([x - lw, y - lw, x + lw, y + lw], fill=(255, 220, 0))
-        label = f.extra.get("identity") or f"{f.score:.2f}"
-        if f.extra.get("distance") is not None:
-            label += f" {f.extra['distance']:.2f}"
-        x, y = float(f.box[0]), float(f.box[1])
-        tb = d.textbbox((x, y), label, font_size=max(12, lw * 7))
-        top = max(0, y - (tb[3] - tb[1]) - 4)
-        d.rectangle([x, top, x + tb[2] - tb[0] + 4, top + tb[3] - tb[1] + 4], fill=colour)
-        d.text((x + 2, top), label, fill=(0, 0, 0), font_size=max(12, lw * 7))
+        draw_box(d, f.box, colour, face_label(f.extra, f.score))
     return img
+
+
+def face_label(extra: dict, score: float) -> str:
+    """A name with its distance written as one ("biden d=0.38": lower is closer), or, without a
+    gallery, the detector's score ("face 0.92")."""
+    label = extra.get("identity") or f"face {score:.2f}"
+    if extra.get("distance") is not None:
+        label += f" d={extra['distance']:.2f}"
+    return label
 
 
 def render_row(img: Image.Image, row: dict) -> Image.Image:

@@ -95,6 +95,13 @@ class FaceIndex:
     def __len__(self) -> int:
         return len(self.keys)
 
+    def subset(self, rows: np.ndarray) -> "FaceIndex":
+        """The faces at `rows` (indices or a boolean mask), in the same order."""
+        rows = np.flatnonzero(rows) if rows.dtype == bool else np.asarray(rows, np.int64)
+        return FaceIndex([self.keys[i] for i in rows], [self.photos[i] for i in rows], self.face[rows],
+                         self.boxes[rows], self.scores[rows], self.landmarks[rows], self.embeddings[rows],
+                         [self.chips[i] for i in rows] if self.chips is not None else None, self.manifest)
+
 
 def _fixed(column, width: int) -> np.ndarray:
     flat = np.concatenate([c.flatten().to_numpy(zero_copy_only=False) for c in column.chunks]) if column.num_chunks else np.zeros(0)

@@ -25,6 +25,8 @@ from PIL import Image
 from ...atomic import atomic_path, write_json
 from ...data.decode import ImageDecodeError, load_rgb
 from ...data.geometry import file_displayed_size
+from ...data.natural import natural_key
+from .detectors import MIN_SCORE
 from .faceindex import FaceIndex, load_index
 from .models import dlib_module
 from .recognize import distances
@@ -112,14 +114,21 @@ def _write_csv(ix: FaceIndex, labels: np.ndarray, out: Path) -> None:
         w = csv.writer(f)
         w.writerow(["path", "face", "x1", "y1", "x2", "y2", "cluster"])
         for i in range(len(ix)):
-            w.writerow([ix.photos[i], int(ix.face[i]), *[round(float(v), 1) for v in ix.boxes[i]], int(labels[i])])
+            box = [round(max(0.0, float(v)), 1) for v in ix.boxes[i]]  # a box may reach past the photo's edge
+            w.writerow([ix.photos[i], int(ix.face[i]), *box, int(labels[i])])
 
 
 def cluster_index(index: str | os.PathLike, out: str | os.PathLike, max_distance: float = MAX_DISTANCE,
-                  min_faces: int = MIN_FACES) -> dict:
+                  min_faces: int = MIN_FACES, min_score: float | None = None) -> dict:
     """Group the index's faces; write OUT/clusters.csv (one row per face), OUT/clusters.json,
-    OUT/sheets/group_NNN.jpg and OUT/groups/group_NNN/ (a few crops each); returns the summary."""
+    OUT/sheets/group_NNN.jpg and OUT/groups/group_NNN/ (a few crops each); returns the summary.
+    Faces the detector scored under `min_score` (default: BlazeFace's floor, MIN_SCORE) are left
+    out: an index made with a lower floor holds things that are not faces."""
     ix = load_index(index, chips=True)
+    min_score = MIN_SCORE if min_score is None else min_score
+    low = int((ix.scores < min_score).sum())
+    if low:
+        ix = ix.subset(ix.scores >= min_score)
     grouping = group_faces(ix.embeddings, max_distance, min_faces)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -128,7 +137,7 @@ def cluster_index(index: str | os.PathLike, out: str | os.PathLike, max_distance
     for g, size in enumerate(grouping.sizes):
         members = np.flatnonzero(grouping.labels == g)
         name = f"group_{g:03d}"
-        order = members[np.argsort([ix.photos[i] for i in members], kind="stable")]
+        order = sorted(members, key=lambda i: natural_key(ix.photos[i]))
         contact_sheet([ix.chips[i] for i in order], [(photo_label(ix.photos[i]),) for i in order],
                       out / "sheets" / f"{name}.jpg", name)
         folder = out / "groups" / name
@@ -139,6 +148,7 @@ def cluster_index(index: str | os.PathLike, out: str | os.PathLike, max_distance
         groups.append({"cluster": g, "faces": size, "photos": len({ix.photos[i] for i in members}),
                        "sheet": str(out / "sheets" / f"{name}.jpg"), "crops": str(folder)})
     summary = {**grouping.to_dict(), "faces": len(ix), "max_distance": max_distance, "min_faces": min_faces,
+               "min_score": min_score, "below_min_score": low,
                "algorithm": f"Chinese whispers (dlib) on links between faces within max_distance (Euclidean, "
                             f"dlib's 128-d descriptors; each face's {NEIGHBOURS} nearest)",
                "index": str(index), "list": groups}

@@ -24,7 +24,7 @@ from PIL import Image
 
 from ...data.decode import ImageDecodeError, load_rgb
 from ...data.geometry import file_displayed_size
-from .detectors import TILE_MAX_FACE, face_boxes
+from .detectors import MIN_SCORE, TILE_MAX_FACE, face_boxes
 from .recognize import CHIP_PADDING, CHIP_SIZE, DIM, THRESHOLD, align, embed_chips
 
 DETECT_SIZE = 1024      # the detection copy: JPEGs are decoded at the smallest DCT scale that keeps the
@@ -92,10 +92,12 @@ def _crop(src: Image.Image, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(src.crop((x0, y0, x0 + side, y0 + side))), np.array([x0, y0], np.float64)
 
 
-def find_faces(path: str, detect_size: int = DETECT_SIZE) -> tuple[Image.Image, tuple[int, int], np.ndarray, np.ndarray]:
+def find_faces(path: str, detect_size: int = DETECT_SIZE, min_score: float = MIN_SCORE
+               ) -> tuple[Image.Image, tuple[int, int], np.ndarray, np.ndarray]:
     """(the reduced-size decode, the photo's displayed size, boxes in photo pixels, scores)."""
     det, decoded, size = detection_copy(path, detect_size)
-    boxes, scores = face_boxes(det, "blazeface", min_tile=DETECT_MIN_TILE, tile_ratio=DETECT_TILE_RATIO)
+    boxes, scores = face_boxes(det, "blazeface", min_score=min_score, min_tile=DETECT_MIN_TILE,
+                               tile_ratio=DETECT_TILE_RATIO)
     return decoded, size, boxes * (size[0] / det.width), np.asarray(scores, np.float32)
 
 
@@ -118,10 +120,10 @@ def align_faces(path: str, decoded: Image.Image, size: tuple[int, int], boxes: n
     return PhotoFaces(path, size, boxes.astype(np.float32), scores, points.astype(np.float32), chips)
 
 
-def photo_faces(path: str, detect_size: int = DETECT_SIZE) -> PhotoFaces:
+def photo_faces(path: str, detect_size: int = DETECT_SIZE, min_score: float = MIN_SCORE) -> PhotoFaces:
     """Boxes, scores, landmarks and aligned chips of every face of one photo (no embeddings)."""
     try:
-        return align_faces(path, *find_faces(path, detect_size))
+        return align_faces(path, *find_faces(path, detect_size, min_score))
     except ImageDecodeError as exc:
         return PhotoFaces(path, error=exc.reason)
     except MemoryError:
@@ -130,10 +132,11 @@ def photo_faces(path: str, detect_size: int = DETECT_SIZE) -> PhotoFaces:
         return PhotoFaces(path, error=f"face pipeline failed ({type(exc).__name__}: {exc})")
 
 
-def index_photos(paths: Sequence[str], detect_size: int = DETECT_SIZE) -> list[PhotoFaces]:
+def index_photos(paths: Sequence[str], detect_size: int = DETECT_SIZE, min_score: float = MIN_SCORE
+                 ) -> list[PhotoFaces]:
     """`photo_faces` of each path, then the embeddings of all their faces in one batch, and the
     chips as JPEG bytes for the index (in place of the arrays)."""
-    photos = [photo_faces(p, detect_size) for p in paths]
+    photos = [photo_faces(p, detect_size, min_score) for p in paths]
     chips = [p.chips for p in photos if len(p)]
     if chips:
         embeddings = embed_chips(np.concatenate(chips))
@@ -146,7 +149,7 @@ def index_photos(paths: Sequence[str], detect_size: int = DETECT_SIZE) -> list[P
 
 
 @lru_cache(maxsize=None)
-def settings(detect_size: int = DETECT_SIZE) -> dict:
+def settings(detect_size: int = DETECT_SIZE, min_score: float = MIN_SCORE) -> dict:
     """What makes an index's rows what they are (recorded in its manifest; runs that add to an
     index must agree on it)."""
     from .dlib_onnx import file_sha256
@@ -157,7 +160,7 @@ def settings(detect_size: int = DETECT_SIZE) -> dict:
         "embedder": "onnxruntime", "dim": DIM, "metric": "euclidean", "threshold": THRESHOLD,
         "detection": {"detector": "blazeface", "sides": [detect_size * 3 // 4, detect_size], "min_tile": DETECT_MIN_TILE,
                       "tile_ratio": DETECT_TILE_RATIO,
-                      "tile_max_face": TILE_MAX_FACE, "face_px": FACE_PX},
+                      "tile_max_face": TILE_MAX_FACE, "face_px": FACE_PX, "min_score": min_score},
         "chip": {"size": CHIP_SIZE, "padding": CHIP_PADDING, "jpeg_quality": CHIP_QUALITY},
         "row": "one per face: PHOTO#faceK@x1,y1,x2,y2 (photo pixels), feature = 128-d descriptor; columns photo, "
                "face, box, score, landmarks (5 x, y), chip (aligned 150 px JPEG)",

@@ -38,14 +38,15 @@ class Predictor:
     task = "faces"
 
     def __init__(self, detector: str = DEFAULT_DETECTOR, gallery: str | os.PathLike | None = None,
-                 threshold: float = THRESHOLD):
+                 threshold: float = THRESHOLD, min_score: float | None = None):
         self.detector = check_detector(detector)
         self.threshold = threshold
+        self.min_score = min_score      # None: the detector's floor (detectors.default_min_score)
         self.gallery = load_gallery(gallery, detector=detector) if gallery is not None else None
 
     def faces(self, img: Image.Image, with_embeddings: bool = False) -> list[Face]:
         small, s = working_copy(img)
-        faces = faces_in(small, s, self.detector, with_embeddings or self.gallery is not None)
+        faces = faces_in(small, s, self.detector, with_embeddings or self.gallery is not None, self.min_score)
         if self.gallery is not None:
             _identify(faces, self.gallery, self.threshold)
         return faces
@@ -55,7 +56,8 @@ class Predictor:
 
 
 def load_predictor(run_or_name: str = "default", **options: Any) -> Predictor:
-    """`run_or_name`: a detector name or "default"; options: gallery=FOLDER, threshold=0.6."""
+    """`run_or_name`: a detector name or "default"; options: gallery=FOLDER, threshold=0.6,
+    min_score=0.6 (the detection floor; None: the detector's default)."""
     if run_or_name in ("default", "faces", "", None):
         run_or_name = DEFAULT_DETECTOR
     if run_or_name not in DETECTORS:
@@ -74,7 +76,8 @@ def _files(inputs) -> list[str]:
 def _iter_faces(files: Sequence[str], predictor: "Predictor", with_embeddings: bool
                 ) -> Iterator[tuple[str, Image.Image | None, float, list[Face], str | None]]:
     for path, image, scale, faces, error in iter_faces(files, predictor.detector,
-                                                       with_embeddings or predictor.gallery is not None):
+                                                       with_embeddings or predictor.gallery is not None,
+                                                       predictor.min_score):
         if predictor.gallery is not None:
             _identify(faces, predictor.gallery, predictor.threshold)
         yield path, image, scale, faces, error

@@ -38,12 +38,20 @@ def palette(n: int) -> np.ndarray:
     return out
 
 
-def overlay(img: Image.Image, mask: np.ndarray, n_classes: int, alpha: float = 0.5) -> Image.Image:
-    """The photo with each non-background class painted over it in its palette colour."""
-    colours = palette(n_classes)[mask]
+def overlay(img: Image.Image, mask: np.ndarray, n_classes: int, alpha: float = 0.5,
+            classes: Sequence[str] | None = None) -> Image.Image:
+    """The photo with each non-background class painted over it in its palette colour; with
+    `classes` (names by index), a legend of the classes present."""
+    from ...viz.labels import draw_legend
+
+    colours = palette(n_classes)
     base = np.asarray(img.convert("RGB"), dtype=np.float32)
-    painted = np.where((mask > 0)[..., None], (1 - alpha) * base + alpha * colours, base)
-    return Image.fromarray(painted.astype(np.uint8))
+    painted = np.where((mask > 0)[..., None], (1 - alpha) * base + alpha * colours[mask], base)
+    out = Image.fromarray(painted.astype(np.uint8))
+    if classes is None:
+        return out
+    present = [int(v) for v in np.unique(mask) if 0 < v < min(len(classes), n_classes)]
+    return draw_legend(out, [(str(classes[v]), colours[v].tolist()) for v in present])
 
 
 def mask_image(mask: np.ndarray, n_classes: int) -> Image.Image:
@@ -178,7 +186,7 @@ def predict(run_or_name: str | os.PathLike, inputs: str | os.PathLike | Sequence
                 row["mask_png"] = str(out_dir / f"{stem}.mask.png")
                 row["overlay_png"] = str(out_dir / f"{stem}.overlay.png")
                 mask_image(mask, len(predictor.classes)).save(row["mask_png"])
-                overlay(img, mask, len(predictor.classes)).save(row["overlay_png"])
+                overlay(img, mask, len(predictor.classes), classes=predictor.classes).save(row["overlay_png"])
         row["error"] = error
         results.append(row)
     return results
