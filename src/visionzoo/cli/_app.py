@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import warnings
 from typing import Any, Callable, Sequence
 
+import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 from ..errors import VisionZooError
@@ -36,16 +39,34 @@ class Group(TyperGroup):
         except VisionZooError as exc:
             if debugging():
                 raise
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+            err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, emoji=False)
             raise typer.Exit(exc.exit_code) from None
         except OSError as exc:  # a path the user gave: missing, a folder, not writable
             if debugging() or exc.filename is None:
                 raise
-            err_console.print(f"[red]error:[/red] {exc.filename}: {exc.strerror or exc}", highlight=False)
+            err_console.print(f"[red]error:[/red] {escape(f'{exc.filename}: {exc.strerror or exc}')}", highlight=False,
+                              emoji=False)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            err_console.print("interrupted (what was finished is kept; --resume continues a training run)")
-            raise typer.Exit(130) from None
+            how = "terminated (SIGTERM)" if _TERMINATED else "interrupted"
+            err_console.print(f"{how}: what was finished is kept (the files named above); --resume continues a "
+                              f"training run, an index or a feature extraction", highlight=False)
+            raise typer.Exit(128 + signal.SIGTERM if _TERMINATED else 130) from None
+
+
+_TERMINATED = False
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    global _TERMINATED
+    _TERMINATED = True
+    raise KeyboardInterrupt
+
+
+def stop_on_sigterm() -> None:
+    """`kill PID` (SIGTERM, as service managers and schedulers stop jobs) stops a command as Ctrl-C
+    does: every file it finished is closed whole (results, the drawn video), then exit 143."""
+    signal.signal(signal.SIGTERM, _terminate)
 
 
 class DefaultGroup(Group):
@@ -58,6 +79,14 @@ class DefaultGroup(Group):
         if args and args[0] not in self.commands and args[0] not in self.get_help_option_names(ctx):
             args = [self.default, *args]
         return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:   # an option error of the hidden default names the group, not `... images`
+            if exc.ctx is not None and exc.ctx.parent is ctx and exc.ctx.info_name == self.default:
+                exc.ctx = ctx
+            raise
 
 
 def renamed(table: dict[str, str]) -> type[TyperCommand]:
@@ -135,7 +164,45 @@ def fail(path: str, reason: str, verb: str = "failed") -> None:
 # --------------------------------------------------------------------------- shared options
 # Every command that has one of these takes it under the same name with the same meaning.
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bar (for logs and scripts).")
-DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps.")
+
+
+def _checking(check: Callable[[Any], None]) -> Callable[[Any], Any]:
+    """An option callback: `check` the value as it is parsed, so it is refused before the command reads any input."""
+    def callback(value: Any) -> Any:
+        check(value)
+        return value
+    return callback
+
+
+def _check_device(device: str) -> None:
+    from ..outputs import check_device
+
+    check_device(device)
+
+
+def folder_check(option: str) -> Callable[[Any], Any]:
+    def check(path: Any) -> None:
+        from ..outputs import check_folder
+
+        check_folder(path, option)
+    return _checking(check)
+
+
+def picture_file(option: str, help: str) -> Any:  # noqa: A002 - typer's word
+    """An option naming one picture (--grid): its format (any matplotlib writes) and place checked as it is parsed."""
+    def check(path: Any) -> None:
+        from ..outputs import check_picture
+
+        check_picture(path, option)
+    return typer.Option(None, option, help=help, callback=_checking(check))
+
+
+def out_folder(option: str, help: str) -> Any:  # noqa: A002 - typer's word
+    """An optional folder of per-input files (--masks, --crops), refused as it is parsed if it cannot be one."""
+    return typer.Option(None, option, help=help, callback=folder_check(option))
+
+
+DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps.", callback=_checking(_check_device))
 WorkersOpt = typer.Option(None, "--workers", min=0, help="Image-decoding workers beside the model (on CPU, extract's "
                           "ONNX Runtime pipelines decode their own) [default: auto].")
 ProcessesHelp = ("Model processes working in parallel: data-parallel training ranks (DDP, each on a slice of every "
@@ -160,7 +227,7 @@ PickleOpt = typer.Option(False, "--allow-pickle", help="Allow reading a .pkl fea
 EncodingOpt = typer.Option("utf-8", "--encoding", help="Text encoding of the dataset's CSV / caption files.")
 RootOpt = typer.Option(None, "--root", help="Where the images of the feature file are now, if the collection moved "
                        "since `extract` (the folder it recorded is replaced by this one).")
-DrawOpt = typer.Option(None, "--draw", help="Folder for each picture drawn with its results (boxes, names, captions); "
+DrawOpt = typer.Option(None, "--draw", callback=folder_check("--draw"), help="Folder for each picture drawn with its results (boxes, names, captions); "
                        "each video as an annotated STEM.mp4.")
 
 # Videos, streams, webcams and image sequences, wherever images are taken: which frames to look at.
@@ -175,7 +242,12 @@ TASK_TRAIN_RENAMES = {**TRAIN_RENAMES, "-m": "--backbone"}  # -m is --model ever
 
 
 def out_file(kinds: Sequence[str] = (".json", ".csv"), required: bool = False) -> Any:
-    return typer.Option(... if required else None, "--out", "-o",
+    """--out FILE: its extension (one of `kinds`) and place checked as it is parsed, before any work."""
+    def check(path: Any) -> None:
+        from ..outputs import check_file
+
+        check_file(path, "--out", kinds)
+    return typer.Option(... if required else None, "--out", "-o", callback=_checking(check),
                         help=f"Results file ({' or '.join(k.upper().lstrip('.') for k in kinds)}, by its extension).")
 
 
