@@ -83,7 +83,8 @@ def load_rgb(path: str | bytes, target_size: int | None = None, max_pixels: int 
             w, h = img.size
             if w * h > max_pixels:
                 raise ImageDecodeError(
-                    path, f"image too large ({w}x{h} = {w * h:,} pixels > limit {max_pixels:,}; possible decompression bomb)"
+                    path, f"image too large ({w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,}; possible "
+                    f"decompression bomb)"
                 )
             if target_size and img.format == "JPEG" and min(w, h) >= 2 * target_size:
                 # Decode at 1/2, 1/4 or 1/8 scale (in the DCT, which also low-passes) while the
@@ -95,7 +96,8 @@ def load_rgb(path: str | bytes, target_size: int | None = None, max_pixels: int 
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageDecodeError(path, f"image too large (possible decompression bomb): {exc}") from None
+        raise ImageDecodeError(path, f"image too large (over the limit of {max_pixels:,} pixels; possible "
+                                     f"decompression bomb)") from None
     except UnidentifiedImageError:
         raise ImageDecodeError(path, "not an image (unrecognised file format)") from None
     except PermissionError:
