@@ -8,13 +8,17 @@ import sys
 import warnings
 from typing import Any, Callable, Sequence
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 from ..errors import VisionZooError
+
+try:  # typer >= 0.26 carries its own copy of click
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError as ClickUsageError
+except ImportError:  # pragma: no cover - older typer on click itself
+    from click.exceptions import NoArgsIsHelpError, UsageError as ClickUsageError
 
 # Piped output keeps whole lines (file names, labels) instead of truncating to 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 200)        # results (stdout)
@@ -36,6 +40,12 @@ class Group(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
+        except ClickUsageError as exc:   # a bad option or argument: one line too, naming where to look
+            if debugging() or isinstance(exc, NoArgsIsHelpError):
+                raise
+            err_console.print(f"[red]error:[/red] {escape(exc.format_message())} (see '{_help_path(exc.ctx)} --help')",
+                              highlight=False, emoji=False)
+            raise typer.Exit(2) from None
         except VisionZooError as exc:
             if debugging():
                 raise
@@ -69,6 +79,15 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, _terminate)
 
 
+def _help_path(ctx: Any) -> str:
+    """The command a user can ask --help of: a hidden default command's group (`visionzoo classify`)."""
+    if ctx is None:
+        return "visionzoo"
+    if ctx.command.hidden and ctx.parent is not None:
+        return ctx.parent.command_path
+    return ctx.command_path
+
+
 class DefaultGroup(Group):
     """A group that runs its hidden `default` command when the first word is not a subcommand:
     `visionzoo classify photos/` and `visionzoo classify train DATA` both work."""
@@ -79,14 +98,6 @@ class DefaultGroup(Group):
         if args and args[0] not in self.commands and args[0] not in self.get_help_option_names(ctx):
             args = [self.default, *args]
         return super().parse_args(ctx, args)
-
-    def invoke(self, ctx: Any) -> Any:
-        try:
-            return super().invoke(ctx)
-        except click.UsageError as exc:   # an option error of the hidden default names the group, not `... images`
-            if exc.ctx is not None and exc.ctx.parent is ctx and exc.ctx.info_name == self.default:
-                exc.ctx = ctx
-            raise
 
 
 def renamed(table: dict[str, str]) -> type[TyperCommand]:

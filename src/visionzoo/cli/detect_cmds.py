@@ -97,7 +97,7 @@ def predict_cmd(
     conf: Optional[float] = typer.Option(None, "--conf", min=0.0, max=1.0, help="Keep detections scoring at least this [default: the "
                                          "run's operating point, chosen on its validation images; 0.25 for a "
                                          "detector by name]."),
-    iou: Optional[float] = typer.Option(None, "--iou", min=0.0, max=1.0, min_open=True, help="Non-maximum suppression IoU [default: the run's]."),
+    iou: Optional[float] = typer.Option(None, "--iou", min=0.0, max=1.0, help="Non-maximum suppression IoU [default: the run's]."),
     draw: Optional[Path] = DrawOpt,
     masks: Optional[Path] = out_folder("--masks", "Folder for one PNG per detected mask."),
     weights: Optional[Path] = WeightsOpt,

@@ -111,7 +111,7 @@ def predict_cmd(
     from ..tasks.segment import predict
     from ..video import VideoOptions, predict_videos
 
-    if out is not None and out.suffix.lower() not in videos.VIDEO_KINDS and masks is None:  # the old meaning of --out
+    if out is not None and (out.is_dir() or not out.suffix) and masks is None:  # the old meaning of --out: a folder
         err_console.print(f"warning: --out {out} is a folder: masks now go to --masks DIR and the results to --out "
                           f"FILE.json; writing {out}/predictions.json and the masks there, as before", highlight=False)
         masks, out = out, out / "predictions.json"

@@ -9,6 +9,7 @@ from typing import Any, Callable, Sequence
 
 from ...atomic import write_json
 from ...errors import UsageError
+from ...outputs import check_folder
 from .datasets import Sample, load_detection_data
 from .metrics import evaluate_predictions
 from .operating import EVAL_CONF, OperatingPoint, threshold_curves
@@ -100,6 +101,11 @@ def evaluate(run_or_name: str | os.PathLike, data: str | os.PathLike, *, out: st
     [default: RUN/eval]. Boxes of classes the model does not know are reported and ignored."""
     from .model import load_detector
 
+    if out is None:   # before any work: where the report goes
+        if not Path(run_or_name).is_dir():
+            raise UsageError("pass --out DIR for the report when evaluating a pretrained detector by name")
+        out = Path(run_or_name) / "eval"
+    check_folder(Path(out), "--out")
     detector = load_detector(run_or_name, weights)
     data_set = load_detection_data(data, annotations, classes=detector.classes)
     for issue in data_set.issues:
@@ -111,9 +117,5 @@ def evaluate(run_or_name: str | os.PathLike, data: str | os.PathLike, *, out: st
     predictions = predict_samples(predictor, data_set.samples, workers=workers, progress=progress)
     report = score_samples(data_set.samples, predictions, detector.classes, point=point, masks=predictor.has_masks)
     report["issues"] = [{"file": i.file, "reason": i.reason, "skipped": i.skipped} for i in data_set.issues]
-    if out is None:
-        if not Path(run_or_name).is_dir():
-            raise UsageError("pass --out DIR for the report when evaluating a pretrained detector by name")
-        out = Path(run_or_name) / "eval"
     return write_report(out, data_set.samples, predictions, report, detector.classes, point=point,
                         title=f"{Path(str(run_or_name)).name} on {data}")
