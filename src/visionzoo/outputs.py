@@ -69,6 +69,9 @@ def picture_kinds() -> tuple[str, ...]:
 
 def check_picture(path: Path | None, option: str) -> None:
     """Refuse a picture option whose extension no picture is written in, or a place it cannot go."""
+    if path is not None and not Path(path).is_dir() and Path(path).suffix.lower() not in picture_kinds():
+        raise UsageError(f"{option} {path}: not a picture format ({Path(path).suffix or 'no extension'}); give a "
+                         f"name ending in .png, .jpg, .pdf or .svg (any format matplotlib writes)")
     check_file(path, option, picture_kinds())
 
 

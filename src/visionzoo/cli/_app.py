@@ -44,18 +44,18 @@ class Group(TyperGroup):
             if debugging() or isinstance(exc, NoArgsIsHelpError):
                 raise
             err_console.print(f"[red]error:[/red] {escape(exc.format_message())} (see '{_help_path(exc.ctx)} --help')",
-                              highlight=False, emoji=False)
+                              highlight=False, emoji=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except VisionZooError as exc:
             if debugging():
                 raise
-            err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, emoji=False)
+            err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, emoji=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except OSError as exc:  # a path the user gave: missing, a folder, not writable
             if debugging() or exc.filename is None:
                 raise
             err_console.print(f"[red]error:[/red] {escape(f'{exc.filename}: {exc.strerror or exc}')}", highlight=False,
-                              emoji=False)
+                              emoji=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             how = "terminated (SIGTERM)" if _TERMINATED else "interrupted"
