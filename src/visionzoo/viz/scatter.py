@@ -105,5 +105,5 @@ def scatter_html(xy: np.ndarray, labels: Sequence[str], paths: Sequence[str], ou
     legend = "".join(f'<span><i style="background:{colours[n]}"></i>{html.escape(n)}</span>' for n in names)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_text(out, _PAGE.format(title=html.escape(title), legend=legend, w=w, h=h, data=data), "utf-8")
+    write_text(out, _PAGE.format(title=html.escape(title), legend=legend, w=w, h=h, data=data))
     return out
