@@ -157,7 +157,7 @@ def test_inputs_that_share_a_name_are_drawn_apart(place, tmp_path):
 
 
 def test_a_picture_that_fails_costs_no_results(place, tmp_path, monkeypatch, lite0):
-    import visionzoo.viz.grid as grid
+    from visionzoo.viz import grid
 
     def full_disk(*_args, **_kwargs):
         raise OSError(28, "No space left on device")
@@ -173,7 +173,6 @@ def test_a_picture_that_fails_costs_no_results(place, tmp_path, monkeypatch, lit
 def test_a_run_that_fails_midway_leaves_the_earlier_results(place, monkeypatch):
     """Rows already streamed to --out FILE.jsonl go to a hidden temporary; a failure drops it."""
     import visionzoo.video.runner as video_runner
-
     from visionzoo.errors import UsageError
 
     def fails_after_a_row(task, predictor, sources, opts):
@@ -227,9 +226,9 @@ def hidden_rows(out: Path) -> int:
 @pytest.fixture(scope="module")
 def detect_run(tmp_path_factory) -> Path:
     sys.path.insert(0, str(HERE))
-    from test_detect import TRAIN, _scene, _voc_xml
-
     import random
+
+    from test_detect import TRAIN, _scene, _voc_xml
 
     from visionzoo.tasks import detect
 
@@ -309,7 +308,7 @@ def test_shards_stopped_midway_are_whole_and_resume(tmp_path, command, sig):
     if (out / "manifest.json").exists():
         pytest.skip("the run finished before the signal (a fast machine)")
     resumed = subprocess.run([sys.executable, "-m", "visionzoo", *map(str, args), "--resume", "--quiet"], env=ENV,
-                             capture_output=True, text=True, timeout=900)
+                             capture_output=True, text=True, timeout=900, check=False)
     assert resumed.returncode in (0, 1), resumed.stderr
     assert (out / "manifest.json").exists()
 

@@ -10,8 +10,8 @@ inputs' common folder (`a/1.jpg` and `b/1.jpg` stay apart); inputs that would st
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from .errors import UsageError
 

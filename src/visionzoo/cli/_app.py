@@ -16,9 +16,11 @@ from typer.core import TyperCommand, TyperGroup
 from ..errors import VisionZooError
 
 try:  # typer >= 0.26 carries its own copy of click
-    from typer._click.exceptions import NoArgsIsHelpError, UsageError as ClickUsageError
+    from typer._click.exceptions import NoArgsIsHelpError
+    from typer._click.exceptions import UsageError as ClickUsageError
 except ImportError:  # pragma: no cover - older typer on click itself
-    from click.exceptions import NoArgsIsHelpError, UsageError as ClickUsageError
+    from click.exceptions import NoArgsIsHelpError
+    from click.exceptions import UsageError as ClickUsageError
 
 # Piped output keeps whole lines (file names, labels) instead of truncating to 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 200)        # results (stdout)
@@ -199,7 +201,7 @@ def folder_check(option: str) -> Callable[[Any], Any]:
     return _checking(check)
 
 
-def picture_file(option: str, help: str) -> Any:  # noqa: A002 - typer's word
+def picture_file(option: str, help: str) -> Any:
     """An option naming one picture (--grid): its format (any matplotlib writes) and place checked as it is parsed."""
     def check(path: Any) -> None:
         from ..outputs import check_picture
@@ -208,7 +210,7 @@ def picture_file(option: str, help: str) -> Any:  # noqa: A002 - typer's word
     return typer.Option(None, option, help=help, callback=_checking(check))
 
 
-def out_folder(option: str, help: str) -> Any:  # noqa: A002 - typer's word
+def out_folder(option: str, help: str) -> Any:
     """An optional folder of per-input files (--masks, --crops), refused as it is parsed if it cannot be one."""
     return typer.Option(None, option, help=help, callback=folder_check(option))
 

@@ -7,7 +7,6 @@ from typing import Optional
 import typer
 
 from ._app import (
-    folder_check,
     DeviceOpt,
     QuietOpt,
     ResumeOpt,
@@ -17,6 +16,7 @@ from ._app import (
     console,
     err_console,
     fail,
+    folder_check,
     say,
     show_progress,
     wrote,

@@ -9,7 +9,6 @@ import typer
 from ..errors import UsageError
 from . import results, videos
 from ._app import (
-    folder_check,
     TASK_TRAIN_RENAMES,
     DeviceOpt,
     DrawOpt,
@@ -28,6 +27,7 @@ from ._app import (
     command,
     console,
     fail,
+    folder_check,
     new_app,
     out_file,
     say,

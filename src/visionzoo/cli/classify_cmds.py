@@ -9,7 +9,6 @@ import typer
 
 from . import results
 from ._app import (
-    folder_check,
     TRAIN_RENAMES,
     DeviceOpt,
     EncodingOpt,
@@ -32,6 +31,7 @@ from ._app import (
     command,
     console,
     fail,
+    folder_check,
     new_app,
     out_file,
     picture_file,

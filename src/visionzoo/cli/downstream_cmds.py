@@ -8,7 +8,6 @@ import typer
 
 from . import results
 from ._app import (
-    folder_check,
     DeviceOpt,
     PickleOpt,
     QuietOpt,
@@ -20,6 +19,7 @@ from ._app import (
     command,
     console,
     fail,
+    folder_check,
     out_file,
     picture_file,
     show_progress,

@@ -10,7 +10,6 @@ from ..atomic import write_json
 from ..errors import UsageError
 from . import results, videos
 from ._app import (
-    folder_check,
     DrawOpt,
     EndOpt,
     EngineOpt,
@@ -26,6 +25,7 @@ from ._app import (
     console,
     err_console,
     fail,
+    folder_check,
     new_app,
     out_file,
     out_folder,

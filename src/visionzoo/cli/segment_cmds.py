@@ -8,7 +8,6 @@ import typer
 
 from . import results, videos
 from ._app import (
-    folder_check,
     TASK_TRAIN_RENAMES,
     DeviceOpt,
     EndOpt,
@@ -27,6 +26,7 @@ from ._app import (
     console,
     err_console,
     fail,
+    folder_check,
     new_app,
     out_folder,
     say,

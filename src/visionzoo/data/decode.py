@@ -95,7 +95,7 @@ def load_rgb(path: str | bytes, target_size: int | None = None, max_pixels: int 
             return _to_rgb(img)
     except ImageDecodeError:
         raise
-    except Image.DecompressionBombError as exc:
+    except Image.DecompressionBombError:
         raise ImageDecodeError(path, f"image too large (over the limit of {max_pixels:,} pixels; possible "
                                      f"decompression bomb)") from None
     except UnidentifiedImageError:

@@ -16,8 +16,8 @@ from typing import Any, Callable, Iterator, Sequence
 from ..data.video import Sampling, is_stream, probe
 from ..data.video_frames import Frame, iter_frames, source_rate
 from ..errors import UsageError
-from ..outputs import output_names, output_path
 from ..ordered import ahead
+from ..outputs import output_names, output_path
 from .captions import CaptionSession, write_srt
 from .sessions import DetectSession, FacesSession, SegmentSession, Session
 

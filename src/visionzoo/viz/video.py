@@ -7,6 +7,7 @@ The file appears complete or not at all (written beside, renamed when closed).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -75,10 +76,8 @@ class VideoWriter:
             container.close()
             os.replace(self.tmp, self.out)
         except BaseException:
-            try:
+            with contextlib.suppress(Exception):  # already failing: the first error is the one to report
                 container.close()
-            except Exception:  # noqa: BLE001 - already failing; the first error is the one to report
-                pass
             self.tmp.unlink(missing_ok=True)
             raise
         return self.out

@@ -5,7 +5,6 @@ exactly those of `classify` / `predict`; failed files are listed in the report, 
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any

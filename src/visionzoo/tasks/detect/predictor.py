@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -20,8 +19,8 @@ from ...data.decode import ImageDecodeError, load_rgb
 from ...data.geometry import file_displayed_size
 from ...data.inputs import expand_inputs
 from ...errors import UsageError
-from ...outputs import output_names, output_path
 from ...ordered import ordered_map
+from ...outputs import output_names, output_path
 from ...runtime import pick_device
 from ...viz.notebook import shows
 from .augment import fit_size
