@@ -201,6 +201,37 @@ def test_the_pixel_limit_quoted_is_the_one_applied(tmp_path):
         load_rgb(str(tmp_path / "big.png"), max_pixels=5_000_000)
 
 
+def test_a_second_cluster_run_leaves_no_montage_of_the_first(place, tmp_path):
+    """Fewer clusters the second time: the old cluster_NN.png files beyond them are gone."""
+    from visionzoo.downstream import cluster
+
+    paths = [str(place / p) for p in ("a.jpg", "a.png", "sub/x/1.jpg", "sub/y/1.jpg")] * 2
+    vectors = np.random.default_rng(0).normal(size=(len(paths), 8))
+    cluster((paths, vectors), 4, tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("cluster_*.png")) == [f"cluster_{j:02d}.png" for j in range(4)]
+    cluster((paths, vectors), 2, tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("cluster_*.png")) == ["cluster_00.png", "cluster_01.png"]
+
+
+def test_an_index_being_rewritten_is_not_marked_complete(place, tmp_path, monkeypatch):
+    """The old index's "complete" mark goes before its files are rewritten: a crash in between leaves
+    a folder that `search` refuses, never an old mark over new, half-written files."""
+    from visionzoo.downstream import build_index
+    from visionzoo.downstream import index as index_module
+
+    paths = [str(place / "a.jpg"), str(place / "a.png")]
+    build_index((paths, np.eye(2, 8)), tmp_path / "idx")
+    assert (tmp_path / "idx" / index_module.META_FILE).is_file()
+
+    def crash(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(index_module, "write_json", crash)
+    with pytest.raises(OSError):
+        build_index((paths, np.eye(2, 8)), tmp_path / "idx")
+    assert not (tmp_path / "idx" / index_module.META_FILE).exists()
+
+
 # --------------------------------------------------------------------------- slow: signals in the middle
 def start(args: list[str], log: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "visionzoo", *map(str, args), "--quiet"], env=ENV,
