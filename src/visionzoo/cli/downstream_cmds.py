@@ -118,7 +118,7 @@ def dedup(
     from ..downstream import find_duplicates
     from ..downstream.dedup import write_csv
 
-    results.check_out(out, (".csv",))
+    results.plan(files={"--out": (out, (".csv",))})
     report = find_duplicates(features, threshold=min_similarity,
                              max_distance=None if max_hash_distance < 0 else max_hash_distance,
                              allow_pickle=allow_pickle, root=root)

@@ -14,20 +14,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..atomic import atomic_path, write_json
-from ..outputs import plan
+from ..outputs import plan  # noqa: F401  (the commands' one output check: results.plan)
 from ._app import console, err_console, fail, wrote
 
 ITEM_LISTS = ("predictions", "detections", "faces", "neighbours")
-
-
-def check_out(out: Path | None, kinds: Sequence[str] = (".json", ".csv")) -> None:
-    """Refuse, before any work, an --out this command will not write (see visionzoo.outputs)."""
-    plan(files={"--out": (out, kinds)})
-
-
-def check_folder(path: Path | None, option: str) -> None:
-    """Refuse, before any work, an output folder option that names an existing file."""
-    plan(folders={option: path})
 
 
 def _flat(prefix: str, value: Any) -> dict[str, Any]:

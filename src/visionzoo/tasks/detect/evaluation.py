@@ -64,13 +64,15 @@ def write_report(out: str | os.PathLike, samples: Sequence[Sample], predictions:
     out.mkdir(parents=True, exist_ok=True)
     report = {"title": title, **report}
     write_json(out / "predictions.json", list(predictions))
-    pr_curve_plot({"all classes": report["pr_curve"]}, out / "pr_curve.png",
-                  f"PR at IoU 0.5 (mAP50 {report['map50']:.3f})")
-    threshold_curves_plot(report["curves"], point, out / "threshold_curves.png")
     by_path = {s.path: s for s in samples}
     preds = {p["path"]: p for p in predictions}
     bad = sorted((e for e in report["per_image"] if e["false_positives"] + e["false_negatives"]),
                  key=lambda e: -(e["false_positives"] + e["false_negatives"]))[:worst]
+    report["worst_images"] = [e["path"] for e in bad]
+    write_json(out / REPORT_JSON, report)   # the results first: a picture that fails never costs them
+    pr_curve_plot({"all classes": report["pr_curve"]}, out / "pr_curve.png",
+                  f"PR at IoU 0.5 (mAP50 {report['map50']:.3f})")
+    threshold_curves_plot(report["curves"], point, out / "threshold_curves.png")
     items = []
     for e in bad:
         s = by_path[e["path"]]
@@ -78,8 +80,6 @@ def write_report(out: str | os.PathLike, samples: Sequence[Sample], predictions:
         dets = point.keep(preds[e["path"]]["detections"])
         items.append({**e, "truth": truth, "detections": [{k: v for k, v in d.items() if k != "mask"} for d in dets]})
     worst_grid(items, out / "worst.png")
-    report["worst_images"] = [e["path"] for e in bad]
-    write_json(out / REPORT_JSON, report)
     return report
 
 

@@ -76,10 +76,10 @@ def write_report(out: str | os.PathLike, report: dict[str, Any], rows: list[dict
     bad = sorted(rows, key=lambda r: r["miou"])[:worst]
     report = {"title": title, **report, "per_image": [{"path": r["path"], "miou": r["miou"]} for r in rows],
               "worst_images": [r["path"] for r in bad]}
+    write_json(out / REPORT_JSON, report)   # the results first: a picture that fails never costs them
     confusion_matrix_plot(report["confusion_matrix"], list(classes), out / "confusion_matrix.png")
     if bad:
         _worst_grid(bad, len(classes), out / "worst.png")
-    write_json(out / REPORT_JSON, report)
     return report
 
 
