@@ -144,6 +144,20 @@ def test_a_mistake_is_refused_before_any_work_and_every_file_is_left_as_it_was(p
     assert after == before                                                      # byte for byte, nothing added
 
 
+def test_a_read_only_folder_is_refused_before_any_work(place, monkeypatch):
+    """`--grid ro/grid.png` where ro/ cannot be written (os.access, as a non-root user sees it)."""
+    import visionzoo.outputs as outputs
+
+    readonly = place / "folder"
+    monkeypatch.setattr(outputs.os, "access", lambda path, mode: Path(path) != readonly)
+    before = snapshot(place)
+    res = runner.invoke(app, ["classify", str(place / "a.jpg"), "--out", str(place / "out.json"),
+                              "--grid", str(readonly / "grid.png")], prog_name="visionzoo")
+    assert res.exit_code == 2 and res.output.strip() == (f"error: --grid {readonly / 'grid.png'}: cannot write there "
+                                                         f"({readonly} is not a writable folder)"), res.output
+    assert snapshot(place) == before
+
+
 def test_inputs_that_share_a_name_are_drawn_apart(place, tmp_path):
     """a.jpg / a.png, sub/x/1.jpg / sub/y/1.jpg and clip.mp4 / clip.mkv: one naming for photos and videos."""
     inputs = [place / p for p in ("a.jpg", "a.png", "sub/x/1.jpg", "sub/y/1.jpg", "clip.mp4", "clip.mkv")]
