@@ -264,11 +264,17 @@ def test_a_live_stream_reconnects_then_gives_up_with_its_frames_kept(tmp_path, m
         server.shutdown()
 
 
+def rows_so_far(out: Path) -> int:
+    """Lines of a running command's --out FILE.jsonl, written under a hidden temporary name beside it."""
+    return sum(len(p.read_text().splitlines()) for p in out.parent.glob(f".{out.name}.*.tmp"))
+
+
 @pytest.mark.slow
 def test_ctrl_c_ends_cleanly_with_everything_written(tmp_path):
     out, drawn = tmp_path / "frames.jsonl", tmp_path / "drawn"
     proc = start_held(["faces", "detect", BOTTLE, "--out", out, "--draw", drawn, "--quiet"], "row:5",
                       tmp_path / "run.log")  # held after its fifth row is written: mid-video, certainly
+    assert not out.exists() and rows_so_far(out) == 5  # the rows grow under a hidden name until the run ends
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=300)
     err = (tmp_path / "run.log").read_text()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
-def _tmp_name(name: str) -> str:
+def temporary_name(name: str) -> str:
     """Hidden (readers and resume skip it), per writer: concurrent writers, even on two hosts, never collide."""
     return f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
 
@@ -30,7 +30,7 @@ def _fsync(path: str | os.PathLike) -> None:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write; on success it is synced and renamed over `path`."""
     path = Path(path)
-    tmp = path.with_name(_tmp_name(path.name))
+    tmp = path.with_name(temporary_name(path.name))
     try:
         yield tmp
         _fsync(tmp)
@@ -43,10 +43,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def write_json(path: str | os.PathLike, data: Any) -> Path:
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """A text file written whole or not at all."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=str), "utf-8")
+        tmp.write_text(text, "utf-8")
     return Path(path)
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    return write_text(path, json.dumps(data, indent=2, default=str))
 
 
 @contextmanager
@@ -62,7 +67,7 @@ def atomic_output(filesystem: Any, path: str) -> Iterator[Any]:
     from pyarrow import fs as pafs
 
     folder, _, name = path.rpartition("/")
-    tmp = f"{folder}/{_tmp_name(name)}" if folder else _tmp_name(name)
+    tmp = f"{folder}/{temporary_name(name)}" if folder else temporary_name(name)
     try:
         with filesystem.open_output_stream(tmp, compression=None) as out:
             yield out
@@ -75,3 +80,16 @@ def atomic_output(filesystem: Any, path: str) -> Iterator[Any]:
         except OSError:
             pass  # never created, or the store is unreachable: the hidden leftover is harmless
         raise
+
+
+def save_image(image: Any, path: str | os.PathLike, **options: Any) -> Path:
+    """A PIL image written whole or not at all, in the format its extension names (JPEG, PNG, ...)."""
+    from PIL import Image
+
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: no picture format has the extension {path.suffix!r}")
+    with atomic_path(path) as tmp:
+        image.save(tmp, fmt, **options)
+    return path

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from ..cpus import usable_cpus
 from ..data.inputs import absolute, expand_inputs
+from ..data.video import is_video_name
 from ..errors import UsageError
 from ..ordered import ordered_map
 from ..store import Layout, finalize, layout_for, write_shard
@@ -178,6 +179,10 @@ def index_faces(inputs, out: str | os.PathLike, *, resume: bool = False, partiti
     if detect_size < 256:
         raise UsageError("the detection size must be at least 256 px")
     listed = expand_inputs(inputs)
+    videos = [f for f in listed.files if is_video_name(f)]
+    if videos:
+        raise UsageError(f"{videos[0]} is a video: a face index holds photos (for the faces in a video, "
+                         f"`visionzoo faces detect VIDEO` or `visionzoo faces find GALLERY VIDEO`)")
     layout = layout_for(out, "parquet")
     files = absolute(listed.files)  # a photo is known by its path: the same from any working folder
     plan = _plan(layout, files, resume, partition_size, detect_size, MIN_SCORE if min_score is None else min_score)

@@ -14,8 +14,9 @@ from . import (  # noqa: F401  (register commands)  # noqa: F401  (task models)
     serve_cmds,  # noqa: F401  (serve)
     zoo_cmds,
 )
-from ._app import app
+from ._app import app, stop_on_sigterm
 
 
 def main() -> None:
+    stop_on_sigterm()
     app(prog_name="visionzoo")

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import warnings
 from typing import Any, Callable, Sequence
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 from ..errors import VisionZooError
+
+try:  # typer >= 0.26 carries its own copy of click
+    from typer._click.exceptions import NoArgsIsHelpError
+    from typer._click.exceptions import UsageError as ClickUsageError
+except ImportError:  # pragma: no cover - older typer on click itself
+    from click.exceptions import NoArgsIsHelpError
+    from click.exceptions import UsageError as ClickUsageError
 
 # Piped output keeps whole lines (file names, labels) instead of truncating to 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 200)        # results (stdout)
@@ -33,19 +42,52 @@ class Group(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
+        except ClickUsageError as exc:   # a bad option or argument: one line too, naming where to look
+            if debugging() or isinstance(exc, NoArgsIsHelpError):
+                raise
+            err_console.print(f"[red]error:[/red] {escape(exc.format_message())} (see '{_help_path(exc.ctx)} --help')",
+                              highlight=False, emoji=False, soft_wrap=True)
+            raise typer.Exit(2) from None
         except VisionZooError as exc:
             if debugging():
                 raise
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+            err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, emoji=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except OSError as exc:  # a path the user gave: missing, a folder, not writable
             if debugging() or exc.filename is None:
                 raise
-            err_console.print(f"[red]error:[/red] {exc.filename}: {exc.strerror or exc}", highlight=False)
+            err_console.print(f"[red]error:[/red] {escape(f'{exc.filename}: {exc.strerror or exc}')}", highlight=False,
+                              emoji=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            err_console.print("interrupted (what was finished is kept; --resume continues a training run)")
-            raise typer.Exit(130) from None
+            how = "terminated (SIGTERM)" if _TERMINATED else "interrupted"
+            err_console.print(f"{how}: what was finished is kept (the files named above); --resume continues a "
+                              f"training run, an index or a feature extraction", highlight=False)
+            raise typer.Exit(128 + signal.SIGTERM if _TERMINATED else 130) from None
+
+
+_TERMINATED = False
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    global _TERMINATED
+    _TERMINATED = True
+    raise KeyboardInterrupt
+
+
+def stop_on_sigterm() -> None:
+    """`kill PID` (SIGTERM, as service managers and schedulers stop jobs) stops a command as Ctrl-C
+    does: every file it finished is closed whole (results, the drawn video), then exit 143."""
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+def _help_path(ctx: Any) -> str:
+    """The command a user can ask --help of: a hidden default command's group (`visionzoo classify`)."""
+    if ctx is None:
+        return "visionzoo"
+    if ctx.command.hidden and ctx.parent is not None:
+        return ctx.parent.command_path
+    return ctx.command_path
 
 
 class DefaultGroup(Group):
@@ -135,7 +177,45 @@ def fail(path: str, reason: str, verb: str = "failed") -> None:
 # --------------------------------------------------------------------------- shared options
 # Every command that has one of these takes it under the same name with the same meaning.
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bar (for logs and scripts).")
-DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps.")
+
+
+def _checking(check: Callable[[Any], None]) -> Callable[[Any], Any]:
+    """An option callback: `check` the value as it is parsed, so it is refused before the command reads any input."""
+    def callback(value: Any) -> Any:
+        check(value)
+        return value
+    return callback
+
+
+def _check_device(device: str) -> None:
+    from ..outputs import check_device
+
+    check_device(device)
+
+
+def folder_check(option: str) -> Callable[[Any], Any]:
+    def check(path: Any) -> None:
+        from ..outputs import check_folder
+
+        check_folder(path, option)
+    return _checking(check)
+
+
+def picture_file(option: str, help: str) -> Any:
+    """An option naming one picture (--grid): its format (any matplotlib writes) and place checked as it is parsed."""
+    def check(path: Any) -> None:
+        from ..outputs import check_picture
+
+        check_picture(path, option)
+    return typer.Option(None, option, help=help, callback=_checking(check))
+
+
+def out_folder(option: str, help: str) -> Any:
+    """An optional folder of per-input files (--masks, --crops), refused as it is parsed if it cannot be one."""
+    return typer.Option(None, option, help=help, callback=folder_check(option))
+
+
+DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps.", callback=_checking(_check_device))
 WorkersOpt = typer.Option(None, "--workers", min=0, help="Image-decoding workers beside the model (on CPU, extract's "
                           "ONNX Runtime pipelines decode their own) [default: auto].")
 ProcessesHelp = ("Model processes working in parallel: data-parallel training ranks (DDP, each on a slice of every "
@@ -160,7 +240,7 @@ PickleOpt = typer.Option(False, "--allow-pickle", help="Allow reading a .pkl fea
 EncodingOpt = typer.Option("utf-8", "--encoding", help="Text encoding of the dataset's CSV / caption files.")
 RootOpt = typer.Option(None, "--root", help="Where the images of the feature file are now, if the collection moved "
                        "since `extract` (the folder it recorded is replaced by this one).")
-DrawOpt = typer.Option(None, "--draw", help="Folder for each picture drawn with its results (boxes, names, captions); "
+DrawOpt = typer.Option(None, "--draw", callback=folder_check("--draw"), help="Folder for each picture drawn with its results (boxes, names, captions); "
                        "each video as an annotated STEM.mp4.")
 
 # Videos, streams, webcams and image sequences, wherever images are taken: which frames to look at.
@@ -175,7 +255,12 @@ TASK_TRAIN_RENAMES = {**TRAIN_RENAMES, "-m": "--backbone"}  # -m is --model ever
 
 
 def out_file(kinds: Sequence[str] = (".json", ".csv"), required: bool = False) -> Any:
-    return typer.Option(... if required else None, "--out", "-o",
+    """--out FILE: its extension (one of `kinds`) and place checked as it is parsed, before any work."""
+    def check(path: Any) -> None:
+        from ..outputs import check_file
+
+        check_file(path, "--out", kinds)
+    return typer.Option(... if required else None, "--out", "-o", callback=_checking(check),
                         help=f"Results file ({' or '.join(k.upper().lstrip('.') for k in kinds)}, by its extension).")
 
 

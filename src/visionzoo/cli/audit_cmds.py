@@ -16,6 +16,7 @@ from ._app import (
     console,
     err_console,
     fail,
+    folder_check,
     say,
     show_progress,
     wrote,
@@ -26,7 +27,7 @@ from ._app import (
 def audit(
     data: Path = typer.Argument(..., help="Class folders (with or without train/ val/ test/), a CSV of path,label, a "
                                 "VOC / COCO / YOLO detection set, or images/ beside masks/."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder to write: report.md, issues.csv, report.json, "
+    out: Path = typer.Option(..., "--out", "-o", callback=folder_check("--out"), help="Folder to write: report.md, issues.csv, report.json, "
                              "montages/ (and the features, for --resume)."),
     task: Optional[str] = typer.Option(None, "--task", help="classify, detect or segment [default: from what DATA "
                                        "holds]."),

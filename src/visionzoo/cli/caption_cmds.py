@@ -27,6 +27,7 @@ from ._app import (
     command,
     console,
     fail,
+    folder_check,
     new_app,
     out_file,
     say,
@@ -51,7 +52,7 @@ def _scores(report: dict) -> str:
 def train_cmd(
     data: Path = typer.Argument(..., help="Folder with captions.csv (image,caption), Flickr8k's captions.txt, "
                                 "or images for --annotations."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write (decoder, vocabulary, config, report)."),
+    out: Path = typer.Option(..., "--out", "-o", callback=folder_check("--out"), help="Run folder to write (decoder, vocabulary, config, report)."),
     annotations: Optional[Path] = AnnotationsOpt,
     encoding: str = EncodingOpt,
     backbone: str = typer.Option("efficientnet_lite0", "--backbone",
@@ -117,8 +118,6 @@ def predict_cmd(
     from ..tasks.caption import predict
     from ..video import VideoOptions, predict_videos
 
-    results.check_out(out, (*videos.VIDEO_KINDS, ".srt"))
-    results.check_folder(draw, "--draw")
     listed = results.listed(inputs, videos=True)
     images, sources = videos.split(listed.files)
     srt = out if out is not None and out.suffix.lower() == ".srt" else None
@@ -140,7 +139,7 @@ def predict_cmd(
 def evaluate_cmd(
     model: str = typer.Argument(..., help="Caption run folder or pretrained captioner."),
     data: Path = typer.Argument(..., help="A captioned dataset (as for train)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Report folder (report.json, captions.json, examples.png)."),
+    out: Path = typer.Option(..., "--out", "-o", callback=folder_check("--out"), help="Report folder (report.json, captions.json, examples.png)."),
     annotations: Optional[Path] = AnnotationsOpt,
     encoding: str = EncodingOpt,
     split: str = typer.Option("all", "--split", help="all, or the run's train / val / test images of DATA."),

@@ -31,11 +31,12 @@ from ._app import (
     command,
     console,
     fail,
+    folder_check,
     new_app,
     out_file,
+    picture_file,
     say,
     show_progress,
-    wrote,
 )
 from .videos import VIDEO_KINDS
 from .videos import sampling as video_sampling
@@ -72,7 +73,7 @@ def images_cmd(
     weights: Optional[Path] = WeightsOpt,
     top_k: int = TopKOpt,
     out: Optional[Path] = out_file(VIDEO_KINDS),
-    grid: Optional[Path] = typer.Option(None, "--grid", help="Draw images with top-k bar charts to FILE.png."),
+    grid: Optional[Path] = picture_file("--grid", "Draw images with top-k bar charts to FILE.png (or .pdf, .svg, ...)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per forward pass."),
     workers: Optional[int] = WorkersOpt,
     device: str = DeviceOpt,
@@ -93,18 +94,19 @@ def images_cmd(
     from ..batch import classify
     from ..data.video import frame_fields
 
-    results.check_out(out, VIDEO_KINDS)
+    results.plan(files={"--out": (out, VIDEO_KINDS)}, pictures={"--grid": grid})
     listed = results.listed(inputs, videos=True)
     found = classify(listed.files, model=model, weights=weights, top_k=top_k, batch_size=batch_size, workers=workers,
                      device=device, progress=show_progress(quiet), engine=engine, ray_address=ray_address,
                      num_workers=processes, sampling=video_sampling(fps, every, start, end))
     rows = [{"path": r.path, **frame_fields(r.path), **r.to_dict()} for r in found]
     _print_table(rows, f"{model or 'efficientnet_lite0'}: top-{top_k}")
+    code = results.finish(rows, out, listed.skipped)
     if grid:
         from ..viz.grid import topk_grid
 
-        wrote(topk_grid(found, grid))
-    raise typer.Exit(results.finish(rows, out, listed.skipped))
+        code = max(code, results.picture("--grid", grid, lambda: topk_grid(found, grid)))
+    raise typer.Exit(code)
 
 
 def _print_report(report: dict) -> None:
@@ -122,7 +124,7 @@ def _print_report(report: dict) -> None:
 
 def train_cmd(
     data: Path = typer.Argument(..., help="Class folders (with or without train/ val/ test/), or a CSV of path,label."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write (model, config, history, report)."),
+    out: Path = typer.Option(..., "--out", "-o", callback=folder_check("--out"), help="Run folder to write (model, config, history, report)."),
     encoding: str = EncodingOpt,
     model: str = typer.Option("auto", "--model", "-m",
                               help="Zoo name, timm/torchvision name or run folder; auto: the bundled backbones, "
@@ -169,7 +171,7 @@ def train_cmd(
 def evaluate_cmd(
     run_dir: Path = typer.Argument(..., help="A run folder written by `visionzoo classify train`."),
     data: Path = typer.Argument(..., help="Class folders (test/ or val/ used if present) or a CSV of path,label."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder [default: RUN_DIR/eval]."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", callback=folder_check("--out"), help="Report folder [default: RUN_DIR/eval]."),
     encoding: str = EncodingOpt,
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per forward pass."),
     workers: Optional[int] = WorkersOpt,
@@ -219,7 +221,6 @@ def predict_cmd(
     from ..video import VideoOptions, predict_videos
     from .videos import finish, split
 
-    results.check_out(out, VIDEO_KINDS)
     listed = results.listed(inputs, videos=True)
     sampling = video_sampling(fps, every, start, end)
     if task_of(run_dir) == "classify":     # frames of video files, as `classify` takes them

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import typer
 
-from ._app import QuietOpt, app, console
+from ._app import QuietOpt, app, console, folder_check
 
 
 @app.command()
-def demo(out: Path = typer.Option(Path("visionzoo-demo"), "--out", "-o", help="Output folder."),
+def demo(out: Path = typer.Option(Path("visionzoo-demo"), "--out", "-o", callback=folder_check("--out"), help="Output folder."),
          quiet: bool = QuietOpt):
     """Run every feature once on bundled sample photos with the offline default model.
 

@@ -26,8 +26,10 @@ from ._app import (
     command,
     console,
     fail,
+    folder_check,
     new_app,
     out_file,
+    out_folder,
     say,
     show_progress,
 )
@@ -44,7 +46,7 @@ BatchOpt = typer.Option(4, "--batch-size", min=1, help="Images per step / forwar
 def train_cmd(
     data: Path = typer.Argument(..., help="VOC (images/ + annotations/*.xml), YOLO (images/ + labels/ + data.yaml) "
                                 "or the image folder of --annotations COCO JSON."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write (model, config, curves, report)."),
+    out: Path = typer.Option(..., "--out", "-o", callback=folder_check("--out"), help="Run folder to write (model, config, curves, report)."),
     annotations: Optional[Path] = AnnotationsOpt,
     val: Optional[Path] = typer.Option(None, "--val", help="Validation set [default: a seeded split of DATA]."),
     val_annotations: Optional[Path] = typer.Option(None, "--val-annotations", help="COCO JSON for --val."),
@@ -92,12 +94,12 @@ def predict_cmd(
     inputs: List[str] = typer.Argument(..., help="Image files, folders (recursive) or globs; videos, image sequences "
                                        "(frames/%04d.png), rtsp:// or http(s):// streams, a webcam index."),
     out: Optional[Path] = out_file(videos.VIDEO_KINDS),
-    conf: Optional[float] = typer.Option(None, "--conf", help="Keep detections scoring at least this [default: the "
+    conf: Optional[float] = typer.Option(None, "--conf", min=0.0, max=1.0, help="Keep detections scoring at least this [default: the "
                                          "run's operating point, chosen on its validation images; 0.25 for a "
                                          "detector by name]."),
-    iou: Optional[float] = typer.Option(None, "--iou", help="Non-maximum suppression IoU [default: the run's]."),
+    iou: Optional[float] = typer.Option(None, "--iou", min=0.0, max=1.0, help="Non-maximum suppression IoU [default: the run's]."),
     draw: Optional[Path] = DrawOpt,
-    masks: Optional[Path] = typer.Option(None, "--masks", help="Folder for one PNG per detected mask."),
+    masks: Optional[Path] = out_folder("--masks", "Folder for one PNG per detected mask."),
     weights: Optional[Path] = WeightsOpt,
     track: bool = typer.Option(False, "--track", help="Videos: follow each object from frame to frame (ByteTrack): "
                                "a track_id per box, a summary per track, trails in the --draw video."),
@@ -118,9 +120,6 @@ def predict_cmd(
     from ..tasks.detect import predict
     from ..video import VideoOptions, predict_videos
 
-    results.check_out(out, videos.VIDEO_KINDS)
-    results.check_folder(draw, "--draw")
-    results.check_folder(masks, "--masks")
     listed = results.listed(inputs, videos=True)
     images, sources = videos.split(listed.files)
     rows = predict(model, images, conf=conf, iou=iou, weights=weights, draw=draw, masks_dir=masks,
@@ -138,9 +137,9 @@ def predict_cmd(
 def evaluate_cmd(
     model: str = typer.Argument(..., help="Detection run folder or COCO detector name."),
     data: Path = typer.Argument(..., help="An annotated set (as for train)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder [default: RUN/eval]."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", callback=folder_check("--out"), help="Report folder [default: RUN/eval]."),
     annotations: Optional[Path] = AnnotationsOpt,
-    conf: Optional[float] = typer.Option(None, "--conf", help="Score threshold for precision / recall [default: the "
+    conf: Optional[float] = typer.Option(None, "--conf", min=0.0, max=1.0, help="Score threshold for precision / recall [default: the "
                                          "run's operating point]."),
     weights: Optional[Path] = WeightsOpt,
     batch_size: int = BatchOpt,

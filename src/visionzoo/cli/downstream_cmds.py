@@ -19,7 +19,9 @@ from ._app import (
     command,
     console,
     fail,
+    folder_check,
     out_file,
+    picture_file,
     show_progress,
 )
 from ._app import say as _say
@@ -32,7 +34,7 @@ FeaturesArg = typer.Argument(..., help="Feature file from `visionzoo extract` (P
 @app.command()
 def index(
     features: str = FeaturesArg,
-    out: Path = typer.Option(..., "--out", "-o", help="Index folder to write."),
+    out: Path = typer.Option(..., "--out", "-o", callback=folder_check("--out"), help="Index folder to write."),
     exact: Optional[bool] = typer.Option(None, "--exact/--approximate", help="Force the index type "
                                          "[default: exact up to 50,000 images, IVF above]."),
     allow_pickle: bool = PickleOpt,
@@ -58,7 +60,7 @@ def search(
     queries: List[str] = typer.Argument(..., help="Images, folders or globs to embed, or paths stored in the index."),
     k: int = typer.Option(10, "--top-k", "-k", min=1, help=TopKHelp),
     out: Optional[Path] = out_file(),
-    grid: Optional[Path] = typer.Option(None, "--grid", help="Draw each query beside its neighbours to FILE.png."),
+    grid: Optional[Path] = picture_file("--grid", "Draw each query beside its neighbours to FILE.png (or .pdf, .svg, ...)."),
     nprobe: Optional[int] = typer.Option(None, "--nprobe", min=1, help="IVF lists scanned per query "
                                          "(more = higher recall, slower) [default: stored with the index]."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Query images per forward pass."),
@@ -75,7 +77,7 @@ def search(
 
     from ..downstream import search as run_search
 
-    results.check_out(out)
+    results.plan(files={"--out": (out, (".json", ".csv"))}, pictures={"--grid": grid})
     found = run_search(index_dir, queries, k, nprobe=nprobe, batch_size=batch_size, workers=workers,
                        device=device, progress=show_progress(quiet), root=root)
     table = Table(title=f"top-{k} neighbours")
@@ -85,12 +87,13 @@ def search(
         table.add_row(r.query, f"[red]error: {r.error}[/red]" if r.error else
                       "\n".join(f"{n.score:.3f}  {n.path}" for n in r.neighbours))
     console.print(table)
+    rows = [{**r.to_dict(), "path": r.query} for r in found]
+    code = results.finish(rows, out)
     if grid:
         from ..viz.neighbours import neighbour_grid
 
-        _wrote(neighbour_grid(found, grid))
-    rows = [{**r.to_dict(), "path": r.query} for r in found]
-    raise typer.Exit(results.finish(rows, out))
+        code = max(code, results.picture("--grid", grid, lambda: neighbour_grid(found, grid)))
+    raise typer.Exit(code)
 
 
 @command(app, "dedup", {"--threshold": "--min-similarity", "-t": "--min-similarity",
@@ -116,7 +119,7 @@ def dedup(
     from ..downstream import find_duplicates
     from ..downstream.dedup import write_csv
 
-    results.check_out(out, (".csv",))
+    results.plan(files={"--out": (out, (".csv",))})
     report = find_duplicates(features, threshold=min_similarity,
                              max_distance=None if max_hash_distance < 0 else max_hash_distance,
                              allow_pickle=allow_pickle, root=root)
@@ -141,7 +144,7 @@ def dedup(
 def cluster(
     features: str = FeaturesArg,
     k: str = typer.Option("auto", "--clusters", "-k", help="Number of clusters, or 'auto' (highest mean silhouette)."),
-    out: Path = typer.Option(Path("clusters"), "--out", "-o", help="Folder for assignments.csv, clusters.json "
+    out: Path = typer.Option(Path("clusters"), "--out", "-o", callback=folder_check("--out"), help="Folder for assignments.csv, clusters.json "
                              "and one cluster_NN.png montage per cluster."),
     seed: int = SeedOpt,
     allow_pickle: bool = PickleOpt,
@@ -170,7 +173,7 @@ def probe(
                                          "parent folder]."),
     classifier: str = typer.Option("logreg", "--classifier", "-c", help="logreg or knn."),
     cv: int = typer.Option(5, "--cv", min=2, help="Cross-validation folds."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Probe folder to write (for `visionzoo predict`)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", callback=folder_check("--out"), help="Probe folder to write (for `visionzoo predict`)."),
     allow_pickle: bool = PickleOpt,
     quiet: bool = QuietOpt,
 ):

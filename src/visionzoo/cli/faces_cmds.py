@@ -25,8 +25,10 @@ from ._app import (
     console,
     err_console,
     fail,
+    folder_check,
     new_app,
     out_file,
+    out_folder,
     say,
     show_progress,
     wrote,
@@ -68,8 +70,8 @@ def detect_cmd(images: List[str] = typer.Argument(..., help="Image files, folder
                                                   "streams, a webcam index."),
                out: Optional[Path] = out_file(videos.VIDEO_KINDS), detector: str = DetectorOpt,
                draw: Optional[Path] = DrawOpt,
-               crops: Optional[Path] = typer.Option(None, "--crops", help="Folder for each face's aligned 150 x 150 "
-                                                    "chip (STEM_faceK.jpg), aligned as the embedder aligns it."),
+               crops: Optional[Path] = out_folder("--crops", "Folder for each face's aligned 150 x 150 chip "
+                                                  "(STEM_faceK.jpg), aligned as the embedder aligns it."),
                min_score: Optional[float] = MinScoreOpt,
                fps: Optional[float] = FpsOpt, every: Optional[int] = EveryOpt,
                start: Optional[float] = StartOpt, end: Optional[float] = EndOpt, quiet: bool = QuietOpt) -> None:
@@ -81,7 +83,6 @@ def detect_cmd(images: List[str] = typer.Argument(..., help="Image files, folder
     """
     from ..tasks.faces import detect
 
-    results.check_out(out, videos.VIDEO_KINDS)
     listed = results.listed(images, videos=True)
     still, sources = videos.split(listed.files)
     rows = detect(still, detector=detector, draw=draw, crops=crops, min_score=min_score) if still else []
@@ -119,7 +120,6 @@ def verify_cmd(a: str = typer.Argument(...), b: str = typer.Argument(...), max_d
     """
     from ..tasks.faces import verify
 
-    results.check_out(out, (".json",))
     r = verify(a, b, threshold=max_distance, detector=detector)
     if out is not None:
         wrote(write_json(out, r))
@@ -144,7 +144,6 @@ def find_cmd(gallery: Path = typer.Argument(..., help="Folder of person subfolde
 
     Example: visionzoo faces find people/ --index faces.parquet --out matches.json
     """
-    results.check_out(out, videos.VIDEO_KINDS)
     if index is not None:
         if queries:
             raise UsageError("give QUERIES or --index, not both")
@@ -220,7 +219,7 @@ def index_cmd(photos: List[str] = typer.Argument(..., help="Photo files, folders
 
 @faces_app.command("cluster")
 def cluster_cmd(index: Path = typer.Option(..., "--index", help="A face index from `visionzoo faces index`."),
-                out: Path = typer.Option(..., "--out", "-o", help="Folder for clusters.csv, clusters.json, "
+                out: Path = typer.Option(..., "--out", "-o", callback=folder_check("--out"), help="Folder for clusters.csv, clusters.json, "
                                          "sheets/group_NNN.jpg and groups/group_NNN/ (a few crops each)."),
                 max_distance: float = typer.Option(0.45, "--max-distance", help=MaxDistanceHelp),
                 min_faces: int = typer.Option(2, "--min-faces", min=2, help="Fewest faces that make a group."),
@@ -243,7 +242,7 @@ def cluster_cmd(index: Path = typer.Option(..., "--index", help="A face index fr
 
 
 @faces_app.command("mesh")
-def mesh_cmd(images: List[str] = typer.Argument(...), out: Path = typer.Option(..., "--out", "-o",
+def mesh_cmd(images: List[str] = typer.Argument(...), out: Path = typer.Option(..., "--out", "-o", callback=folder_check("--out"),
                                                                               help="Output folder."),
              detector: str = DetectorOpt, quiet: bool = QuietOpt) -> None:
     """A 468-vertex 3D FaceMesh per face: STEM_faceK.obj and a PNG turned to the side.

@@ -14,29 +14,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..atomic import atomic_path, write_json
-from ..errors import UsageError
+from ..outputs import plan  # noqa: F401  (the commands' one output check: results.plan)
 from ._app import console, err_console, fail, wrote
 
 ITEM_LISTS = ("predictions", "detections", "faces", "neighbours")
-
-
-def check_out(out: Path | None, kinds: Sequence[str] = (".json", ".csv")) -> None:
-    """Refuse, before any work, an --out this command will not write."""
-    if out is None:
-        return
-    if out.is_dir():
-        raise UsageError(f"--out {out} is a folder; give a file name ending in {' or '.join(kinds)}")
-    if out.suffix.lower() not in kinds:
-        raise UsageError(f"--out {out}: this command writes {' or '.join(kinds)} files (by the name's extension)")
-    folder = next(p for p in [out.absolute().parent, *out.absolute().parents] if p.exists())
-    if not folder.is_dir() or not os.access(folder, os.W_OK):
-        raise UsageError(f"--out {out}: cannot write there ({folder} is not a writable folder)")
-
-
-def check_folder(path: Path | None, option: str) -> None:
-    """Refuse, before any work, an output folder option that names an existing file."""
-    if path is not None and path.exists() and not path.is_dir():
-        raise UsageError(f"{option} {path} is a file; give a folder (it is created if missing)")
 
 
 def _flat(prefix: str, value: Any) -> dict[str, Any]:
@@ -127,3 +108,16 @@ def listed(inputs: Sequence[str], videos: bool = False):
     from ..data import expand_inputs
 
     return expand_inputs([os.fspath(i) for i in inputs], videos=videos)
+
+
+def picture(option: str, path: Path, draw: Callable[[], Any]) -> int:
+    """Draw an optional picture after the results are written: its failure is named and makes
+    the exit status 1, and never costs the results. Returns 0 or 1."""
+    try:
+        written = draw()
+    except (OSError, ValueError, RuntimeError) as exc:
+        fail(f"{option} {path}", f"{type(exc).__name__}: {exc}" if not isinstance(exc, OSError) else
+             (exc.strerror or str(exc)), "not written")
+        return 1
+    wrote(written)
+    return 0

@@ -26,8 +26,9 @@ from ._app import (
     console,
     err_console,
     fail,
+    folder_check,
     new_app,
-    out_file,
+    out_folder,
     say,
     show_progress,
 )
@@ -50,7 +51,7 @@ def _scores(report: dict) -> str:
 def train_cmd(
     data: Path = typer.Argument(..., help="Folder with images/ (or image/) and masks/ (or label/, labels/), "
                                 "or train/ val/ test/ folders holding those."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write (model, config, curves, report)."),
+    out: Path = typer.Option(..., "--out", "-o", callback=folder_check("--out"), help="Run folder to write (model, config, curves, report)."),
     arch: str = typer.Option("unet", "--arch", help="unet, deeplabv3plus or fpn."),
     backbone: str = typer.Option("efficientnet_lite0", "--backbone", help="Zoo / timm encoder name."),
     classes: Optional[str] = typer.Option(None, "--classes", help="Class names in index order, comma-separated "
@@ -88,9 +89,9 @@ def predict_cmd(
     model: str = typer.Argument(..., help="Segmentation run folder or torchvision name (e.g. deeplabv3_resnet50)."),
     inputs: List[str] = typer.Argument(..., help="Image files, folders (recursive) or globs; videos, image sequences "
                                        "(frames/%04d.png), rtsp:// or http(s):// streams, a webcam index."),
-    out: Optional[Path] = out_file(videos.VIDEO_KINDS),
-    masks: Optional[Path] = typer.Option(None, "--masks", help="Folder for STEM.mask.png (class indices) and "
-                                         "STEM.overlay.png per image; for a video, its overlay video STEM.mp4."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Results file (JSON, CSV or JSONL, by its extension)."),
+    masks: Optional[Path] = out_folder("--masks", "Folder for STEM.mask.png (class indices) and STEM.overlay.png "
+                                       "per image; for a video, its overlay video STEM.mp4."),
     tile: int = TileOpt,
     conf: Optional[float] = ConfOpt,
     weights: Optional[Path] = WeightsOpt,
@@ -110,12 +111,11 @@ def predict_cmd(
     from ..tasks.segment import predict
     from ..video import VideoOptions, predict_videos
 
-    if out is not None and out.suffix.lower() not in videos.VIDEO_KINDS and masks is None:  # the old meaning of --out
+    if out is not None and (out.is_dir() or not out.suffix) and masks is None:  # the old meaning of --out: a folder
         err_console.print(f"warning: --out {out} is a folder: masks now go to --masks DIR and the results to --out "
                           f"FILE.json; writing {out}/predictions.json and the masks there, as before", highlight=False)
         masks, out = out, out / "predictions.json"
-    results.check_out(out, videos.VIDEO_KINDS)
-    results.check_folder(masks, "--masks")
+    results.plan(files={"--out": (out, videos.VIDEO_KINDS)}, folders={"--masks": masks})
     listed = results.listed(inputs, videos=True)
     images, sources = videos.split(listed.files)
     rows = predict(model, images, masks_dir=masks, weights=weights, tile=tile, device=device, workers=workers,
@@ -136,7 +136,7 @@ def predict_cmd(
 def evaluate_cmd(
     model: str = typer.Argument(..., help="Segmentation run folder or torchvision name."),
     data: Path = typer.Argument(..., help="Images + masks (its test/ or val/ part if it has one)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder [default: RUN/eval]."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", callback=folder_check("--out"), help="Report folder [default: RUN/eval]."),
     tile: int = TileOpt,
     conf: Optional[float] = ConfOpt,
     weights: Optional[Path] = WeightsOpt,

@@ -7,9 +7,11 @@ the video itself: its summary (tracks, timeline, scenes) and, if it stopped earl
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+from ..atomic import temporary_name
 from ..data.video import Sampling, is_video_source
 from . import results
 from ._app import console, err_console, fail, wrote
@@ -29,8 +31,11 @@ def split(files: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 class RowSink:
-    """--out as rows arrive: a .jsonl file grows line by line (readable while a stream runs, and
-    whole up to the last frame after Ctrl-C); .json / .csv are written when the run ends."""
+    """--out as rows arrive. A .jsonl file grows line by line under a hidden temporary name beside
+    it (`.NAME.jsonl.*.tmp`, readable while a stream runs); .json / .csv are kept in memory. On
+    `close(keep=True)` (the end, Ctrl-C, SIGTERM) the file is renamed / written into place, whole up
+    to the last finished frame; `close(keep=False)` (a refused or failed run) leaves an existing
+    --out exactly as it was."""
 
     def __init__(self, out: Path | None):
         self.out = out
@@ -38,26 +43,34 @@ class RowSink:
         self.failed: list[dict[str, Any]] = []
         self.count = 0
         self.file = None
-        if out is not None and out.suffix.lower() == ".jsonl":
-            out.parent.mkdir(parents=True, exist_ok=True)
-            self.file = out.open("w", encoding="utf-8")
+        self.tmp: Path | None = None
+        self.lines = out is not None and out.suffix.lower() == ".jsonl"
 
     def add(self, row: dict[str, Any]) -> None:
         self.count += 1
         if row.get("error"):
             self.failed.append(row)
-        if self.file is not None:
+        if self.lines:
+            if self.file is None:   # opened with the first row: after the model loaded and the inputs were read
+                self.out.parent.mkdir(parents=True, exist_ok=True)
+                self.tmp = self.out.with_name(temporary_name(self.out.name))
+                self.file = self.tmp.open("w", encoding="utf-8")
             self.file.write(json.dumps(row) + "\n")
             self.file.flush()
         elif self.out is not None:
             self.rows.append(row)
 
-    def close(self) -> None:
+    def close(self, keep: bool = True) -> None:
         if self.file is not None:
             self.file.close()
-            wrote(self.out)
-        elif self.out is not None:
-            wrote(results.write_results(self.rows, self.out))
+            if keep:
+                os.replace(self.tmp, self.out)
+            else:
+                self.tmp.unlink(missing_ok=True)
+        elif self.out is not None and keep:
+            results.write_results(self.rows, self.out)
+        if self.out is not None and keep:
+            wrote(f"{self.out} ({self.count} row(s))")
 
 
 def subtitles(rows: Iterable[dict[str, Any]], out: Path) -> Iterator[dict[str, Any]]:
@@ -93,6 +106,7 @@ def finish(image_rows: Iterable[dict[str, Any]], video_rows: Iterable[dict[str, 
     if stdout_json and out is None and image_rows:
         console.print_json(data=image_rows)
     videos = failed_videos = 0
+    keep = False    # a refused or failed run never touches an existing --out; an interrupted one keeps its rows
     try:
         for r in image_rows:
             sink.add(r)
@@ -107,8 +121,12 @@ def finish(image_rows: Iterable[dict[str, Any]], video_rows: Iterable[dict[str, 
             videos += 1
             failed_videos += bool(r.get("error"))
             console.print(summary_line(r), highlight=False, markup=False)
+        keep = True
+    except KeyboardInterrupt:
+        keep = True
+        raise
     finally:
-        sink.close()
+        sink.close(keep)
     failed_images = [r for r in image_rows if r.get("error")]
     for r in sink.failed:
         fail(r["path"], r["error"])

@@ -104,7 +104,7 @@ def load_rgb(path: str | bytes, target_size: int | None = None, max_pixels: int 
             raise ImageDecodeError(path, "is a folder, not an image file")
     if size == 0:
         raise ImageDecodeError(path, "empty file (0 bytes)")
-    with _reasons(path):
+    with _reasons(path, max_pixels):
         img = _opened(source, path, max_pixels)
         w, h = img.size
         if target_size and img.format == "JPEG" and min(w, h) >= 2 * target_size:
@@ -126,7 +126,7 @@ def image_size(data: bytes, name: str = "upload", max_pixels: int = DEFAULT_MAX_
     many pixels, not an image, empty): what a server checks before it spends memory decoding."""
     if not data:
         raise ImageDecodeError(name, "empty file (0 bytes)")
-    with _reasons(name):
+    with _reasons(name, max_pixels):
         return _opened(io.BytesIO(data), name, max_pixels).size
 
 
@@ -135,13 +135,14 @@ def _opened(source, path: str, max_pixels: int) -> Image.Image:
     w, h = img.size
     if w * h > max_pixels:
         raise ImageDecodeError(
-            path, f"image too large ({w}x{h} = {w * h:,} pixels > limit {max_pixels:,}; possible decompression bomb)"
+            path, f"image too large ({w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,}; possible "
+            f"decompression bomb)"
         )
     return img
 
 
 @contextmanager
-def _reasons(path: str) -> Iterator[None]:
+def _reasons(path: str, max_pixels: int) -> Iterator[None]:
     """Whatever a decoder raises on hostile input, as an ImageDecodeError naming the reason."""
     try:
         with warnings.catch_warnings():
@@ -149,8 +150,9 @@ def _reasons(path: str) -> Iterator[None]:
             yield
     except ImageDecodeError:
         raise
-    except Image.DecompressionBombError as exc:
-        raise ImageDecodeError(path, f"image too large (possible decompression bomb): {exc}") from None
+    except Image.DecompressionBombError:
+        raise ImageDecodeError(path, f"image too large (over the limit of {max_pixels:,} pixels; possible "
+                                     f"decompression bomb)") from None
     except UnidentifiedImageError:
         raise ImageDecodeError(path, "not an image (unrecognised file format)") from None
     except PermissionError:

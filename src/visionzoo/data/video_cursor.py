@@ -110,6 +110,10 @@ def load_frame(key: str, target_size: int | None = None) -> Image.Image | None:
         if info.failure:
             raise VideoError(path, info.failure)
         t = float(info.times[0])
+    else:
+        first, last = float(info.times[0]), float(info.times[-1]) + (1 / info.rate if info.rate else 0)
+        if not first - 1e-3 <= t < last + 1e-3:
+            raise VideoError(key, f"no frame at {t:g} s: the video's frames run from {first:g} s to {last:.3f} s")
     i = max(0, int(np.searchsorted(info.times, t + 1e-6, side="right")) - 1)
     cursor = _cursor(path)
     with cursor.lock:

@@ -102,15 +102,20 @@ def cluster(
 
 def _write(c: Clustering, out: Path, montages: bool) -> Path:
     import csv
-    import json
+
+    from ..atomic import atomic_path, write_json
 
     out.mkdir(parents=True, exist_ok=True)
-    with (out / "assignments.csv").open("w", newline="", encoding="utf-8") as f:
+    with atomic_path(out / "assignments.csv") as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["path", "cluster", "similarity"])
         for p, lab, s in zip(c.paths, c.labels, c.similarity):
             w.writerow([p, int(lab), f"{s:.6f}"])
-    (out / "clusters.json").write_text(json.dumps(c.to_dict(), indent=2), "utf-8")
+    write_json(out / "clusters.json", c.to_dict())
+    for old in out.glob("cluster_[0-9]*.png"):   # an earlier run's montages of clusters this run does not have
+        if not old.stem.removeprefix("cluster_").isdigit() or int(old.stem.removeprefix("cluster_")) >= c.k \
+                or not montages:
+            old.unlink()
     if montages:
         from ..viz.montage import montage
 

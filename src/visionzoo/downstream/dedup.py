@@ -144,9 +144,11 @@ def write_csv(report: DuplicateReport, out: str | os.PathLike) -> None:
     import csv
     from pathlib import Path
 
+    from ..atomic import atomic_path
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="", encoding="utf-8") as f:
+    with atomic_path(out) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["group", "path", "action", "similarity", "width", "height", "bytes"])
         for n, group in enumerate(report.groups, 1):

@@ -148,6 +148,7 @@ class SimilarityIndex:
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
+        (out / META_FILE).unlink(missing_ok=True)   # an old "complete" mark never vouches for files being rewritten
         with atomic_path(out / INDEX_FILE) as tmp:
             faiss.write_index(self.index, str(tmp))
         write_json(out / PATHS_FILE, self.paths)

@@ -115,6 +115,7 @@ def _save(out: Path, kind: str, est, x: np.ndarray, y: np.ndarray, classes: list
     else:
         arrays = {"train": x, "targets": y.astype(np.int64), "k": np.array([est.n_neighbors], np.int64)}
     out.mkdir(parents=True, exist_ok=True)
+    (out / PROBE_FILE).unlink(missing_ok=True)   # the mark of a complete probe goes first and comes back last
     with atomic_path(out / ARRAYS_FILE) as tmp:
         save_file({k: np.ascontiguousarray(v, dtype=np.int64 if v.dtype.kind == "i" else np.float32)
                    for k, v in arrays.items()}, str(tmp))

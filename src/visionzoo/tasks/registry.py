@@ -65,9 +65,10 @@ def export(model: Any, out: str | os.PathLike, *, format: str = "onnx", overwrit
     against PyTorch. `options` (layer, pool, normalize) choose what a classifier outputs."""
     if format not in EXPORT_FORMATS:
         raise UsageError(f"unknown export format {format!r}; use one of {', '.join(EXPORT_FORMATS)}")
+    from ..outputs import check_file
+
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise UsageError(f"{out} already exists; remove it or choose another --out")
+    check_file(out, "--out", (f".{format}",), exists_ok=overwrite)
     task = task_of(model) if isinstance(model, (str, os.PathLike)) else "classify"
     exporter = getattr(task_module(task), "export_onnx", None)
     if exporter is None:

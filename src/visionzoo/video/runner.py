@@ -18,6 +18,7 @@ from ..data.video_frames import Frame, iter_frames, source_rate
 from ..errors import UsageError
 from ..holds import hold_point
 from ..ordered import ahead
+from ..outputs import output_names, output_path
 from .captions import CaptionSession, write_srt
 from .sessions import DetectSession, FacesSession, SegmentSession, Session
 
@@ -37,14 +38,6 @@ class VideoOptions:
     progress: bool = False
     log: Callable[[str], None] | None = None
     stop: Callable[[], bool] | None = None    # true: end at the next frame (a server's deadline passed)
-
-
-def output_stem(source: str) -> str:
-    """A file name for a source's outputs: the video's stem, or the stream's address made safe."""
-    if is_stream(source):
-        return "".join(c if c.isalnum() or c in "-_." else "_" for c in source.split("://")[-1]).strip("_") or "stream"
-    base = Path(source.replace("%", "")).name if not os.path.isdir(source) else Path(source).name
-    return Path(base).stem or "video"
 
 
 def _batches(frames: Iterator[Frame], size: int) -> Iterator[list[Frame]]:
@@ -80,17 +73,19 @@ def _effective_rate(source: str, sampling: Sampling) -> float:
     return rate / (sampling.every or 1)
 
 
-def run_source(task: str, predictor: Any, source: str, opts: VideoOptions) -> Iterator[dict[str, Any]]:
+def run_source(task: str, predictor: Any, source: str, opts: VideoOptions,
+               stem: str | None = None) -> Iterator[dict[str, Any]]:
     """One source's rows: a row per frame (for captions, per scene), then its summary row
-    `{"path": SOURCE, "frames", ..., "error"}` naming why it stopped early, if it did."""
+    `{"path": SOURCE, "frames", ..., "error"}` naming why it stopped early, if it did. `stem`: the
+    name of its drawn files (STEM.mp4; default as `visionzoo.outputs.output_names` names it alone)."""
     from tqdm.auto import tqdm
 
     from ..data.decode_error import ImageDecodeError
     from ..viz.video import VideoWriter
 
     session = SESSIONS[task](predictor, _effective_rate(source, opts.sampling), opts.track)
-    stem = output_stem(source)
-    writer = VideoWriter(Path(opts.draw) / f"{stem}.mp4", source_rate(source)) if opts.draw is not None else None
+    stem = stem or output_names([source])[source]
+    writer = VideoWriter(output_path(opts.draw, stem, ".mp4"), source_rate(source)) if opts.draw is not None else None
     notes = []
     error, last = None, None
     frames = iter_frames(source, opts.sampling, max_side=MAX_SIDE, log=opts.log, stop=opts.stop)
@@ -133,7 +128,7 @@ def run_source(task: str, predictor: Any, source: str, opts: VideoOptions) -> It
 def _finish(task: str, session: Session, writer, stem: str, opts: VideoOptions) -> None:
     written = [writer.close()] if writer is not None else []
     if task == "caption" and opts.draw is not None:
-        written.append(write_srt(session.summary()["scenes"], Path(opts.draw) / f"{stem}.srt"))
+        written.append(write_srt(session.summary()["scenes"], output_path(opts.draw, stem, ".srt")))
     if opts.log:
         for path in written:
             if path is not None:
@@ -145,13 +140,9 @@ def run_sources(task: str, predictor: Any, sources: Sequence[str], opts: VideoOp
     if task not in SESSIONS:
         raise UsageError(f"videos are not supported for the {task} task here (supported: {', '.join(SESSIONS)})")
     opts.sampling.check()
-    stems: dict[str, str] = {}
+    names = output_names(sources)   # cut.mp4 and cut.mkv are drawn as cut.mp4.mp4 and cut.mkv.mp4
     for source in sources:
-        stem = output_stem(source)
-        if opts.draw is not None and stems.setdefault(stem, source) != source:
-            raise UsageError(f"{source} and {stems[stem]} would both be drawn as {stem}.mp4; draw them separately")
-    for source in sources:
-        yield from run_source(task, predictor, source, opts)
+        yield from run_source(task, predictor, source, opts, names[source])
 
 
 def predict_videos(run_or_name: Any, sources: Sequence[str], *, task: str | None = None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..atomic import atomic_path
 from ..data.decode import ImageDecodeError, load_rgb
 
 
@@ -19,12 +20,20 @@ def figure(rows: int, cols: int, cell: tuple[float, float]):
 
 
 def save(plt, fig, out: str | os.PathLike, dpi: int = 110) -> Path:
-    """Lay out, write the PNG (creating its folder), free the figure."""
+    """Lay out, write the picture whole or not at all in the format of its extension (PNG, PDF,
+    SVG, ...; creating its folder), free the figure (also when writing fails)."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out, dpi=dpi, bbox_inches="tight")  # keeps two-line titles inside the picture
-    plt.close(fig)
+    try:
+        fmt = out.suffix.lower().lstrip(".") or "png"
+        if fmt not in fig.canvas.get_supported_filetypes():
+            raise ValueError(f"{out}: pictures are written as {', '.join(sorted(fig.canvas.get_supported_filetypes()))}"
+                             f" (by the name's extension)")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.tight_layout()
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")  # keeps two-line titles inside the picture
+    finally:
+        plt.close(fig)
     return out
 
 

@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..atomic import write_text
 from ..data.decode import ImageDecodeError
 from .figure import figure, save, thumbnail
 
@@ -104,5 +105,5 @@ def scatter_html(xy: np.ndarray, labels: Sequence[str], paths: Sequence[str], ou
     legend = "".join(f'<span><i style="background:{colours[n]}"></i>{html.escape(n)}</span>' for n in names)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(_PAGE.format(title=html.escape(title), legend=legend, w=w, h=h, data=data), "utf-8")
+    write_text(out, _PAGE.format(title=html.escape(title), legend=legend, w=w, h=h, data=data))
     return out

@@ -7,12 +7,15 @@ The file appears complete or not at all (written beside, renamed when closed).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from ..atomic import temporary_name
 
 MAX_SIDE = 1920
 TIME_BASE = Fraction(1, 1000)
@@ -24,7 +27,7 @@ class VideoWriter:
     def __init__(self, out: str | os.PathLike, rate: float | None = None, crf: int = 23):
         self.out = Path(out)
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.out.with_name(f".{self.out.name}.part")
+        self.tmp = self.out.with_name(temporary_name(self.out.name))   # one per writer: two runs never share it
         self.rate = Fraction(rate).limit_denominator(1001) if rate and rate > 0 else Fraction(30)
         self.crf = crf
         self.container = None
@@ -61,14 +64,22 @@ class VideoWriter:
         self.frames += 1
 
     def close(self) -> Path | None:
-        """Finish the file (flushing the encoder); None when no frame was written."""
+        """Finish the file (flushing the encoder) and rename it into place: the frames written so
+        far become a whole, playable video. None when no frame was written; if finishing fails, the
+        unfinished file is removed and whatever was at `out` before stays."""
         if self.container is None:
             return None
-        for packet in self.stream.encode():
-            self.container.mux(packet)
-        self.container.close()
-        self.container = None
-        os.replace(self.tmp, self.out)
+        container, self.container = self.container, None
+        try:
+            for packet in self.stream.encode():
+                container.mux(packet)
+            container.close()
+            os.replace(self.tmp, self.out)
+        except BaseException:
+            with contextlib.suppress(Exception):  # already failing: the first error is the one to report
+                container.close()
+            self.tmp.unlink(missing_ok=True)
+            raise
         return self.out
 
     def __enter__(self) -> "VideoWriter":

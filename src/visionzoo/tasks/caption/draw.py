@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 from typing import Any, Sequence
 
+from ...outputs import output_names, output_path
 from ...viz.figure import figure, save, show_image
 
 
@@ -15,22 +16,15 @@ def _wrap(text: str, width: int = 42) -> str:
 
 
 def draw_captions(results: Sequence[dict[str, Any]], out_dir: str | os.PathLike) -> list[Path]:
-    """One PNG per image, DIR/<name>.png, the caption under the picture (names made unique)."""
-    out_dir = Path(out_dir)
+    """One PNG per image, DIR/<name>.png, the caption under the picture (names as visionzoo.outputs gives them)."""
     written: list[Path] = []
-    used: set[str] = set()
+    names = output_names(r["path"] for r in results)
     for r in results:
-        stem = Path(r["path"]).stem
-        name, n = stem, 1
-        while name in used:
-            n += 1
-            name = f"{stem}_{n}"
-        used.add(name)
         plt, fig, axes = figure(1, 1, (4.0, 4.4))
         ax = axes[0][0]
         show_image(ax, r["path"], size=384)
         ax.set_title(_wrap(r["caption"]), fontsize=10)
-        written.append(save(plt, fig, out_dir / f"{name}.png"))
+        written.append(save(plt, fig, output_path(out_dir, names[r["path"]], ".png")))
     return written
 
 

@@ -5,7 +5,6 @@ exactly those of `classify` / `predict`; failed files are listed in the report, 
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from ...atomic import write_json, write_text
 from ...errors import UsageError
 from ...zoo import as_model
 from ...zoo.rundir import task_config
@@ -59,12 +59,12 @@ def write_report(out: str | os.PathLike, y_true: np.ndarray, probs: np.ndarray, 
         for i, (p, t, k) in enumerate(zip(paths, y_true, pred))
     ]
     report["failures"] = [{"path": p, "error": e} for p, e in failures]
+    write_json(out / REPORT_JSON, report)          # the results first: a picture that fails never costs them
+    write_text(out / "report.md", report_markdown(report))
     confusion_matrix_plot(report["confusion_matrix"], labels, out / "confusion_matrix.png")
     misclassified_grid([r for r in report["predictions"] if r["true"] != r["predicted"]], out / "misclassified.png")
     if "roc_auc" in report:
         roc_pr_curves(y_true, probs[:, 1], labels[1], out / "roc_pr.png")
-    (out / REPORT_JSON).write_text(json.dumps(report, indent=2), "utf-8")
-    (out / "report.md").write_text(report_markdown(report), "utf-8")
     return report
 
 

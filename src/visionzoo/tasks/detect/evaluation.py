@@ -9,6 +9,7 @@ from typing import Any, Callable, Sequence
 
 from ...atomic import write_json
 from ...errors import UsageError
+from ...outputs import check_folder
 from .datasets import Sample, load_detection_data
 from .metrics import evaluate_predictions
 from .operating import EVAL_CONF, OperatingPoint, threshold_curves
@@ -63,13 +64,15 @@ def write_report(out: str | os.PathLike, samples: Sequence[Sample], predictions:
     out.mkdir(parents=True, exist_ok=True)
     report = {"title": title, **report}
     write_json(out / "predictions.json", list(predictions))
-    pr_curve_plot({"all classes": report["pr_curve"]}, out / "pr_curve.png",
-                  f"PR at IoU 0.5 (mAP50 {report['map50']:.3f})")
-    threshold_curves_plot(report["curves"], point, out / "threshold_curves.png")
     by_path = {s.path: s for s in samples}
     preds = {p["path"]: p for p in predictions}
     bad = sorted((e for e in report["per_image"] if e["false_positives"] + e["false_negatives"]),
                  key=lambda e: -(e["false_positives"] + e["false_negatives"]))[:worst]
+    report["worst_images"] = [e["path"] for e in bad]
+    write_json(out / REPORT_JSON, report)   # the results first: a picture that fails never costs them
+    pr_curve_plot({"all classes": report["pr_curve"]}, out / "pr_curve.png",
+                  f"PR at IoU 0.5 (mAP50 {report['map50']:.3f})")
+    threshold_curves_plot(report["curves"], point, out / "threshold_curves.png")
     items = []
     for e in bad:
         s = by_path[e["path"]]
@@ -77,8 +80,6 @@ def write_report(out: str | os.PathLike, samples: Sequence[Sample], predictions:
         dets = point.keep(preds[e["path"]]["detections"])
         items.append({**e, "truth": truth, "detections": [{k: v for k, v in d.items() if k != "mask"} for d in dets]})
     worst_grid(items, out / "worst.png")
-    report["worst_images"] = [e["path"] for e in bad]
-    write_json(out / REPORT_JSON, report)
     return report
 
 
@@ -100,6 +101,11 @@ def evaluate(run_or_name: str | os.PathLike, data: str | os.PathLike, *, out: st
     [default: RUN/eval]. Boxes of classes the model does not know are reported and ignored."""
     from .model import load_detector
 
+    if out is None:   # before any work: where the report goes
+        if not Path(run_or_name).is_dir():
+            raise UsageError("pass --out DIR for the report when evaluating a pretrained detector by name")
+        out = Path(run_or_name) / "eval"
+    check_folder(Path(out), "--out")
     detector = load_detector(run_or_name, weights)
     data_set = load_detection_data(data, annotations, classes=detector.classes)
     for issue in data_set.issues:
@@ -111,9 +117,5 @@ def evaluate(run_or_name: str | os.PathLike, data: str | os.PathLike, *, out: st
     predictions = predict_samples(predictor, data_set.samples, workers=workers, progress=progress)
     report = score_samples(data_set.samples, predictions, detector.classes, point=point, masks=predictor.has_masks)
     report["issues"] = [{"file": i.file, "reason": i.reason, "skipped": i.skipped} for i in data_set.issues]
-    if out is None:
-        if not Path(run_or_name).is_dir():
-            raise UsageError("pass --out DIR for the report when evaluating a pretrained detector by name")
-        out = Path(run_or_name) / "eval"
     return write_report(out, data_set.samples, predictions, report, detector.classes, point=point,
                         title=f"{Path(str(run_or_name)).name} on {data}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -21,6 +20,7 @@ from ...data.geometry import file_displayed_size
 from ...data.inputs import expand_inputs
 from ...errors import UsageError
 from ...ordered import ordered_map
+from ...outputs import output_names, output_path
 from ...runtime import pick_device
 from ...viz.notebook import shows
 from .augment import fit_size
@@ -50,7 +50,9 @@ class Predictor:
         if backend not in ("auto", "torch", "onnx"):
             raise UsageError(f"unknown backend {backend!r}; use auto, torch or onnx")
         if (conf is not None and not 0 <= conf <= 1) or (iou is not None and not 0 < iou <= 1):
-            raise UsageError(f"--conf must be in [0, 1] and --iou in (0, 1], got {conf} and {iou}")
+            raise UsageError(" and ".join(m for m in (
+                f"--conf must be in [0, 1], got {conf}" if conf is not None and not 0 <= conf <= 1 else "",
+                f"--iou must be in (0, 1], got {iou}" if iou is not None and not 0 < iou <= 1 else "") if m))
         point = point or OperatingPoint.from_config(detector.config)
         if conf is not None:
             point = point.with_conf(conf)
@@ -247,14 +249,6 @@ def _detect_file(predictor: Predictor, path: str) -> dict[str, Any]:
     return {"path": path, **_rescale(predictor([predictor.network_input(img)])[0], size), "error": None}
 
 
-def output_name(path: str, root: str | None, out_dir: Path, suffix: str) -> Path:
-    """out_dir / the file's path below the inputs' common folder, with `suffix` (no clashes between folders)."""
-    rel = Path(os.path.relpath(path, root)) if root else Path(Path(path).name)
-    if rel.parts and rel.parts[0] == "..":
-        rel = Path(Path(path).name)
-    return out_dir / rel.with_suffix(suffix)
-
-
 @shows(render_row, describe_row)  # in a notebook the rows draw their boxes; they stay plain dicts
 def predict(run_or_name: str | os.PathLike, inputs: str | os.PathLike | Sequence[str | os.PathLike], *,
             conf: float | None = None, iou: float | None = None, weights: str | os.PathLike | None = None,
@@ -270,17 +264,17 @@ def predict(run_or_name: str | os.PathLike, inputs: str | os.PathLike | Sequence
     files = expand_inputs(inputs).files
     predictor = load_predictor(run_or_name, conf=conf, iou=iou, weights=weights, device=device, batch_size=batch_size,
                                backend=backend)
-    root = os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in files])
+    names = output_names(files)   # one name per input, never shared (visionzoo.outputs)
     results = []
     for r in iter_predict_files(predictor, files, workers=workers, progress=progress):
         if not r["error"] and masks_dir is not None:
             for k, d in enumerate(d for d in r["detections"] if "mask" in d):
-                png = output_name(os.path.abspath(r["path"]), root, Path(masks_dir), f".mask{k}.png")
+                png = output_path(masks_dir, names[r["path"]], f".mask{k}.png")
                 d["mask_png"] = str(write_mask_png(d["mask"], png))
         if not r["error"] and draw is not None:
             try:
                 draw_detections(load_rgb(r["path"]), r["detections"],
-                                output_name(os.path.abspath(r["path"]), root, Path(draw), ".jpg"))
+                                output_path(draw, names[r["path"]], ".jpg"))
             except ImageDecodeError as exc:
                 r["error"] = exc.reason
         results.append(r)

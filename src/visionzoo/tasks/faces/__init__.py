@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import UsageError
+from ...outputs import output_names, output_path
 from .detectors import DEFAULT_DETECTOR, DETECTORS, Face
 from .faceindex import load_index
 from .gallery import load_gallery
@@ -112,17 +113,19 @@ def mesh(inputs, out: str | os.PathLike, detector: str = DEFAULT_DETECTOR) -> li
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     predictor = load_predictor(detector)
+    files = _files(inputs)
+    names = output_names(files)
     results = []
-    for path, image, scale, faces, error in _iter_faces(_files(inputs), predictor, False):
+    for path, image, scale, faces, error in _iter_faces(files, predictor, False):
         items = []
         for k, f in enumerate(faces):
             local = face_mesh(image, f.box / scale)  # in the working copy's pixels
             v = local * scale
             colours = vertex_colours(image, local[:, :2])
             crop, uv = texture_crop(image, local)
-            stem = f"{Path(path).stem}_face{k}"
-            obj = write_obj(v, out / f"{stem}.obj", colours, (crop, uv))
-            png = side_view(v, out / f"{stem}.png", stem, colours)
+            stem = f"{names[path]}_face{k}"
+            obj = write_obj(v, output_path(out, stem, ".obj"), colours, (crop, uv))
+            png = side_view(v, out / f"{stem}.png", Path(stem).name, colours)
             items.append({"box": f.to_dict()["box"], "obj": str(obj), "png": str(png), "vertices": len(v)})
         results.append({"path": path, "faces": items, "error": error})
     return results

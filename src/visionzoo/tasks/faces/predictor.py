@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from ...errors import UsageError
+from ...outputs import output_names, output_path
 from ...viz.notebook import shows
 from .detectors import DEFAULT_DETECTOR, DETECTORS, Face, check_detector
 from .draw import describe_row, render_row
@@ -83,24 +84,22 @@ def _iter_faces(files: Sequence[str], predictor: "Predictor", with_embeddings: b
         yield path, image, scale, faces, error
 
 
-def _draw(path: str, image: Image.Image, scale: float, faces: list[Face], out_dir: str | os.PathLike) -> Path:
+def _draw(name: str, image: Image.Image, scale: float, faces: list[Face], out_dir: str | os.PathLike) -> Path:
     from .draw import draw_faces
 
-    return draw_faces(image, [f.scaled(1 / scale) for f in faces], Path(out_dir) / (Path(path).stem + ".faces.jpg"))
+    return draw_faces(image, [f.scaled(1 / scale) for f in faces], output_path(out_dir, name, ".faces.jpg"))
 
 
-def _write_crops(path: str, image: Image.Image, scale: float, faces: list[Face], out_dir: str | os.PathLike) -> None:
-    """`STEM_faceK.jpg`: each face's aligned 150 px chip, as the embedder sees it."""
+def _write_crops(name: str, image: Image.Image, scale: float, faces: list[Face], out_dir: str | os.PathLike) -> None:
+    """`NAME_faceK.jpg`: each face's aligned 150 px chip, as the embedder sees it (NAME: visionzoo.outputs)."""
     from ...atomic import atomic_path
     from .recognize import align
 
     if not faces:
         return
     _, chips = align(np.asarray(image), [f.box / scale for f in faces], [f.points / scale for f in faces])
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     for k, chip in enumerate(chips):
-        with atomic_path(out / f"{Path(path).stem}_face{k}.jpg") as tmp:
+        with atomic_path(output_path(out_dir, name, f"_face{k}.jpg")) as tmp:
             Image.fromarray(chip).save(tmp, "JPEG", quality=95)
 
 
@@ -110,11 +109,13 @@ def predict(run_or_name: str = "default", inputs=(), *, draw: str | os.PathLike 
     """Per input file `{path, faces: [{box, score, landmarks, (identity, distance)}], error}`;
     `draw`: a picture of each; `crops`: each face's aligned chip."""
     predictor = load_predictor(run_or_name, **options)
+    files = _files(inputs)
+    names = output_names(files)
     out = []
-    for path, image, scale, faces, error in _iter_faces(_files(inputs), predictor, False):
+    for path, image, scale, faces, error in _iter_faces(files, predictor, False):
         if image is not None and draw is not None:
-            _draw(path, image, scale, faces, draw)
+            _draw(names[path], image, scale, faces, draw)
         if image is not None and crops is not None:
-            _write_crops(path, image, scale, faces, crops)
+            _write_crops(names[path], image, scale, faces, crops)
         out.append({"path": path, "faces": [f.to_dict() for f in faces], "error": error})
     return out

@@ -12,6 +12,7 @@ import numpy as np
 
 from ...atomic import write_json
 from ...errors import UsageError
+from ...outputs import check_folder
 from .data import IGNORE, Sample, read_mask, to_classes
 
 REPORT_JSON = "report.json"
@@ -75,10 +76,10 @@ def write_report(out: str | os.PathLike, report: dict[str, Any], rows: list[dict
     bad = sorted(rows, key=lambda r: r["miou"])[:worst]
     report = {"title": title, **report, "per_image": [{"path": r["path"], "miou": r["miou"]} for r in rows],
               "worst_images": [r["path"] for r in bad]}
+    write_json(out / REPORT_JSON, report)   # the results first: a picture that fails never costs them
     confusion_matrix_plot(report["confusion_matrix"], list(classes), out / "confusion_matrix.png")
     if bad:
         _worst_grid(bad, len(classes), out / "worst.png")
-    write_json(out / REPORT_JSON, report)
     return report
 
 
@@ -112,12 +113,13 @@ def evaluate(run_or_name: str | os.PathLike, data: str | os.PathLike, *, out: st
     from .data import load_seg_dataset
     from .predictor import DEFAULT_TILE, load_predictor
 
+    if out is None:   # before any work: where the report goes
+        if not Path(run_or_name).is_dir():
+            raise UsageError("pass --out DIR for the report when evaluating a pretrained segmenter by name")
+        out = Path(run_or_name) / "eval"
+    check_folder(Path(out), "--out")
     predictor = load_predictor(run_or_name, weights=weights, tile=tile or DEFAULT_TILE, device=device, conf=conf)
     ds = load_seg_dataset(data, labels_required=predictor.classes, eval_only=True)
     report, rows = score_samples(predictor, ds.train, progress=progress)
     report["problems"] = [{"path": p, "error": e} for p, e in ds.failures]
-    if out is None:
-        if not Path(run_or_name).is_dir():
-            raise UsageError("pass --out DIR for the report when evaluating a pretrained segmenter by name")
-        out = Path(run_or_name) / "eval"
     return write_report(out, report, rows, predictor.classes, title=f"{Path(str(run_or_name)).name} on {data}")

@@ -12,9 +12,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ...atomic import save_image
 from ...data.decode import ImageDecodeError, load_rgb
 from ...data.inputs import expand_inputs
 from ...errors import UsageError
+from ...outputs import output_names, output_path
 from ...runtime import pick_device
 from ...viz.notebook import shows
 from .infer import foreground, label_map, logit_rows
@@ -176,26 +178,16 @@ def predict(run_or_name: str | os.PathLike, inputs: str | os.PathLike | Sequence
     out_dir = Path(masks_dir) if masks_dir is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-    results, used = [], set()
+    results, names = [], output_names(files)
     for path, img, mask, error in tqdm(iter_masks(predictor, files, workers), total=len(files), unit="img", disable=not progress):
         row: dict[str, Any] = {"path": path}
         if error is None:
             row.update(width=img.width, height=img.height, shares=predictor.shares(mask))
             if out_dir is not None:
-                stem = _unique(Path(path).stem, used)
-                row["mask_png"] = str(out_dir / f"{stem}.mask.png")
-                row["overlay_png"] = str(out_dir / f"{stem}.overlay.png")
-                mask_image(mask, len(predictor.classes)).save(row["mask_png"])
-                overlay(img, mask, len(predictor.classes), classes=predictor.classes).save(row["overlay_png"])
+                row["mask_png"] = str(output_path(out_dir, names[path], ".mask.png"))
+                row["overlay_png"] = str(output_path(out_dir, names[path], ".overlay.png"))
+                save_image(mask_image(mask, len(predictor.classes)), row["mask_png"])
+                save_image(overlay(img, mask, len(predictor.classes), classes=predictor.classes), row["overlay_png"])
         row["error"] = error
         results.append(row)
     return results
-
-
-def _unique(stem: str, used: set[str]) -> str:
-    name, k = stem, 1
-    while name in used:
-        k += 1
-        name = f"{stem}_{k}"
-    used.add(name)
-    return name
