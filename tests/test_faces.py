@@ -1,34 +1,19 @@
 """Faces (issue 11): detect / embed / verify / find / mesh on the real faces data set and variants."""
 from __future__ import annotations
 
-import io
 import json
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+from faces_data import DATA, PEOPLE, held_out, needs_data, portrait
+from PIL import Image
 
 pytest.importorskip("dlib")
 pytest.importorskip("ai_edge_litert")
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "faces"
-PEOPLE = ["angelina_jolie", "kate_siegel", "paul_rudd", "shea_whigham"]
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"faces data set not found at {DATA}")
 pytestmark = pytest.mark.xdist_group("faces")
-
-
-def _portrait(person: str, long_side: int = 700) -> Image.Image:
-    img = Image.open(DATA / person / "1.jpg").convert("RGB")
-    img.thumbnail((long_side, long_side))
-    return img
-
-
-def _recompress(img: Image.Image, q: int) -> Image.Image:
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=q)
-    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +27,11 @@ def sets(tmp_path_factory):
     root = tmp_path_factory.mktemp("faces")
     for p in PEOPLE:
         (root / "gallery" / p).mkdir(parents=True)
-        _portrait(p).save(root / "gallery" / p / "1.jpg", quality=90)
+        portrait(p, 700).save(root / "gallery" / p / "1.jpg", quality=90)
     q = root / "queries"
     q.mkdir()
     for p in PEOPLE:
-        img = _portrait(p, 900)
-        w, h = img.size
-        crop = img.crop((int(w * 0.08), int(h * 0.04), int(w * 0.92), int(h * 0.9)))
-        _recompress(ImageOps.mirror(crop).resize((crop.width * 2 // 3, crop.height * 2 // 3)), 35).save(q / f"{p}.jpg")
+        held_out(portrait(p, 900), 35, scale=2 / 3).save(q / f"{p}.jpg")
     Image.fromarray(skdata.astronaut()).save(q / "stranger.jpg")
     return root
 
@@ -81,7 +63,7 @@ def test_detect_group_rgba_exif_and_no_face(tmp_path):
 
     group = Image.open(DATA / "multiface.jpg").convert("RGB")
     group.save(tmp_path / "group.jpg")
-    face = _portrait("paul_rudd", 600)
+    face = portrait("paul_rudd", 600)
     face.convert("RGBA").save(tmp_path / "rgba.png")
     # EXIF orientation 6: the stored pixels are turned; viewers (and we) show them upright.
     face.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "exif6.jpg", exif=_exif(6))
@@ -122,7 +104,7 @@ def test_find_names_held_out_people_and_strangers(sets, tmp_path, monkeypatch):
         assert got[p] == [p], got
     assert got["stranger"] == ["unknown"]
     assert load_gallery(sets / "gallery").cached  # reused while unchanged ...
-    _portrait("paul_rudd", 500).save(sets / "gallery" / "paul_rudd" / "2.jpg")
+    portrait("paul_rudd", 500).save(sets / "gallery" / "paul_rudd" / "2.jpg")
     g = load_gallery(sets / "gallery")  # ... and rebuilt when a photo is added
     assert not g.cached and g.names.count("paul_rudd") == 2
     assert len(list((tmp_path / "drawn").glob("*.jpg"))) == 5

@@ -5,7 +5,6 @@ photos made from it."""
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import shutil
@@ -16,41 +15,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image
 
 pytest.importorskip("dlib")
 pytest.importorskip("ai_edge_litert")
 
 from badfiles import write_bad_files, write_odd_modes  # noqa: E402
+from faces_data import DATA, PEOPLE, held_out, jpeg, needs_data, portrait  # noqa: E402
 from interrupt import kill_group, start_held  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "faces"
-PEOPLE = ["angelina_jolie", "kate_siegel", "paul_rudd", "shea_whigham"]
-pytestmark = [pytest.mark.xdist_group("faces_index"),
-              pytest.mark.skipif(not DATA.is_dir(), reason=f"faces data set not found at {DATA}")]
+pytestmark = [pytest.mark.xdist_group("faces_index"), needs_data]
 ENV = {**os.environ, "VISIONZOO_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-
-
-def _portrait(person: str, long_side: int = 800) -> Image.Image:
-    img = Image.open(DATA / person / "1.jpg").convert("RGB")
-    img.thumbnail((long_side, long_side))
-    return img
 
 
 def _head(person: str, side: int) -> Image.Image:
     """The face of a portrait with a little around it, `side` px square (the face ~70% of it)."""
     from visionzoo.tasks.faces.detectors import face_boxes
 
-    img = _portrait(person, 1024)
+    img = portrait(person, 1024)
     (box,), _ = face_boxes(img)
     cx, cy, half = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, 0.7 * (box[2] - box[0])
     return img.crop((int(cx - half), int(cy - half), int(cx + half), int(cy + half))).resize((side, side))
-
-
-def _jpeg(img: Image.Image, q: int) -> Image.Image:
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=q)
-    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
 
 
 @pytest.fixture(scope="module")
@@ -64,19 +49,19 @@ def library(tmp_path_factory):
     lib, gal, truth = root / "library", root / "gallery", {}
     lib.mkdir()
     for p in PEOPLE:
-        img = _portrait(p)
+        img = portrait(p)
         w, h = img.size
         (gal / p).mkdir(parents=True)
-        _jpeg(ImageOps.mirror(img.crop((w * 0.08, h * 0.04, w * 0.92, h * 0.9))), 40).save(gal / p / "held.jpg")
+        held_out(img, 40).save(gal / p / "held.jpg")
         copies = [img.resize((w // 2, h // 2)), img.rotate(12, expand=True, fillcolor=(90, 90, 90)),
-                  img.convert("L").crop((0, 0, w, int(h * 0.8))), _jpeg(img, 25)]
+                  img.convert("L").crop((0, 0, w, int(h * 0.8))), jpeg(img, 25)]
         for k, c in enumerate(copies):
             c.save(lib / f"{p}_{k}.jpg", quality=88)
             truth[f"{p}_{k}.jpg"] = [p]
     for k, (a, b) in enumerate(zip(PEOPLE, PEOPLE[1:] + PEOPLE[:1])):
         scene = Image.fromarray(skdata.coffee()).resize((1500, 1000))
         for x, p in ((80, a), (800, b)):
-            scene.paste(_portrait(p, 560), (x, 300))
+            scene.paste(portrait(p, 560), (x, 300))
         scene.save(lib / f"scene_{k}.jpg", quality=90)
         truth[f"scene_{k}.jpg"] = [a, b]
     group = Image.open(DATA / "multiface.jpg").convert("RGB")
@@ -198,7 +183,7 @@ def test_adding_photos_reads_only_the_new_ones_and_bad_files_are_named(library, 
     first = index_faces([photos], out, partition_size=8)
     assert first.computed == len(list(lib.iterdir())) and not first.failures
     # later: new photos, awkward ones among them
-    face = _portrait("paul_rudd", 600)
+    face = portrait("paul_rudd", 600)
     bad = write_bad_files(photos / "new", photos / "paul_rudd_0.jpg")
     odd = write_odd_modes(photos / "new", face)
     face.resize((6, 6)).save(photos / "new" / "tiny.png")
