@@ -128,8 +128,11 @@ def _blazeface_boxes(img: Image.Image, min_score: float, min_tile: int = MIN_TIL
                      ) -> tuple[np.ndarray, np.ndarray]:
     """One pass over the whole image, then passes over overlapping tiles (shrinking by `ratio`
     down to `min_tile`) for faces too small for the 192 px input; each tile pass keeps only faces
-    small for that tile and clear of its inner edges, and weighted NMS merges everything."""
-    rows, scores = blazeface.detect_once(img, min_score=min_score)
+    small for that tile and clear of its inner edges, and weighted NMS merges everything. Candidates
+    are MediaPipe's (score >= 0.5, or `min_score` if lower): the floor decides which merged faces are
+    kept, so raising it never moves a box."""
+    candidate = min(blazeface.MIN_SCORE, min_score)
+    rows, scores = blazeface.detect_once(img, min_score=candidate)
     found_rows, found_scores = [rows[:, :4]], [scores]
     w, h = img.size
     size = blazeface.input_size()
@@ -139,7 +142,7 @@ def _blazeface_boxes(img: Image.Image, min_score: float, min_tile: int = MIN_TIL
         scaled = img.resize((max(1, round(w * k)), max(1, round(h * k))), Image.BILINEAR, reducing_gap=2.0)
         for x1, y1, x2, y2 in _tiles(w, h, side):
             sx, sy = round(x1 * k), round(y1 * k)
-            r, sc = blazeface.detect_once(scaled.crop((sx, sy, sx + size, sy + size)), min_score=min_score)
+            r, sc = blazeface.detect_once(scaled.crop((sx, sy, sx + size, sy + size)), min_score=candidate)
             if not len(r):
                 continue
             b = r[:, :4] / k + [sx / k, sy / k, sx / k, sy / k]
@@ -151,6 +154,8 @@ def _blazeface_boxes(img: Image.Image, min_score: float, min_tile: int = MIN_TIL
             found_rows.append(b[keep])
             found_scores.append(sc[keep])
     boxes, scores = blazeface.weighted_nms(np.concatenate(found_rows), np.concatenate(found_scores))
+    kept = scores >= min_score
+    boxes, scores = boxes[kept], scores[kept]
     if len(boxes):
         # BlazeFace boxes are square and a little larger and higher than dlib's, whose 5-point
         # model was trained on dlib boxes: move them onto dlib's convention (measured on the
