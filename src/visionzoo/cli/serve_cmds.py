@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from ._app import DeviceOpt, QuietOpt, app
+from ._app import CalibrationOpt, DeviceOpt, PrecisionOpt, QuietOpt, app
 
 
 @app.command()
@@ -31,6 +31,8 @@ def serve(
     timeout: float = typer.Option(30.0, "--timeout", help="Per-request deadline in seconds (504 beyond)."),
     backend: str = typer.Option("auto", "--backend", help="auto (ONNX Runtime on CPU, PyTorch on GPU), torch, onnx."),
     device: str = DeviceOpt,
+    precision: str = PrecisionOpt,
+    calibration: Optional[str] = CalibrationOpt,
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads [default: all cores]."),
     quiet: bool = QuietOpt,
 ):
@@ -43,4 +45,5 @@ def serve(
     run(ServeConfig(models=list(model or []), index=index, host=host, port=port, api_key=api_key,
                     max_upload_mb=max_upload_mb, max_pixels=max_pixels, max_batch=batch_size,
                     batch_window_ms=batch_window_ms, timeout_s=timeout, backend=backend, device=device,
-                    threads=threads, log_level="warning" if quiet else "info"))
+                    threads=threads, precision=precision, calibration=calibration,
+                    log_level="warning" if quiet else "info"))
