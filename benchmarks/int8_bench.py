@@ -81,6 +81,11 @@ def rate(runner, x: np.ndarray, pipelines: int) -> float:
     return len(x) / (time.perf_counter() - start)
 
 
+def run_all(runner, x: np.ndarray, batch: int = 32) -> np.ndarray:
+    """Outputs for every row of x, a batch at a time (all at once would hold GBs of activations)."""
+    return np.concatenate([runner(x[i:i + batch]) for i in range(0, len(x), batch)])
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
 
@@ -136,8 +141,8 @@ def measure(name: str, folder: str, paths: list[str], lfw, y, tmp: Path, method:
         else:
             int8[layer] = OnnxRunner(cached_int8(path, cal.sha256, lambda: calibration_batches(cal, pre), method), 1)
     made = time.perf_counter() - start
-    ref = {layer: r(x) for layer, r in fp32.items()}
-    got = {layer: r(x) for layer, r in int8.items()}
+    ref = {layer: run_all(r, x) for layer, r in fp32.items()}
+    got = {layer: run_all(r, x) for layer, r in int8.items()}
     probs = np.exp(ref["logits"] - ref["logits"].max(1, keepdims=True))
     sure = (probs / probs.sum(1, keepdims=True)).max(1) >= 0.5
     top1 = got["logits"].argmax(1) == ref["logits"].argmax(1)
@@ -148,8 +153,8 @@ def measure(name: str, folder: str, paths: list[str], lfw, y, tmp: Path, method:
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(nn32, nn8)])
     row = {"model": name, "method": method, "top1": float(top1.mean()), "top1_sure": float(top1[sure].mean()),
            "sure": int(sure.sum()), "top5": float(top5), "cos_min": float(cos.min()), "cos_med": float(np.median(cos)),
-           "recall10": float(recall), "probe32": probe_accuracy(fp32["pre_logits"](lfw_x), y),
-           "probe8": probe_accuracy(int8["pre_logits"](lfw_x), y), "made_s": made}
+           "recall10": float(recall), "probe32": probe_accuracy(run_all(fp32["pre_logits"], lfw_x), y),
+           "probe8": probe_accuracy(run_all(int8["pre_logits"], lfw_x), y), "made_s": made}
     if speed:
         cpus = len(os.sched_getaffinity(0))
         row["fwd32"], row["fwd8"] = rate(fp32["pre_logits"], x, cpus), rate(int8["pre_logits"], x, cpus)

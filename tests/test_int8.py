@@ -131,6 +131,16 @@ def test_serving_an_int8_index_at_fp32_is_refused(photo_dir, calib_dir, int8_run
     assert res.exit_code == 0, res.output
     with pytest.raises(UsageError, match="holds int8 features .* serve with --precision int8"):
         load_served(ServeConfig(models=["efficientnet_lite0"], index=str(out)))
+    served = load_served(ServeConfig(models=["efficientnet_lite0"], index=str(out), precision="int8",
+                                     calibration=str(calib_dir), threads=1))
+    try:
+        clf = served.get("classify")
+        assert clf.info()["precision"] == "int8" and served.index.classifier is clf
+        x = np.stack([clf.prepare((photo_dir / "coffee.jpg").read_bytes(), "coffee.jpg")])
+        stored = served.index.index.vector(served.index.index.row_of(str(photo_dir / "coffee.jpg")))
+        assert _cosine(clf.features(x), stored[None])[0] >= 0.9999  # the served embedding is the stored row
+    finally:
+        served.close()
 
 
 def test_classify_int8_cli(photo_dir, calib_dir, int8_runners, tmp_path):
@@ -152,3 +162,22 @@ def test_precision_usage_errors(photo_dir, tmp_path, args, message):
     (tmp_path / "none").mkdir()
     res = runner.invoke(app, [a.format(photo=photo_dir / "coffee.jpg", tmp=tmp_path) for a in args])
     assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, res.output
+
+
+def test_a_repeat_int8_run_starts_without_torch(photo_dir, calib_dir, int8_runners, tmp_path):
+    """The export index remembers int8 requests (keyed by the calibration digest) like fp32 ones."""
+    import os
+    import subprocess
+    import sys
+
+    args = dict(precision="int8", calibration=str(calib_dir))
+    runner.invoke(app, ["extract", str(photo_dir), "--out", str(tmp_path / "first.parquet"), "--precision", "int8",
+                        "--calibration", str(calib_dir), "--quiet"])
+    code = (f"import sys; from visionzoo.batch import extract; "
+            f"r = extract({str(photo_dir)!r}, {str(tmp_path / 'again.parquet')!r}, **{args!r}); "
+            f"print(r.backends, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split()[-1] == "False" and "int8" in done.stdout, done.stdout + done.stderr
+    again, first = read_manifest(tmp_path / "again.parquet"), read_manifest(tmp_path / "first.parquet")
+    assert again["calibration"] == first["calibration"] and again["precision"] == "int8"

@@ -55,12 +55,11 @@ def feature_model(name: str | None, layer: str, pool: str | None, normalize: boo
                   calibration: str | None = None) -> FeatureModel:
     """`precision="int8"`: the ONNX export quantized on the photos of `calibration` (a folder;
     None: the bundled photos), on the CPU."""
-    from ..runtime.quantize import check_precision
+    from ..runtime.quantize import check_precision, int8_device
 
     cal = None
     if check_precision(precision) == "int8":
-        from ..data.calibration import calibration_set
-        from ..tasks.embed import int8_device
+        from ..data.calibration import calibration_set  # no torch: a cached int8 request starts without it
 
         device, backend = int8_device(device, backend), "onnx"
         cal = calibration_set(calibration)

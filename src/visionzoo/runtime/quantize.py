@@ -52,6 +52,15 @@ def check_precision(precision: str) -> str:
     return precision
 
 
+def int8_device(device: str, backend: str = "auto") -> str:
+    """int8 runs on ONNX Runtime's CPU kernels: "auto" means the CPU then; a GPU or torch is refused."""
+    if backend == "torch":
+        raise UsageError("--precision int8 runs on ONNX Runtime; leave --backend at auto or onnx")
+    if device not in ("auto", "cpu"):
+        raise UsageError(f"--precision int8 runs on the CPU; drop --device {device} (or use --precision fp32)")
+    return "cpu"
+
+
 def shape_nodes(model) -> list[str]:
     """Names of the nodes that compute from tensor *shapes* rather than pixel values (run-time
     "same" padding, reshapes): they must stay fp32, since quantizing them changes the geometry.
@@ -150,9 +159,8 @@ def cached_int8(src: str | os.PathLike, calibration: str, batches: Callable[[], 
         raise UsageError("no calibration photos could be read; int8 needs a few dozen typical photos")
     with atomic_path(path) as tmp:
         quantize_int8(src, tmp, data, method)
-        x = np.concatenate(data)
         fp32, int8 = session(src, 1), session(tmp, 1)
-        cos = _cosine(fp32.run(None, {INPUT: x})[0], int8.run(None, {INPUT: x})[0])
+        cos = np.concatenate([_cosine(fp32.run(None, {INPUT: x})[0], int8.run(None, {INPUT: x})[0]) for x in data])
         if float(np.median(cos)) < MIN_MEDIAN_COSINE:
             raise UsageError(f"int8 quantization of this model strays from fp32 (median feature cosine "
                              f"{float(np.median(cos)):.3f} on its calibration photos); use --precision fp32")

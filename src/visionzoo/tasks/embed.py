@@ -20,7 +20,7 @@ from ..data import eval_transform, expand_inputs, iter_batches
 from ..data.calibration import BUNDLED, CalibrationSet, calibration_batches, calibration_set
 from ..errors import UsageError
 from ..runtime import TorchRunner
-from ..runtime.quantize import check_precision
+from ..runtime.quantize import check_precision, int8_device
 from ..zoo import as_model
 from ..zoo.spec import DEFAULT_LAYER
 from ..zoo.weights import weights_digest  # noqa: F401  (re-exported: the digest feature manifests record)
@@ -184,15 +184,6 @@ def list_layers(model: ModelArg = None) -> list[LayerInfo]:
 
 # --------------------------------------------------------------------------- backends
 BACKENDS = ("auto", "torch", "onnx")
-
-
-def int8_device(device: str, backend: str = "auto") -> str:
-    """int8 runs on ONNX Runtime's CPU kernels: "auto" means the CPU then; a GPU or torch is refused."""
-    if backend == "torch":
-        raise UsageError("--precision int8 runs on ONNX Runtime; leave --backend at auto or onnx")
-    if device not in ("auto", "cpu"):
-        raise UsageError(f"--precision int8 runs on the CPU; drop --device {device} (or use --precision fp32)")
-    return "cpu"
 
 
 def recorded_calibration(manifest: dict[str, Any]) -> CalibrationSet | None:
