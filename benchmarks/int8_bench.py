@@ -1,20 +1,31 @@
-"""Would `extract --precision int8` pay? ONNX Runtime static quantization of the default model,
-calibrated on a sample of the inputs, against fp32: speed, and agreement of what users keep.
+"""Does `--precision int8` keep the answers, and what does it buy? The offline models at int8
+(as `visionzoo extract --precision int8` makes them: default calibration on the bundled photos)
+against fp32, on real photos the calibration never saw:
 
-For each calibration method (MinMax, Percentile), QDQ format, per-channel int8 weights and
-uint8 activations (ONNX Runtime's CPU recommendation), calibrated on 64 of the photos:
-  - speed: images/s of one single-thread session per core, batch 8 (how extract runs ONNX)
+  - top-1 agreement with fp32 (all photos / those fp32 is >= 50 % sure of), top-5 overlap
   - pre_logits features (what extract writes): cosine to fp32, min and median
-  - logits: top-1 agreement with fp32, on all photos and on those fp32 is >= 50% sure of
+  - search: recall@10 of fp32's 10 nearest neighbours (cosine) among the test photos
   - a linear probe (logistic regression, 5-fold CV) on lfw_subset face / non-face features
+  - speed: ONNX Runtime alone (one single-thread session per core, batch 8, as extract runs it),
+    and the whole `visionzoo extract FOLDER` process, fp32 and int8 back to back on the same
+    photos, caches warm (the export and the quantized model are made once, before timing)
 
-The photos are the real ones of ../shared/datasets, as in extract_bench.py.
+The photos: every real photo of ../shared/datasets (raccoon, faces, membrane), frames of its
+videos (one per second, every 0.25 s for the short sign-language clips), and random crops
+(70-100 %), flips and rescales of those to make up --photos.
 
-    .venv/bin/python benchmarks/int8_bench.py
+    .venv/bin/python benchmarks/int8_bench.py                 # lite0, lite1, lite2 on 600 photos
+    .venv/bin/python benchmarks/int8_bench.py --models efficientnet_lite0 --photos 120   # a smoke run
+    .venv/bin/python benchmarks/int8_bench.py --methods       # also compare the range methods on lite0
 """
 from __future__ import annotations
 
+import argparse
 import os
+import random
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +34,42 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("VISIONZOO_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).parent))
+from extract_bench import DATASETS, _crop_flip  # noqa: E402
+
+
+def real_photos(folder: Path, n: int, seed: int = 0) -> tuple[list[str], int, int]:
+    """n JPEGs (long side 400-640 px): the real photos and video frames first, then crops of them.
+    Returns (paths, distinct photos, video frames)."""
+    import av
+    from PIL import Image
+
+    sources = [Image.open(p).convert("RGB") for p in sorted(
+        p for sub in ("raccoon/images", "faces", "membrane/image") for p in (DATASETS / sub).rglob("*")
+        if p.suffix.lower() in (".jpg", ".jpeg", ".png"))]
+    distinct = len(sources)
+    for video in sorted(p for p in (DATASETS / "video").glob("*") if p.suffix in (".mp4", ".mkv")):
+        step = 1.0 if video.suffix == ".mp4" else 0.25
+        with av.open(str(video)) as container:
+            stream = container.streams.video[0]
+            next_t = 0.0
+            for frame in container.decode(stream):
+                if frame.time is not None and frame.time >= next_t:
+                    sources.append(frame.to_image().convert("RGB"))
+                    next_t += step
+    frames = len(sources) - distinct
+    rng = random.Random(seed)
+    paths = []
+    for i in range(n):
+        img = sources[i % len(sources)]
+        if i >= len(sources):
+            img = _crop_flip(img, rng, 0.7)
+        scale = rng.randint(400, 640) / max(img.size)
+        img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.BILINEAR)
+        path = folder / f"photo_{i:05d}.jpg"
+        img.save(path, quality=rng.randint(75, 95))
+        paths.append(str(path))
+    return paths, distinct, frames
 
 
 def rate(runner, x: np.ndarray, pipelines: int) -> float:
@@ -34,32 +81,20 @@ def rate(runner, x: np.ndarray, pipelines: int) -> float:
     return len(x) / (time.perf_counter() - start)
 
 
-def quantize(src: str, out: str, calib: np.ndarray, method) -> float:
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quant_pre_process,
-        quantize_static,
-    )
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter([{"images": calib[i:i + 8]} for i in range(0, len(calib), 8)])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    start = time.perf_counter()
-    prepared = out + ".pre.onnx"
-    quant_pre_process(src, prepared, skip_symbolic_shape=True)
-    quantize_static(prepared, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=method)
-    return time.perf_counter() - start
+def run_all(runner, x: np.ndarray, batch: int = 32) -> np.ndarray:
+    """Outputs for every row of x, a batch at a time (all at once would hold GBs of activations)."""
+    return np.concatenate([runner(x[i:i + batch]) for i in range(0, len(x), batch)])
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+
+
+def neighbours(x: np.ndarray, k: int = 10) -> np.ndarray:
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sim = x @ x.T
+    np.fill_diagonal(sim, -np.inf)
+    return np.argsort(-sim, axis=1)[:, :k]
 
 
 def probe_accuracy(features: np.ndarray, y: np.ndarray) -> float:
@@ -72,61 +107,110 @@ def probe_accuracy(features: np.ndarray, y: np.ndarray) -> float:
     return float(cross_val_score(clf, features, y, cv=5).mean())
 
 
+def extract_seconds(folder: str, out: str, model: str, precision: str) -> float:
+    """Wall seconds of one whole `visionzoo extract` process."""
+    cmd = [sys.executable, "-m", "visionzoo", "extract", folder, "--out", out, "-m", model, "--quiet",
+           "--precision", precision]
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def measure(name: str, folder: str, paths: list[str], lfw, y, tmp: Path, method: str = "percentile",
+            speed: bool = True) -> dict:
+    import visionzoo
+    from visionzoo.data import eval_array_transform, load_rgb
+    from visionzoo.data.calibration import calibration_batches, calibration_set
+    from visionzoo.runtime.onnx_session import OnnxRunner
+    from visionzoo.runtime.quantize import DEFAULT_METHOD, cached_int8
+    from visionzoo.tasks.embed import feature_runner, int8_export
+
+    model = visionzoo.load_model(name)
+    pre = model.zoo_spec.preprocessing
+    transform = eval_array_transform(pre)
+    x = np.stack([transform(load_rgb(p, pre.resize_size)) for p in paths])
+    lfw_x = np.stack([transform(img) for img in lfw])
+    cal = calibration_set()
+    start = time.perf_counter()
+    fp32, int8 = {}, {}
+    for layer in ("pre_logits", "logits"):
+        path = feature_runner(model, layer, backend="onnx", device="cpu")[0].path
+        fp32[layer] = OnnxRunner(path, 1)
+        if method == DEFAULT_METHOD:
+            int8[layer] = OnnxRunner(int8_export(path, pre, cal), 1)
+        else:
+            int8[layer] = OnnxRunner(cached_int8(path, cal.sha256, lambda: calibration_batches(cal, pre), method), 1)
+    made = time.perf_counter() - start
+    ref = {layer: run_all(r, x) for layer, r in fp32.items()}
+    got = {layer: run_all(r, x) for layer, r in int8.items()}
+    probs = np.exp(ref["logits"] - ref["logits"].max(1, keepdims=True))
+    sure = (probs / probs.sum(1, keepdims=True)).max(1) >= 0.5
+    top1 = got["logits"].argmax(1) == ref["logits"].argmax(1)
+    top5 = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(np.argsort(-got["logits"], 1)[:, :5],
+                                                             np.argsort(-ref["logits"], 1)[:, :5])])
+    cos = cosine(got["pre_logits"], ref["pre_logits"])
+    nn32, nn8 = neighbours(ref["pre_logits"]), neighbours(got["pre_logits"])
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(nn32, nn8)])
+    row = {"model": name, "method": method, "top1": float(top1.mean()), "top1_sure": float(top1[sure].mean()),
+           "sure": int(sure.sum()), "top5": float(top5), "cos_min": float(cos.min()), "cos_med": float(np.median(cos)),
+           "recall10": float(recall), "probe32": probe_accuracy(run_all(fp32["pre_logits"], lfw_x), y),
+           "probe8": probe_accuracy(run_all(int8["pre_logits"], lfw_x), y), "made_s": made}
+    if speed:
+        cpus = len(os.sched_getaffinity(0))
+        row["fwd32"], row["fwd8"] = rate(fp32["pre_logits"], x, cpus), rate(int8["pre_logits"], x, cpus)
+        warm = tmp / "warm"
+        if not warm.is_dir():
+            warm.mkdir()
+            for p in paths[:4]:
+                shutil.copy(p, warm)
+        for precision in ("fp32", "int8"):  # warm: the export index and the quantized model cached
+            extract_seconds(str(warm), str(tmp / f"warm-{name}-{precision}.parquet"), name, precision)
+        t32 = extract_seconds(folder, str(tmp / f"{name}-fp32.parquet"), name, "fp32")
+        t8 = extract_seconds(folder, str(tmp / f"{name}-int8.parquet"), name, "int8")
+        row["ext32"], row["ext8"] = len(paths) / t32, len(paths) / t8
+        row["load"] = os.getloadavg()[0]
+    return row
+
+
 def main() -> None:
     import logging
 
-    from onnxruntime.quantization import CalibrationMethod
     from PIL import Image
     from skimage.data import lfw_subset
 
-    import visionzoo
-    from visionzoo.data import eval_array_transform, load_rgb
-    from visionzoo.runtime.onnx_session import OnnxRunner
-    from visionzoo.tasks.embed import feature_runner
-
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", default="efficientnet_lite0,efficientnet_lite1,efficientnet_lite2")
+    parser.add_argument("--photos", type=int, default=600)
+    parser.add_argument("--methods", action="store_true", help="also compare percentile / entropy / minmax on lite0")
+    args = parser.parse_args()
     logging.getLogger().setLevel(logging.ERROR)
-    os.environ.setdefault("ORT_LOGGING_LEVEL", "3")
-    from extract_bench import make_real_photos
-
-    cpus = len(os.sched_getaffinity(0))
-    model = visionzoo.load_model("efficientnet_lite0")
-    pre = model.zoo_spec.preprocessing
-    transform = eval_array_transform(pre)
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "photos").mkdir()
-        paths = make_real_photos(Path(tmp) / "photos", 320)
-        x = np.stack([transform(load_rgb(p, pre.resize_size)) for p in paths])
-        calib, test = x[::5][:64], x[64:]
-        faces = lfw_subset()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        os.environ.setdefault("VISIONZOO_ONNX_CACHE", str(tmp / "cache"))  # a fresh cache unless told otherwise
+        (tmp / "photos").mkdir()
+        paths, distinct, frames = real_photos(tmp / "photos", args.photos)
+        lfw = [Image.fromarray((f * 255).astype(np.uint8)).convert("RGB") for f in lfw_subset()]
         y = np.array([1] * 100 + [0] * 100)
-        lfw = np.stack([transform(Image.fromarray((f * 255).astype(np.uint8)).convert("RGB")) for f in faces])
-
-        exports = {layer: str(feature_runner(model, layer, backend="onnx", device="cpu")[0].path)
-                   for layer in ("pre_logits", "logits")}
-        fp32 = {layer: OnnxRunner(path, 1) for layer, path in exports.items()}
-        ref = {layer: r(test) for layer, r in fp32.items()}
-        sure = np.exp(ref["logits"] - ref["logits"].max(1, keepdims=True))
-        sure = (sure / sure.sum(1, keepdims=True)).max(1) >= 0.5
-        rows = [("fp32", rate(fp32["pre_logits"], test, cpus), 1.0, 1.0, 1.0, 1.0,
-                 probe_accuracy(fp32["pre_logits"](lfw), y), 0.0)]
-        for method in (CalibrationMethod.MinMax, CalibrationMethod.Percentile):
-            q, seconds = {}, 0.0
-            for layer, path in exports.items():
-                out = str(Path(tmp) / f"{layer}-{method.name}.onnx")
-                seconds += quantize(path, out, calib, method)
-                q[layer] = OnnxRunner(out, 1)
-            cos = cosine(q["pre_logits"](test), ref["pre_logits"])
-            top1 = q["logits"](test).argmax(1) == ref["logits"].argmax(1)
-            rows.append((f"int8 {method.name}", rate(q["pre_logits"], test, cpus), float(cos.min()),
-                         float(np.median(cos)), float(top1.mean()), float(top1[sure].mean()) if sure.any() else float("nan"),
-                         probe_accuracy(q["pre_logits"](lfw), y), seconds))
-    print(f"\nint8 vs fp32, efficientnet_lite0, {len(test)} real photos ({int(sure.sum())} with fp32 top-1 >= 50%), "
-          f"{cpus} single-thread sessions at once, batch 8")
-    print("| precision | img/s | features cosine min / median | top-1 agreement (all / sure) "
-          "| lfw probe acc (5-fold) | quantize s |\n|---|---|---|---|---|---|")
-    for name, r, cmin, cmed, agree, agree_sure, probe, secs in rows:
-        print(f"| {name} | {r:.1f} ({r / rows[0][1]:.2f}x) | {cmin:.3f} / {cmed:.3f} | {agree:.2f} / {agree_sure:.2f} "
-              f"| {probe:.3f} | {secs:.0f} |")
+        rows = []
+        for m in args.models.split(","):
+            rows.append(measure(m, str(tmp / "photos"), paths, lfw, y, tmp))
+            print(rows[-1], flush=True)
+        if args.methods:
+            rows += [measure("efficientnet_lite0", str(tmp / "photos"), paths, lfw, y, tmp, method, speed=False)
+                     for method in ("entropy", "minmax")]
+    print(f"\nint8 vs fp32 on {len(paths)} photos ({distinct} distinct real photos + {frames} video frames, the rest "
+          f"crops/flips/rescales of them), none used for calibration (the bundled photos); "
+          f"{len(os.sched_getaffinity(0))} CPU cores, batch 8")
+    print("| model | method | top-1 agreement (all / fp32-sure n) | top-5 overlap | feature cosine min / median "
+          "| recall@10 of fp32's neighbours | lfw probe fp32 / int8 | ONNX Runtime img/s fp32 / int8 "
+          "| `extract` img/s fp32 / int8 | load | quantize s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        speed = (f"{r['fwd32']:.0f} / {r['fwd8']:.0f} ({r['fwd8'] / r['fwd32']:.2f}x) | {r['ext32']:.0f} / "
+                 f"{r['ext8']:.0f} ({r['ext8'] / r['ext32']:.2f}x) | {r['load']:.1f}") if "fwd32" in r else "- | - | -"
+        print(f"| {r['model']} | {r['method']} | {r['top1']:.3f} / {r['top1_sure']:.3f} ({r['sure']}) "
+              f"| {r['top5']:.3f} | {r['cos_min']:.3f} / {r['cos_med']:.4f} | {r['recall10']:.3f} "
+              f"| {r['probe32']:.3f} / {r['probe8']:.3f} | {speed} | {r['made_s']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ..data.video import Sampling
 from ..errors import UsageError
+from ..runtime.quantize import check_precision
 from ..store import FORMATS
 from ..zoo.spec import DEFAULT_LAYER
 
@@ -42,6 +43,8 @@ class ExtractConfig:
     ray_address: str | None = None     # None: $RAY_ADDRESS, else a local Ray started for the run
     num_workers: int | None = None     # Ray tasks at once [default: one per GPU, else per node]
     sampling: Sampling = field(default_factory=Sampling)   # which frames of videos (their keys: PATH#t=SECONDS)
+    precision: str = "fp32"            # "int8": the ONNX export quantized (runtime/quantize.py), on the CPU
+    calibration: str | None = None     # int8: folder of calibration photos [default: the bundled photos]
 
     def model_names(self) -> list[str | None]:
         if self.model is None:
@@ -60,6 +63,7 @@ class ExtractConfig:
         if (self.batch_size is not None and self.batch_size < 1) or self.partition_size < 1:
             raise UsageError("batch size and partition size must be at least 1")
         check_engine(self.engine)
+        check_precision(self.precision)
         self.sampling.check()
 
 

@@ -31,6 +31,8 @@ class FeatureModel:
     dim: int
     backend: str                    # "onnx" | "torch"
     parallel: int = 1               # calls the runner takes at once (threads each running a pipeline)
+    precision: str = "fp32"         # "fp32" | "int8"
+    calibration: dict[str, Any] | None = None  # int8: the calibration set's record (source, images, sha256)
 
     @property
     def preprocessing(self) -> Preprocessing:
@@ -49,15 +51,29 @@ def _cpu_only(device: str) -> bool:
 
 
 def feature_model(name: str | None, layer: str, pool: str | None, normalize: bool, *, backend: str = "auto",
-                  device: str = "auto", threads: int | None = None) -> FeatureModel:
+                  device: str = "auto", threads: int | None = None, precision: str = "fp32",
+                  calibration: str | None = None) -> FeatureModel:
+    """`precision="int8"`: the ONNX export quantized on the photos of `calibration` (a folder;
+    None: the bundled photos), on the CPU."""
+    from ..runtime.quantize import check_precision, int8_device
+
+    cal = None
+    if check_precision(precision) == "int8":
+        from ..data.calibration import calibration_set  # no torch: a cached int8 request starts without it
+
+        device, backend = int8_device(device, backend), "onnx"
+        cal = calibration_set(calibration)
+    record = cal.record() if cal else None
     key = None
     if backend in ("auto", "onnx") and _cpu_only(device):
-        key = compiled.request_key(os.fspath(name or DEFAULT_MODEL), layer, pool, normalize)
+        key = compiled.request_key(os.fspath(name or DEFAULT_MODEL), layer, pool, normalize,
+                                   calibration=cal.sha256 if cal else None)
         hit = compiled.lookup(key)
         if hit is not None:
             from ..runtime.onnx_session import OnnxRunner
 
-            return FeatureModel(OnnxRunner(hit.onnx, 1), hit.spec, hit.weights_sha256, hit.dim, "onnx", threads or 1)
+            return FeatureModel(OnnxRunner(hit.onnx, 1), hit.spec, hit.weights_sha256, hit.dim, "onnx", threads or 1,
+                                precision, record)
 
     from ..tasks.embed import check_layer, feature_runner, weights_digest
     from ..zoo import as_model
@@ -66,7 +82,7 @@ def feature_model(name: str | None, layer: str, pool: str | None, normalize: boo
     check_layer(module, layer, pool)
     digest = weights_digest(module)
     runner, used = feature_runner(module, layer, pool, normalize, backend=backend, device=device, threads=threads,
-                                  digest=digest)
+                                  digest=digest, precision=precision, calibration=cal)
     dim = int(runner(np.zeros((1, *spec.preprocessing.input_size), np.float32)).shape[1])
     parallel = 1
     if used == "onnx" and _cpu_only(device):
@@ -75,4 +91,4 @@ def feature_model(name: str | None, layer: str, pool: str | None, normalize: boo
         runner, parallel = OnnxRunner(runner.path, 1), threads or 1
         if key is not None:
             compiled.remember(key, runner.path, spec.to_dict(), digest, dim)
-    return FeatureModel(runner, spec.to_dict(), digest, dim, used, parallel)
+    return FeatureModel(runner, spec.to_dict(), digest, dim, used, parallel, precision, record)

@@ -127,14 +127,18 @@ def _feature_model(name: str, manifest: dict[str, Any], opts: _TaskOptions) -> A
     """The run's model in this worker, loaded once; refuses weights or preprocessing that differ
     from the driver's (another version on this node would silently change the features)."""
     key = (name, manifest["weights_sha256"], manifest["layer"], manifest["pool"], manifest["normalize"],
-           opts.backend, opts.device, opts.threads)
+           opts.backend, opts.device, opts.threads, manifest.get("precision", "fp32"))
     if key not in _MODELS:
         from .models import feature_model
 
+        cal = manifest.get("calibration") or {}
         fm = feature_model(name, manifest["layer"], manifest["pool"], manifest["normalize"], backend=opts.backend,
-                           device=opts.device, threads=opts.threads)
+                           device=opts.device, threads=opts.threads, precision=manifest.get("precision", "fp32"),
+                           calibration=None if cal.get("source", "bundled") == "bundled" else cal["source"])
         if fm.weights_sha256 != manifest["weights_sha256"]:
             raise UsageError(f"model {name!r} on this Ray node has other weights than on the driver")
+        if fm.calibration != manifest.get("calibration"):
+            raise UsageError(f"the int8 calibration photos of model {name!r} differ on this Ray node from the driver's")
         if fm.spec["preprocessing"] != manifest["preprocessing"]:
             raise UsageError(f"model {name!r} on this Ray node has other preprocessing than on the driver")
         _MODELS[key] = fm

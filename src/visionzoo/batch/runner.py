@@ -29,7 +29,9 @@ from .partition import BatchPlan, Job, computed_batches, flush, n_partitions
 from .reader import frame_items
 
 # Keys that must agree between an interrupted run and its resumption.
-_RESUME_KEYS = ("model", "weights_sha256", "layer", "pool", "normalize", "dtype", "dim", "partition_size", "inputs")
+_RESUME_KEYS = ("model", "weights_sha256", "layer", "pool", "normalize", "dtype", "dim", "partition_size", "inputs",
+                "precision", "calibration")
+_RESUME_DEFAULTS = {"precision": "fp32"}   # files written before precision was recorded are fp32
 
 
 def _safe_name(name: str) -> str:
@@ -52,7 +54,7 @@ def _prepare(name: str | None, out: Location, files: list[str], cfg: ExtractConf
     if layout.exists() and not cfg.resume:
         raise UsageError(f"{layout.out} already exists; pass --resume to finish an interrupted run, or choose another --out")
     fm = feature_model(name, cfg.layer, cfg.pool, cfg.normalize, backend=cfg.backend, device=cfg.device,
-                       threads=threads)
+                       threads=threads, precision=cfg.precision, calibration=cfg.calibration)
     manifest = {
         "format_version": 1,
         "model": str(name) if name is not None else fm.spec["name"],
@@ -66,6 +68,8 @@ def _prepare(name: str | None, out: Location, files: list[str], cfg: ExtractConf
         "dtype": cfg.dtype,
         "format": layout.fmt,
         "backend": fm.backend,
+        "precision": fm.precision,
+        "calibration": fm.calibration,
         "partition_size": cfg.partition_size,
         "inputs": _inputs_key(files),
         "root": common_root(files),
@@ -79,7 +83,12 @@ def _prepare(name: str | None, out: Location, files: list[str], cfg: ExtractConf
     elif layout.running_manifest.is_file():
         previous = read_json(layout.running_manifest)
     if previous is not None:
-        changed = [k for k in _RESUME_KEYS if previous.get(k) != manifest[k]]
+        changed = [k for k in _RESUME_KEYS if previous.get(k, _RESUME_DEFAULTS.get(k)) != manifest[k]]
+        was = previous.get("precision", "fp32")
+        if was != manifest["precision"]:
+            raise UsageError(f"cannot resume {layout.out}: it holds {was} features and this run asks for "
+                             f"{manifest['precision']}; the two are not comparable and are never mixed in one file "
+                             f"(resume with --precision {was}, or choose another --out)")
         if changed:
             raise UsageError(f"cannot resume {layout.out}: it was made with other {', '.join(changed)} "
                              f"(resume needs the same inputs and settings); choose another --out")
@@ -110,6 +119,8 @@ def extract(
     ray_address: str | None = None,
     num_workers: int | None = None,
     sampling: Sampling | None = None,
+    precision: str = "fp32",
+    calibration: str | os.PathLike | None = None,
 ) -> ExtractResult:
     """Extract features of files, folders (recursive) or globs into feature file(s) at `out`.
 
@@ -117,12 +128,15 @@ def extract(
     becomes a folder with one feature file per model. An existing `out` is an error unless
     `resume=True`, which computes only the partitions not yet written. `engine="ray"` computes
     the same partitions as Ray tasks (`ray_address`, `num_workers`), with the same output.
-    Videos give the frames `sampling` keeps, as rows keyed `PATH#t=SECONDS`.
+    Videos give the frames `sampling` keeps, as rows keyed `PATH#t=SECONDS`. `precision="int8"`
+    runs the ONNX export quantized on the photos of `calibration` (a folder; None: bundled photos),
+    recorded in the manifest.
     """
     cfg = ExtractConfig(model=model, layer=layer, pool=pool, normalize=normalize, format=format, dtype=dtype,
                         batch_size=batch_size, workers=workers, backend=backend, device=device, threads=threads,
                         resume=resume, partition_size=partition_size, progress=progress, engine=engine,
-                        ray_address=ray_address, num_workers=num_workers, sampling=sampling or Sampling())
+                        ray_address=ray_address, num_workers=num_workers, sampling=sampling or Sampling(),
+                        precision=precision, calibration=None if calibration is None else os.fspath(calibration))
     return run(inputs, out, cfg)
 
 
@@ -180,6 +194,6 @@ def run(inputs, out: str | os.PathLike, cfg: ExtractConfig) -> ExtractResult:
         computed=n_pending,
         failures=[(f["path"], f["reason"]) for f in first["failures"]],
         skipped=listed.skipped,
-        backends=[j.manifest["backend"] for j in jobs],
+        backends=[j.manifest["backend"] + (" int8" if j.manifest["precision"] == "int8" else "") for j in jobs],
         seconds=time.perf_counter() - start,
     )

@@ -10,6 +10,7 @@ import typer
 from . import results
 from ._app import (
     TRAIN_RENAMES,
+    CalibrationOpt,
     DeviceOpt,
     EncodingOpt,
     EndOpt,
@@ -17,6 +18,7 @@ from ._app import (
     EveryOpt,
     FpsOpt,
     ModelOpt,
+    PrecisionOpt,
     ProcessesHelp,
     QuietOpt,
     RayAddressOpt,
@@ -77,6 +79,8 @@ def images_cmd(
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per forward pass."),
     workers: Optional[int] = WorkersOpt,
     device: str = DeviceOpt,
+    precision: str = PrecisionOpt,
+    calibration: Optional[str] = CalibrationOpt,
     engine: str = EngineOpt,
     ray_address: Optional[str] = RayAddressOpt,
     processes: Optional[int] = typer.Option(None, "--processes", min=1, help=ProcessesHelp),
@@ -98,7 +102,8 @@ def images_cmd(
     listed = results.listed(inputs, videos=True)
     found = classify(listed.files, model=model, weights=weights, top_k=top_k, batch_size=batch_size, workers=workers,
                      device=device, progress=show_progress(quiet), engine=engine, ray_address=ray_address,
-                     num_workers=processes, sampling=video_sampling(fps, every, start, end))
+                     num_workers=processes, sampling=video_sampling(fps, every, start, end), precision=precision,
+                     calibration=calibration)
     rows = [{"path": r.path, **frame_fields(r.path), **r.to_dict()} for r in found]
     _print_table(rows, f"{model or 'efficientnet_lite0'}: top-{top_k}")
     code = results.finish(rows, out, listed.skipped)
@@ -207,6 +212,8 @@ def predict_cmd(
     end: Optional[float] = EndOpt,
     workers: Optional[int] = WorkersOpt,
     device: str = DeviceOpt,
+    precision: str = PrecisionOpt,
+    calibration: Optional[str] = CalibrationOpt,
     quiet: bool = QuietOpt,
 ):
     """Run a saved run on images: labels (as `classify` prints them), or for a detection,
@@ -216,22 +223,24 @@ def predict_cmd(
     """
     from ..batch.reader import frame_items
     from ..data.video import frame_fields
-    from ..prediction import predict_any
+    from ..prediction import check_precision, predict_any
     from ..tasks.registry import task_of
     from ..video import VideoOptions, predict_videos
     from .videos import finish, split
 
+    check_precision(run_dir, precision)
     listed = results.listed(inputs, videos=True)
     sampling = video_sampling(fps, every, start, end)
     if task_of(run_dir) == "classify":     # frames of video files, as `classify` takes them
         rows = predict_any(run_dir, frame_items(listed.files, sampling), top_k=top_k, batch_size=batch_size,
-                           workers=workers, device=device, progress=show_progress(quiet))
+                           workers=workers, device=device, progress=show_progress(quiet), precision=precision,
+                           calibration=calibration)
         rows = [{"path": r["path"], **frame_fields(r["path"]), **r} for r in rows]
         _print_table(rows, f"{run_dir}: top-{top_k}")
         raise typer.Exit(results.finish(rows, out, listed.skipped))
     images, sources = split(listed.files)
     rows = predict_any(run_dir, images, top_k=top_k, batch_size=batch_size, workers=workers, device=device,
-                       progress=show_progress(quiet)) if images else []
+                       progress=show_progress(quiet), precision=precision, calibration=calibration) if images else []
     options = VideoOptions(sampling, batch_size=batch_size or 4, progress=show_progress(quiet), log=say)
     frames = predict_videos(run_dir, sources, options=options, device=device) if sources else ()
     raise typer.Exit(finish(rows, frames, out, listed.skipped, stdout_json=True))

@@ -6,11 +6,13 @@ from typing import List, Optional
 import typer
 
 from ._app import (
+    CalibrationOpt,
     DeviceOpt,
     EndOpt,
     EngineOpt,
     EveryOpt,
     FpsOpt,
+    PrecisionOpt,
     ProcessesHelp,
     QuietOpt,
     RayAddressOpt,
@@ -47,6 +49,8 @@ def extract(
     workers: Optional[int] = WorkersOpt,
     backend: str = typer.Option("auto", "--backend", help="auto (ONNX Runtime on CPU, PyTorch on GPU), torch, onnx."),
     device: str = DeviceOpt,
+    precision: str = PrecisionOpt,
+    calibration: Optional[str] = CalibrationOpt,
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads; on CPU, ONNX Runtime "
                                           "pipelines that each decode and run their own batches [default: all cores]."),
     partition_size: int = typer.Option(1024, "--partition-size", min=1, help="Images per shard (resume unit)."),
@@ -72,7 +76,7 @@ def extract(
                          batch_size=batch_size, workers=workers, backend=backend, device=device, threads=threads,
                          resume=resume, partition_size=partition_size, progress=show_progress(quiet),
                          engine=engine, ray_address=ray_address, num_workers=processes,
-                         sampling=sampling(fps, every, start, end))
+                         sampling=sampling(fps, every, start, end), precision=precision, calibration=calibration)
     for path, reason in result.failures:
         fail(path, reason)
     if result.skipped:

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from ._app import DeviceOpt, QuietOpt, app
+from ._app import CalibrationOpt, DeviceOpt, PrecisionOpt, QuietOpt, app
 
 
 @app.command()
@@ -51,6 +51,8 @@ def serve(
     body_timeout: float = typer.Option(120.0, "--body-timeout", help="Seconds its body may take after the header."),
     backend: str = typer.Option("auto", "--backend", help="auto (ONNX Runtime on CPU, PyTorch on GPU), torch, onnx."),
     device: str = DeviceOpt,
+    precision: str = PrecisionOpt,
+    calibration: Optional[str] = CalibrationOpt,
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads [default: all cores]."),
     quiet: bool = QuietOpt,
 ):
@@ -72,6 +74,7 @@ def serve(
                          video_jobs=video_jobs, max_connections=max_connections,
                          max_connections_per_client=max_connections_per_client, header_timeout_s=header_timeout,
                          body_timeout_s=body_timeout, backend=backend, device=device, threads=threads,
+                         precision=precision, calibration=calibration,
                          log_level="warning" if quiet else "info")
     config.check()      # before torch and the models load: an exposed bind without a key stops at once
     from ..serve import run

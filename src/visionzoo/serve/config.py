@@ -47,6 +47,8 @@ class ServeConfig:
     backend: str = "auto"                        # auto (ONNX Runtime on CPU), torch, onnx
     device: str = "auto"
     threads: int | None = None                   # inference threads [default: all cores]
+    precision: str = "fp32"                      # int8: classifiers run their quantized ONNX export (CPU)
+    calibration: str | os.PathLike | None = None  # int8: calibration photos [default: the bundled ones]
     log_level: str = "info"
 
     def check(self) -> None:

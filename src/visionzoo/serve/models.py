@@ -26,7 +26,9 @@ from ..data import eval_array_transform, load_rgb
 from ..data.geometry import file_displayed_size
 from ..errors import UsageError
 from ..tasks.classify import label_names, probabilities, topk_predictions
-from ..tasks.embed import DEFAULT_LAYER, feature_runner, weights_digest
+from ..data.calibration import calibration_set
+from ..runtime.quantize import check_precision
+from ..tasks.embed import DEFAULT_LAYER, feature_runner, recorded_calibration, weights_digest
 from ..tasks.registry import TASK_ALIASES, TASKS, run_task, task_module
 from ..zoo import DEFAULT_MODEL, as_model, is_run_dir
 from .batching import MicroBatcher
@@ -131,7 +133,7 @@ class ServedClassifier:
     source: str | None = None  # the --model argument, accepted as an alias of the name
 
     def __init__(self, name: str, module: torch.nn.Module, cfg: ServeConfig, *, digest: str,
-                 embedding: dict[str, Any] | None = None):
+                 embedding: dict[str, Any] | None = None, precision: str = "fp32", calibration: Any = None):
         _, self.spec = as_model(module)
         self.name = name
         self.cfg = cfg
@@ -144,7 +146,9 @@ class ServedClassifier:
         # On CPU, as extract does: ONNX Runtime sessions on one thread each, called by one batcher thread per
         # core, so every core runs a forward pass while the next requests are decoded.
         cores = cfg.threads or usable_cpus()
-        run = dict(backend=cfg.backend, device=cfg.device, threads=1, digest=digest)
+        self.precision = precision
+        run = dict(backend=cfg.backend, device=cfg.device, threads=1, digest=digest, precision=precision,
+                   calibration=calibration)
         logits, self.backend = feature_runner(module, "logits", **run)
         self.features, _ = feature_runner(module, self.embedding["layer"], self.embedding["pool"],
                                           bool(self.embedding["normalize"]), **run)
@@ -171,7 +175,7 @@ class ServedClassifier:
         return {"name": self.name, "task": "classification", "endpoints": ["/v1/classify", "/v1/embed"],
                 "arch": self.spec.full_arch, "num_classes": len(self.labels), "classes": self.labels,
                 "preprocessing": self.spec.to_dict()["preprocessing"], "weights_sha256": self.digest,
-                "backend": self.backend, "embedding": self.embedding,
+                "backend": self.backend, "precision": self.precision, "embedding": self.embedding,
                 "batches": self.classify_batcher.batches, "images": self.classify_batcher.items}
 
     def close(self) -> None:
@@ -254,6 +258,17 @@ class ServedIndex:
         return [[{"path": self.index.paths[j], "score": round(float(s), 6)} for s, j in zip(srow[:k], rrow[:k]) if j >= 0]
                 for (_, k), srow, rrow in zip(items, scores, rows)]
 
+    def check_precision(self, precision: str, cal: Any) -> None:
+        """Queries must be embedded at the precision (and int8 calibration) of the stored rows."""
+        stored = self.manifest.get("precision", "fp32")
+        if stored != precision:
+            raise UsageError(f"the index {self.path} holds {stored} features and the server runs its model at "
+                             f"{precision}; int8 and fp32 features are not comparable: serve with --precision {stored}")
+        recorded = (self.manifest.get("calibration") or {}).get("sha256")
+        if cal is not None and recorded != cal.sha256:
+            raise UsageError(f"the index {self.path} holds int8 features calibrated on other photos "
+                             f"({self.manifest['calibration']['source']}); serve with that --calibration")
+
     def is_indexed(self, path: str) -> bool:
         return path in self._indexed
 
@@ -323,6 +338,7 @@ def load_served(cfg: ServeConfig) -> Served:
     served = Served()
     index = ServedIndex(cfg.index) if cfg.index else None
     wanted = index.manifest.get("weights_sha256") if index else None
+    cal = calibration_set(cfg.calibration) if check_precision(cfg.precision) == "int8" else None
     for raw in cfg.models or [DEFAULT_MODEL]:
         arg = parse_model_arg(raw)
         if arg.task == "classify":
@@ -332,7 +348,10 @@ def load_served(cfg: ServeConfig) -> Served:
             name = spec.name if isinstance(arg.name, torch.nn.Module) else public_name(arg.name)
             digest = weights_digest(module)
             mine = index is not None and index.classifier is None and digest == wanted
-            clf = ServedClassifier(name, module, cfg, digest=digest, embedding=index.embedding if mine else None)
+            if mine:
+                index.check_precision(cfg.precision, cal)
+            clf = ServedClassifier(name, module, cfg, digest=digest, embedding=index.embedding if mine else None,
+                                   precision=cfg.precision, calibration=cal)
             clf.source = raw if isinstance(raw, str) else None
             served.models["classify"].append(clf)
             if mine:
@@ -350,7 +369,9 @@ def load_served(cfg: ServeConfig) -> Served:
         if wanted and digest != wanted:
             raise UsageError(f"the weights of model {index.manifest['model']!r} differ from those that made the index "
                              f"{cfg.index} (weights_sha256 {wanted[:12]}...); its vectors would not be comparable")
-        clf = ServedClassifier(str(index.manifest["model"]), module, cfg, digest=digest, embedding=index.embedding)
+        clf = ServedClassifier(str(index.manifest["model"]), module, cfg, digest=digest, embedding=index.embedding,
+                               precision=index.manifest.get("precision", "fp32"),
+                               calibration=recorded_calibration(index.manifest))
         index.attach(clf, cfg)
         served.models["classify"].append(clf)
     served.index = index

@@ -17,8 +17,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data import eval_transform, expand_inputs, iter_batches
+from ..data.calibration import BUNDLED, CalibrationSet, calibration_batches, calibration_set
 from ..errors import UsageError
 from ..runtime import TorchRunner
+from ..runtime.quantize import check_precision, int8_device
 from ..zoo import as_model
 from ..zoo.spec import DEFAULT_LAYER
 from ..zoo.weights import weights_digest  # noqa: F401  (re-exported: the digest feature manifests record)
@@ -184,6 +186,36 @@ def list_layers(model: ModelArg = None) -> list[LayerInfo]:
 BACKENDS = ("auto", "torch", "onnx")
 
 
+def recorded_calibration(manifest: dict[str, Any]) -> CalibrationSet | None:
+    """The calibration set a feature file's int8 rows were made with (files are found again only if
+    the quantized model has left the cache), None for fp32 rows."""
+    if manifest.get("precision", "fp32") != "int8":
+        return None
+    rec = manifest.get("calibration") or {}
+    if not rec.get("sha256"):
+        raise UsageError("this feature file says int8 but records no calibration set; extract it again")
+    return CalibrationSet((), rec.get("source", BUNDLED), rec["sha256"], int(rec.get("views", 1)))
+
+
+def int8_export(fp32: str | os.PathLike, preprocessing, cal: CalibrationSet) -> Any:
+    """The cached int8 file of the fp32 export `fp32`, calibrated on `cal` (quantized the first time)."""
+    from ..runtime.quantize import cached_int8
+
+    def batches():
+        found = cal
+        if not found.files:  # a recorded set: find its photos again, and make sure they are the same
+            found = calibration_set(None if cal.source == BUNDLED else cal.source)
+            if found.sha256 != cal.sha256:
+                raise UsageError(f"the int8 model of these features was calibrated on photos ({cal.source}) that "
+                                 f"have changed or gone since, and it is no longer cached: its vectors cannot be "
+                                 f"reproduced; extract the features again")
+        if preprocessing is None:
+            raise UsageError("--precision int8 needs a model with preprocessing (a zoo model or a run folder)")
+        return calibration_batches(found, preprocessing)
+
+    return cached_int8(fp32, cal.sha256, batches)
+
+
 def feature_runner(
     module: nn.Module,
     layer: str = DEFAULT_LAYER,
@@ -194,18 +226,25 @@ def feature_runner(
     device: str = "auto",
     threads: int | None = None,
     digest: str | None = None,
+    precision: str = "fp32",
+    calibration: CalibrationSet | None = None,
 ) -> tuple[Callable[[Any], np.ndarray], str]:
     """(runner, backend used): `runner(batch) -> float32 (N, D) array` for the layer on the chosen
     backend; the batch may be a NumPy array or a tensor.
 
     "auto" is ONNX Runtime on CPU (several times faster than eager PyTorch there), PyTorch with
     channels_last and autocast on CUDA/MPS; if a model cannot be exported, auto falls back to PyTorch.
+    `precision="int8"`: the ONNX export quantized on `calibration` (default: the bundled photos),
+    on the CPU; it never falls back.
     """
     from ..runtime import pick_device
 
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     spec = getattr(module, "zoo_spec", None)
+    int8 = check_precision(precision) == "int8"
+    if int8:
+        device, backend = int8_device(device, backend), "onnx"
     dev = pick_device(device)
     fn = feature_fn(layer, pool, normalize)
     if backend == "onnx" or (backend == "auto" and dev.type == "cpu" and spec is not None):
@@ -218,6 +257,8 @@ def feature_runner(
         input_size = spec.preprocessing.input_size if spec else (3, 224, 224)
         try:
             path = cached_onnx(module, fn, input_size, key, spec.arch if spec else "model")
+            if int8:
+                path = int8_export(path, spec.preprocessing if spec else None, calibration or calibration_set())
             return OnnxRunner(path, threads, dev.type), "onnx"
         except UsageError as exc:
             if backend == "onnx":
@@ -251,17 +292,21 @@ def embed_images(
     device: str = "auto",
     backend: str = "torch",
     progress: bool = False,
+    precision: str = "fp32",
+    calibration: CalibrationSet | None = None,
 ) -> Embeddings:
     """In-memory embeddings for a modest number of images (extract streams to disk for more).
-    `backend`: torch (eager), or auto / onnx for the extract path's ONNX Runtime export on CPU."""
+    `backend`: torch (eager), or auto / onnx for the extract path's ONNX Runtime export on CPU;
+    `precision="int8"` takes the ONNX path quantized on `calibration` (see `feature_runner`)."""
     files = expand_inputs(inputs).files
     module, spec = as_model(model)
     check_layer(module, layer, pool)
-    if backend == "torch":
+    if backend == "torch" and check_precision(precision) == "fp32":
         torch_runner = TorchRunner(module, feature_fn(layer, pool, normalize), device=device)
         runner = lambda x: torch_runner(x).numpy()  # noqa: E731
     else:
-        runner, _ = feature_runner(module, layer, pool, normalize, backend=backend, device=device)
+        runner, _ = feature_runner(module, layer, pool, normalize, backend="auto" if backend == "torch" else backend,
+                                   device=device, precision=precision, calibration=calibration)
     rows: list[np.ndarray] = []
     paths: list[str] = []
     failures: list[tuple[str, str]] = []
@@ -286,7 +331,8 @@ def embed_like(
     device: str = "auto",
     progress: bool = False,
 ) -> Embeddings:
-    """Embed new images exactly as a feature file was made (model, weights, layer, pool, normalize).
+    """Embed new images exactly as a feature file was made (model, weights, layer, pool, normalize,
+    precision: int8 rows get int8 queries from the same calibration).
 
     Refuses when the model loaded now has other weights than the one that made the file, since
     its vectors would not be comparable. Face features (`faces embed`, `faces index`: one row per
@@ -307,5 +353,6 @@ def embed_like(
     return embed_images(
         inputs, module, layer=manifest.get("layer") or DEFAULT_LAYER, pool=manifest.get("pool"),
         normalize=bool(manifest.get("normalize")), batch_size=batch_size, workers=workers,
-        device=device, progress=progress,
+        device=device, progress=progress, precision=manifest.get("precision", "fp32"),
+        calibration=recorded_calibration(manifest),
     )

@@ -55,6 +55,20 @@ def topk_predictions(probs: torch.Tensor, labels: Sequence[str], k: int) -> list
     ]
 
 
+def _logits_runner(module: nn.Module, device: str, precision: str, calibration: str | os.PathLike | None):
+    """`runner(batch) -> logits tensor`: PyTorch for fp32, the quantized ONNX export for int8."""
+    from ...runtime.quantize import check_precision
+
+    if check_precision(precision) == "fp32":
+        return TorchRunner(module, device=device)
+    from ...data.calibration import calibration_set
+    from ..embed import feature_runner
+
+    quantized, _ = feature_runner(module, "logits", device=device, precision="int8",
+                                  calibration=calibration_set(calibration))
+    return lambda x: torch.from_numpy(quantized(x))
+
+
 def classify(
     inputs: str | os.PathLike | Sequence[str | os.PathLike],
     model: ModelArg = None,
@@ -65,11 +79,15 @@ def classify(
     workers: int | None = None,
     device: str = "auto",
     progress: bool = False,
+    precision: str = "fp32",
+    calibration: str | os.PathLike | None = None,
 ) -> list[ImageResult]:
-    """Classify files, folders (recursive) or globs; one ImageResult per file, in sorted order."""
+    """Classify files, folders (recursive) or globs; one ImageResult per file, in sorted order.
+    `precision="int8"`: the ONNX export quantized on the photos of `calibration` (a folder; None:
+    the bundled photos), on the CPU."""
     files = expand_inputs(inputs).files
     module, spec = as_model(model, weights)
-    runner = TorchRunner(module, device=device)
+    runner = _logits_runner(module, device, precision, calibration)
     labels = label_names(spec)
     results = Results(ImageResult(path=p) for p in files)
     with tqdm(total=len(files), unit="img", disable=not progress, desc="classify") as bar:
