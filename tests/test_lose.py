@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image
 from interrupt import start_held
+from test_detect import run as detect_run  # noqa: F401 - the tiny detector run fixture, and its data set
+from test_detect import voc  # noqa: F401
 from typer.testing import CliRunner
 
 from visionzoo.cli import app
@@ -254,31 +256,9 @@ def hidden_rows(out: Path) -> int:
         return 0
 
 
-@pytest.fixture(scope="module")
-def detect_run(tmp_path_factory) -> Path:
-    sys.path.insert(0, str(HERE))
-    import random
-
-    from test_detect import TRAIN, _scene, _voc_xml
-
-    from visionzoo.tasks import detect
-
-    root = tmp_path_factory.mktemp("voc")
-    (root / "images").mkdir()
-    (root / "annotations").mkdir()
-    rng = random.Random(0)
-    for i in range(16):
-        img, objects = _scene(rng)
-        img.save(root / "images" / f"img{i:02d}.jpg", quality=95)
-        (root / "annotations" / f"img{i:02d}.xml").write_text(_voc_xml(f"img{i:02d}.jpg", img.size, objects))
-    out = tmp_path_factory.mktemp("detrun") / "run"
-    detect.train(root, out, log=None, **TRAIN)
-    return out
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["TERM", "KILL"])
-def test_a_tracked_video_stopped_midway(detect_run, tmp_path, sig):
+def test_a_tracked_video_stopped_midway(detect_run, tmp_path, sig):  # noqa: F811 - the fixture
     """SIGTERM: the rows so far and a playable video of their frames, exit 143. kill -9: the earlier
     --out and drawing exactly as they were (hidden temporaries are all that is added)."""
     import av
