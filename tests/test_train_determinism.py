@@ -55,7 +55,7 @@ def _outcome(run: Path, images: list[str]) -> dict:
         probs = torch.cat([model(b.tensor).softmax(1) for b in iter_batches(images, eval_transform(pre),
                                                                             batch_size=16, workers=0)])
     auto = config.get("auto") or {}
-    return {"chosen": auto.get("chosen"), "candidates": [r["model"] for r in auto.get("candidates", [])],
+    return {"chosen": auto.get("chosen"), "candidates": list(dict.fromkeys(r["model"] for r in auto.get("candidates", []))),
             "epochs_run": config["epochs_run"], "best_epoch": config["best_epoch"],
             "stopped_by": config["training"]["stopped_by"], "threads": config["training"]["threads"],
             "time_budget": config["training"]["time_budget"], "probs": probs}
