@@ -226,6 +226,12 @@ TopKOpt = typer.Option(5, "--top-k", "-k", min=1, help=TopKHelp)
 ResumeOpt = typer.Option(False, "--resume", help="Continue an interrupted run from what it had finished (its last epoch, "
                          "its written shards); a finished run has nothing left to do.")
 SeedOpt = typer.Option(0, "--seed", help="Seed of the split, the initial weights and the augmentations.")
+TrainThreadsOpt = typer.Option(None, "--threads", min=1, help="PyTorch threads per process (training and its "
+                               "evaluation); recorded in config.json [default: half the cores, at least 1: "
+                               "more stall when other jobs share the cores].")
+TimeBudgetOpt = typer.Option(None, "--time-budget", min=0.001, help="Stop training once this many seconds are "
+                             "spent (checked every step); config.json and the report say so [default: no limit, "
+                             "so the run does not depend on how busy the machine is].")
 ValSplitHelp = "Fraction held out to choose the best epoch when DATA has no validation split of its own (0 = none)."
 ValSplitOpt = typer.Option(0.2, "--val-split", help=ValSplitHelp)
 ModelOpt = typer.Option(None, "--model", "-m", help="Zoo name, timm/torchvision name, or a saved run folder "

@@ -21,6 +21,8 @@ from ._app import (
     ResumeOpt,
     SeedOpt,
     StartOpt,
+    TimeBudgetOpt,
+    TrainThreadsOpt,
     ValSplitHelp,
     WorkersOpt,
     app,
@@ -66,6 +68,8 @@ def train_cmd(
     val_split: float = typer.Option(0.1, "--val-split", help=ValSplitHelp),
     test_split: float = typer.Option(0.1, "--test-split", help="Images held out for the final report."),
     patience: int = typer.Option(8, "--patience", min=1, help="Early stopping patience in epochs."),
+    time_budget: Optional[float] = TimeBudgetOpt,
+    threads: Optional[int] = TrainThreadsOpt,
     resume: bool = ResumeOpt,
     seed: int = SeedOpt,
     workers: Optional[int] = WorkersOpt,
@@ -83,7 +87,7 @@ def train_cmd(
                    progress=show_progress(quiet), log=say,
                    backbone=backbone, decoder=decoder, dropout=dropout, epochs=epochs, batch_size=batch_size, lr=lr, beam=beam,
                    val_split=val_split, test_split=test_split, patience=patience, seed=seed, workers=workers,
-                   num_workers=processes, device=device)
+                   time_budget=time_budget, threads=threads, num_workers=processes, device=device)
     for where, reason in result.get("problems", []):
         fail(where, reason, "left out")
     if result.get("report"):

@@ -26,6 +26,7 @@ from ._app import (
     SeedOpt,
     StartOpt,
     TopKOpt,
+    TrainThreadsOpt,
     ValSplitOpt,
     WeightsOpt,
     WorkersOpt,
@@ -149,8 +150,11 @@ def train_cmd(
     val_split: float = ValSplitOpt,
     patience: Optional[int] = typer.Option(None, "--patience", min=1, help="Early stopping patience in epochs."),
     cv: Optional[int] = typer.Option(None, "--cv", min=2, help="K-fold cross-validation (runs in OUT/fold_i)."),
-    time_budget: float = typer.Option(240.0, "--time-budget",
-                                      help="auto: seconds for the run; backbones that would not fit are skipped."),
+    time_budget: Optional[float] = typer.Option(None, "--time-budget", min=0.001,
+                                                help="Seconds, only when given: auto skips the backbones that would "
+                                                     "not fit; the other strategies stop at the step that spends it "
+                                                     "(config.json and the report say so) [default: no limit]."),
+    threads: Optional[int] = TrainThreadsOpt,
     resume: bool = ResumeOpt,
     seed: int = SeedOpt,
     workers: Optional[int] = WorkersOpt,
@@ -167,7 +171,7 @@ def train_cmd(
     result = train(data, out, encoding=encoding, resume=resume, progress=show_progress(quiet), log=say, model=model,
                    strategy=strategy, epochs=epochs, head_epochs=head_epochs, freeze=freeze, lr=lr, batch_size=batch_size,
                    image_size=image_size, val_split=val_split, patience=patience, cv=cv, time_budget=time_budget,
-                   seed=seed, workers=workers, num_workers=processes, device=device)
+                   threads=threads, seed=seed, workers=workers, num_workers=processes, device=device)
     if result.get("report"):
         _print_report(result["report"])
     raise typer.Exit(results.trained(result))

@@ -19,6 +19,8 @@ from ._app import (
     ResumeOpt,
     SeedOpt,
     StartOpt,
+    TimeBudgetOpt,
+    TrainThreadsOpt,
     ValSplitOpt,
     WeightsOpt,
     WorkersOpt,
@@ -56,10 +58,11 @@ def train_cmd(
                                              "detector instead (e.g. fasterrcnn_resnet50_fpn_v2): its head is "
                                              "replaced for your classes."),
     weights: Optional[Path] = WeightsOpt,
-    epochs: int = typer.Option(30, "--epochs", min=1, help="At most this many epochs: training stops earlier when "
-                               "val mAP stops improving (--patience) or the time budget is spent."),
-    time_budget: float = typer.Option(900.0, "--time-budget", help="Seconds the training epochs may take; the "
-                                      "learning-rate schedule is fitted to what the budget allows."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="At most this many epochs: training stops "
+                                         "earlier when val mAP stops improving (--patience) [default: set by the "
+                                         "data: about 320 steps, 4-30 epochs]."),
+    time_budget: Optional[float] = TimeBudgetOpt,
+    threads: Optional[int] = TrainThreadsOpt,
     image_size: int = typer.Option(384, "--image-size", help="Short side of the network input (multiple of 32)."),
     freeze: int = typer.Option(3, "--freeze", min=0, help="Leading backbone stages kept frozen (stem = 1)."),
     batch_size: int = BatchOpt,
@@ -82,7 +85,7 @@ def train_cmd(
 
     result = train(data, out, val=val, annotations=annotations, val_annotations=val_annotations, resume=resume,
                    progress=show_progress(quiet), log=say, arch=arch, backbone=backbone, epochs=epochs,
-                   time_budget=time_budget, start_from=start_from, weights=str(weights) if weights else None,
+                   time_budget=time_budget, threads=threads, start_from=start_from, weights=str(weights) if weights else None,
                    image_size=image_size, freeze=freeze, batch_size=batch_size, lr=lr, val_split=val_split,
                    patience=patience, seed=seed, workers=workers, num_workers=processes, device=device)
     raise typer.Exit(results.trained(result))

@@ -18,6 +18,8 @@ from ._app import (
     ResumeOpt,
     SeedOpt,
     StartOpt,
+    TimeBudgetOpt,
+    TrainThreadsOpt,
     ValSplitOpt,
     WeightsOpt,
     WorkersOpt,
@@ -62,6 +64,8 @@ def train_cmd(
     lr: float = typer.Option(1e-3, "--lr"),
     val_split: float = ValSplitOpt,
     patience: int = typer.Option(10, "--patience", min=1, help="Early stopping patience in epochs."),
+    time_budget: Optional[float] = TimeBudgetOpt,
+    threads: Optional[int] = TrainThreadsOpt,
     resume: bool = ResumeOpt,
     seed: int = SeedOpt,
     workers: Optional[int] = WorkersOpt,
@@ -78,7 +82,7 @@ def train_cmd(
     result = train(data, out, classes=classes.split(",") if classes else None, resume=resume,
                    progress=show_progress(quiet), log=say, arch=arch, backbone=backbone, epochs=epochs,
                    crop_size=crop_size, batch_size=batch_size, lr=lr, val_split=val_split, patience=patience, seed=seed,
-                   workers=workers, num_workers=processes, device=device)
+                   time_budget=time_budget, threads=threads, workers=workers, num_workers=processes, device=device)
     if result.get("report"):
         console.print(f"val: {_scores(result['report'])}", highlight=False)
     raise typer.Exit(results.trained(result))

@@ -4,6 +4,7 @@ one-process batches (each image's random augmentation drawn from its own seed, w
 """
 from __future__ import annotations
 
+import math
 import random
 from typing import Any, Callable, Iterator
 
@@ -22,6 +23,12 @@ def _generator(seed: int, epoch: int) -> torch.Generator:
 def steps_per_epoch(n: int, batch_size: int) -> int:
     """Training batches per epoch: the last partial batch is dropped (when there is more than one batch)."""
     return max(1, n // batch_size if n > batch_size else 1)
+
+
+def epochs_for(n: int, batch_size: int, *, steps: int, least: int, most: int) -> int:
+    """A default schedule set by the data, not the clock: the whole epochs that make about `steps`
+    training steps over `n` examples, within [least, most]."""
+    return int(min(most, max(least, math.ceil(steps / steps_per_epoch(n, batch_size)))))
 
 
 def _rank_batches(n: int, batch_size: int, shuffle: bool, g: torch.Generator, rank: int, world: int) -> list[list[int]]:

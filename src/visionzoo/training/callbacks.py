@@ -125,6 +125,9 @@ class LogLine(Callback):
         parts += [f"{k} {logs[k]:.4f}" for k in self.keys if k in logs]
         parts += [f"val_{k} {logs[f'val_{k}']:.4f}" for k in self.keys if f"val_{k}" in logs]
         parts += [f"lr {logs['lr']:.2e}", f"{logs['seconds']:.1f}s"]
+        cut = getattr(getattr(trainer, "budget", None), "cut", None)
+        if cut and cut["epoch"] == epoch:
+            parts.append(f"stopped by the time budget after {cut['steps_done']}/{cut['steps']} steps")
         self.printer("  ".join(parts))
 
 

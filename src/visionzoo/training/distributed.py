@@ -97,6 +97,13 @@ def _cores_per_rank(local_world: int) -> int:
     return max(1, usable_cpus() // local_world)
 
 
+def cores_per_rank() -> int:
+    """This process's share of the machine's cores (all of them outside data parallelism)."""
+    if _RANK is None:
+        return usable_cpus()
+    return _cores_per_rank(int(os.environ.get("LOCAL_WORLD_SIZE", _RANK[1])))
+
+
 def rank_workers(workers: int | None) -> int | None:
     """Decoding processes per rank: by default the cores are shared out between the local ranks."""
     if workers is not None or _RANK is None:

@@ -112,18 +112,44 @@ class Fit:
     seconds: float = 0.0
     interrupted: bool = False
     stopped_by: str = "epochs"     # "epochs" | "plateau" (early stopping) | "time budget" | "interrupted"
+    epochs_planned: int = 0        # what the run would have done without a stop (its last epoch)
+    cut: dict[str, int] | None = None  # the time budget ended it inside an epoch: {epoch, steps_done, steps}
+
+    def summary(self) -> str:
+        """Why training ended, in words: for the log, config.json and the report."""
+        done = len(self.history)
+        text = f"stopped by {self.stopped_by} after {done} of {self.epochs_planned} planned epochs"
+        if self.cut:
+            text += f" (epoch {self.cut['epoch']} cut after {self.cut['steps_done']} of {self.cut['steps']} steps)"
+        return text + (f"; best epoch {self.best_epoch}" if self.best_epoch is not None else "")
 
 
 class Budget(cb.Callback):
-    """A time budget for the epochs: after each one, the phase is cut to the epochs that still fit (at the
-    last epoch's pace), and its learning-rate schedule ends there. Its plan travels in the checkpoint."""
+    """`--time-budget`, the user's explicit limit (off by default, so a run never depends on how busy
+    the machine is): checked after every training step, so one slow epoch cannot overrun it, and after
+    each epoch the phase is cut to the epochs that still fit at that pace, so the learning-rate
+    schedule still ends low. Its plan and the seconds used travel in the checkpoint."""
 
     def __init__(self, seconds: float | None):
         self.seconds, self.stop, self.used = seconds, None, 0.0
+        self.began = time.perf_counter()
+        self.cut: dict[str, int] | None = None   # where a step check ended the run: epoch, steps done, steps
+
+    def start_epoch(self) -> None:
+        self.began = time.perf_counter()
+
+    def spent(self) -> bool:
+        """Whether the budget is used up now (rank 0's clock decides, so every rank stops at the same step)."""
+        if self.seconds is None:
+            return False
+        return distributed.from_rank0(lambda: self.used + time.perf_counter() - self.began >= self.seconds)
 
     def on_epoch_end(self, trainer, epoch, logs):
         self.used += logs["seconds"]
         if self.seconds is None:
+            return
+        if self.cut is not None:
+            self.stop = epoch + 1
             return
         left = self.seconds - self.used
         fits = int(left // max(logs["seconds"], 1e-6))
@@ -131,15 +157,15 @@ class Budget(cb.Callback):
         if stop < (self.stop or trainer.phase_stop):
             self.stop = stop
             if stop <= epoch + 1:
-                trainer.log(f"time budget ({self.seconds:g} s) used up after epoch {epoch}")
+                trainer.log(f"time budget ({self.seconds:g} s) used up after epoch {epoch} of {trainer.total}")
             else:
                 trainer.log(f"time budget: {stop - epoch - 1} more epoch(s) fit in the {self.seconds:g} s budget")
 
     def state(self):
-        return {"stop": self.stop, "used": self.used}
+        return {"stop": self.stop, "used": self.used, "cut": self.cut}
 
     def restore(self, state):
-        self.stop, self.used = state.get("stop"), float(state.get("used", 0.0))
+        self.stop, self.used, self.cut = state.get("stop"), float(state.get("used", 0.0)), state.get("cut")
 
 
 class Trainer:
@@ -197,7 +223,7 @@ class Trainer:
             self.best.load_best(self.module)
         self.module.to(memory_format=torch.contiguous_format).eval()
         return Fit(self.history.rows, self.best.best_epoch, self.budget.used or time.perf_counter() - start_time,
-                   interrupted, self.stopped_by)
+                   interrupted, self.stopped_by, self.total, self.budget.cut)
 
     def _restore(self, checkpoint: dict[str, Any] | None) -> int:
         """Callback states from `checkpoint`; returns the first epoch still to train."""
@@ -234,6 +260,7 @@ class Trainer:
         for epoch in todo:
             seed_everything((self.seed * 100_003 + epoch) * world + rank)  # each rank its own dropout draws
             began = time.perf_counter()
+            self.budget.start_epoch()
             logs = self._train_epoch(net, epoch, steps)
             logs.update({f"val_{k}": v for k, v in self._validate().items()})
             logs["lr"] = self.optimizer.param_groups[0]["lr"]
@@ -243,7 +270,7 @@ class Trainer:
             if self.stop_training:
                 self.stopped_by = "plateau"
                 break
-            if self.budget.stop is not None and epoch + 1 >= self.budget.stop:
+            if self.budget.cut is not None or (self.budget.stop is not None and epoch + 1 >= self.budget.stop):
                 self.stopped_by = "time budget"
                 break
 
@@ -257,8 +284,13 @@ class Trainer:
         world = distributed.rank_and_world()[1]
         net.train()
         with self.hooks.train_mode(self.module), distributed.uneven(net):
-            for batch in tqdm(self.hooks.batches(epoch), total=steps, desc=f"epoch {epoch}/{self.total}",
-                              unit="batch", leave=False, disable=not self.progress):
+            for done, batch in enumerate(tqdm(self.hooks.batches(epoch), total=steps, desc=f"epoch {epoch}/{self.total}",
+                                              unit="batch", leave=False, disable=not self.progress), 1):
+                if done > 1 and self.budget.spent():  # before each step but the first: every epoch trains
+                    self.budget.cut = {"epoch": epoch, "steps_done": done - 1, "steps": steps}
+                    self.log(f"time budget ({self.budget.seconds:g} s) used up after {done - 1} of {steps} "
+                             f"steps of epoch {epoch}; stopping ({self.total} epochs were planned)")
+                    break
                 with self._autocast():
                     out = self.hooks.step(net, batch)
                 if out is None:

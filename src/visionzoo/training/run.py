@@ -15,9 +15,11 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
+import torch
 from torch import nn
 
 from ..atomic import write_json
+from ..cpus import default_threads
 from ..errors import UsageError
 from ..versions import package_versions
 from ..zoo.rundir import CONFIG_FILE, is_run_dir, read_config, save_run_model
@@ -26,7 +28,9 @@ from . import distributed
 from .engine import Fit, Phase, TaskHooks, Trainer
 
 ARGS_FILE = "train_args.json"
-RUNTIME = ("device", "workers", "num_workers")  # how a run computes, not what it learns: free to change on resume
+# How a run computes, not what it learns: free to change on resume. (Threads change float rounding
+# only: a run is repeatable for a given --threads, and its default depends on the cores, not the load.)
+RUNTIME = ("device", "workers", "num_workers", "threads")
 Log = Callable[[str], None]
 
 
@@ -47,10 +51,13 @@ class RunConfig:
     workers: int | None = None         # decoding processes [default: cpus.default_workers]
     num_workers: int = 1               # data-parallel ranks (processes), each on a slice of every batch
     device: str = "auto"
+    threads: int | None = None         # PyTorch intra-op threads per process [default: cpus.default_threads]
+    time_budget: float | None = None   # seconds the epochs may take, checked every step [default: no limit]
 
     def check(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
+        if (self.epochs is not None and self.epochs < 1) or self.batch_size < 1:
             raise UsageError("--epochs and --batch-size must be at least 1")
+        check_limits(self)
         if self.num_workers < 1:
             raise UsageError("--processes must be at least 1")
         if not 0 <= self.val_split < 1:
@@ -63,6 +70,14 @@ class RunConfig:
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in known})
+
+
+def check_limits(config: Any) -> None:
+    """The options every trainer shares that no task defaults: --threads and --time-budget."""
+    if config.threads is not None and config.threads < 1:
+        raise UsageError("--threads must be at least 1")
+    if config.time_budget is not None and config.time_budget <= 0:
+        raise UsageError("--time-budget must be positive (leave it out for no limit)")
 
 
 class Evaluated(NamedTuple):
@@ -83,7 +98,6 @@ class Recipe:
     why_not_parallel = ""
     sync_bn = True
     find_unused = False
-    time_budget: float | None = None   # seconds the epochs may take (the engine shortens the schedule to fit)
     module: nn.Module
     hooks: TaskHooks
     phases: list[Phase]
@@ -98,7 +112,8 @@ class Recipe:
         """Train and (on rank 0) finish the run; returns what `finish` returns (None on other ranks)."""
         trainer = Trainer(self.module, self.hooks, self.phases, run_dir=run_dir, patience=self.config.patience,
                           device=self.config.device, seed=self.config.seed, log=log, progress=progress,
-                          sync_bn=self.sync_bn, find_unused=self.find_unused, time_budget=self.time_budget)
+                          sync_bn=self.sync_bn, find_unused=self.find_unused,
+                          time_budget=self.config.time_budget)
         fit = trainer.fit(checkpoint)
         if not distributed.is_main():
             return None
@@ -165,11 +180,17 @@ def train_run(entry: Callable[..., Any], recipe: Recipe, out: str | os.PathLike,
                          f"the global batch, shared out between the processes")
     if not distributed.is_main():
         log, progress = quiet, False
-    recipe.setup(run_dir, log, progress)  # reads the data: a wrong dataset leaves no half-started run behind
-    if distributed.is_main() and not resume:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / ARGS_FILE, {"inputs": recipe.inputs, "config": config.to_dict()})
-    return recipe.run(run_dir, checkpoint, log, progress) or {"run_dir": str(run_dir)}
+    config.threads = config.threads or default_threads(distributed.cores_per_rank())
+    before = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        recipe.setup(run_dir, log, progress)  # reads the data: a wrong dataset leaves no half-started run behind
+        if distributed.is_main() and not resume:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_json(run_dir / ARGS_FILE, {"inputs": recipe.inputs, "config": config.to_dict()})
+        return recipe.run(run_dir, checkpoint, log, progress) or {"run_dir": str(run_dir)}
+    finally:
+        torch.set_num_threads(before)
 
 
 def finish_run(run_dir: Path, module: nn.Module, *, task: str, classes: list[str], image_size: int | None,
@@ -192,7 +213,8 @@ def finish_run(run_dir: Path, module: nn.Module, *, task: str, classes: list[str
         "image_size": image_size,
         "preprocessing": preprocessing,
         **(extra or {}),
-        "training": {**config.to_dict(), "seconds": round(fit.seconds, 1), "stopped_by": fit.stopped_by},
+        "training": {**config.to_dict(), "seconds": round(fit.seconds, 1), "stopped_by": fit.stopped_by,
+                     "epochs_planned": fit.epochs_planned, "epochs_done": len(history), "budget_cut": fit.cut},
         "dataset": dataset,
         "epochs_run": len(history),
         "best_epoch": fit.best_epoch,
@@ -208,9 +230,26 @@ def finish_run(run_dir: Path, module: nn.Module, *, task: str, classes: list[str
         saved["metrics"][split] = metrics
     saved.update(chosen)
     write_json(run_dir / CONFIG_FILE, saved)
+    if history:
+        _report_training(run_dir, fit)
     (run_dir / cb.BEST_FILE).unlink(missing_ok=True)
     if not fit.interrupted:
         for leftover in (cb.CHECKPOINT_FILE, ARGS_FILE):
             (run_dir / leftover).unlink(missing_ok=True)
-    log(f"saved run: {run_dir}" + (f" (training {fit.seconds:.0f} s)" if history else ""))
+    log(f"saved run: {run_dir}" + (f" (training {fit.seconds:.0f} s, {fit.summary()})" if history else ""))
     return {"run_dir": str(run_dir), "report": report, "config": saved}
+
+
+def _report_training(run_dir: Path, fit: Fit) -> None:
+    """Say in the run's report (report.json "training", report.md) why training ended and what an
+    unlimited run would have done, beside the figures it reached."""
+    training = {"stopped_by": fit.stopped_by, "epochs_planned": fit.epochs_planned,
+                "epochs_done": len(fit.history), "best_epoch": fit.best_epoch, "budget_cut": fit.cut,
+                "summary": fit.summary()}
+    report = run_dir / "report.json"
+    if report.is_file():
+        write_json(report, {**json.loads(report.read_text("utf-8")), "training": training})
+    markdown = run_dir / "report.md"
+    if markdown.is_file():
+        with markdown.open("a", encoding="utf-8") as f:
+            f.write(f"\n## Training\n\nTraining {fit.summary()}.\n")

@@ -2,8 +2,8 @@
 training images, then save one ordinary run folder.
 
 Why this recipe: on a CPU, fine-tuning a few hundred photos takes minutes per run (211 s for ~500
-photos, measured) and did not beat a linear head there, so it cannot be cross-validated within the
-time budget and is not a candidate. A linear head is cheap once the features exist, so every
+photos, measured) and did not beat a linear head there, so cross-validating it would multiply
+that by the folds, and it is not a candidate. A linear head is cheap once the features exist, so every
 candidate backbone is run once over the training images and their mirror images at its own input
 size, and a logistic-regression head (fitted on both views, scored on their mean: flip TTA) is
 cross-validated over a small grid of C on those features. The winner's head is folded
@@ -44,7 +44,7 @@ FALLBACK_C = 0.1                               # when a class has too few images
 EVAL_SLOWDOWN = 5.0
 FIXED_COST_S = 15.0
 NOT_TRIED = ("fine-tuning: one run costs minutes on a CPU (211 s for ~500 photos, measured) and did not beat a "
-             "linear head there, so it cannot be cross-validated within the time budget; "
+             "linear head there, so cross-validating it would cost that many minutes per fold; "
              "concatenated backbones: not a single-backbone run folder")
 Log = Callable[[str], None]
 
@@ -215,9 +215,10 @@ def _best(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def select(cfg: TrainConfig, pool: Split, n_eval: int, *, progress: bool,
            log: Log) -> tuple[Candidate, dict[str, Any], dict[str, Any], dict[str, str]]:
-    """Extract every candidate within the time budget and cross-validate its heads; `n_eval` images
-    are still to be evaluated at the end. Returns (winner, its best row, the summary, failures)."""
-    deadline = time.perf_counter() + cfg.time_budget
+    """Extract every candidate (within `--time-budget` when one is given) and cross-validate its heads;
+    `n_eval` images are still to be evaluated at the end. Returns (winner, its best row, the summary,
+    failures). Without a budget the choice depends on the images and the seed alone."""
+    deadline = None if cfg.time_budget is None else time.perf_counter() + cfg.time_budget
     names = candidate_models(cfg.model)
     target = dict(zip(pool.paths, pool.targets))
     counts = np.bincount(pool.targets, minlength=max(pool.targets) + 1)
@@ -234,7 +235,7 @@ def select(cfg: TrainConfig, pool: Split, n_eval: int, *, progress: bool,
             return FIXED_COST_S + 2.0 * (left - 1) + n_eval * EVAL_SLOWDOWN / rate
 
         cand = None
-        if extracted:  # the first backbone always runs; a later one only if it should fit
+        if extracted and deadline is not None:  # the first backbone always runs; a later one only if it should fit
             prev = list(extracted.values())[-1]
             size = cfg.image_size or resolve(name).preprocessing.image_size
             rate = len(prev.paths) / prev.seconds * (prev.image_size / size) ** 2  # cost grows with pixels

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import UsageError
-from ...training.run import RunConfig
+from ...training.run import RunConfig, check_limits
 from ...zoo import DEFAULT_MODEL
 
 AUTO = "auto"
@@ -41,7 +41,8 @@ class TrainConfig(RunConfig):
     augment: str | None = None         # "light" | "strong" [default: strong for scratch, light otherwise]
     label_smoothing: float = 0.1
     cv: int | None = None
-    time_budget: float = 240.0         # auto: seconds for the run; backbones that would not fit are skipped
+    time_budget: float | None = None   # seconds, only when given: auto skips backbones that would not fit,
+                                       # the other strategies stop at the training step that spends it
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -53,8 +54,7 @@ class TrainConfig(RunConfig):
         if self.strategy == AUTO and self.cv:
             raise UsageError("--strategy auto already cross-validates on the training images; --cv evaluates "
                              "a fixed recipe (--strategy linear, finetune or scratch)")
-        if self.time_budget <= 0:
-            raise UsageError("--time-budget must be positive")
+        check_limits(self)
         for key, value in DEFAULTS[self.strategy].items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
