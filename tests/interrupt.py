@@ -30,8 +30,10 @@ def start_held(args: list[str], hold: str, log: Path, **popen) -> subprocess.Pop
     """Start `visionzoo ARGS` in its own process group with VISIONZOO_HOLD_AT=HOLD; return once it
     holds there (its log says so). Fails with the log if it ends first."""
     out = log.open("w")
+    # xdist's workers ignore SIGINT and children inherit that: restore it, so Ctrl-C means what it does for a user
     proc = subprocess.Popen([sys.executable, "-m", "visionzoo", *map(str, args)], env={**ENV, "VISIONZOO_HOLD_AT": hold},
-                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **popen)
+                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **popen)
     deadline = time.monotonic() + GUARD_S
     while "held at" not in log.read_text():
         if proc.poll() is not None or time.monotonic() > deadline:
