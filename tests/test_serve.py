@@ -41,10 +41,12 @@ class StandInDetector:
 
     def __init__(self):
         self.batch_sizes: list[int] = []
+        self.running = threading.Event()
+        self.running.set()
 
     def __call__(self, images):
         self.batch_sizes.append(len(images))
-        time.sleep(0.05)  # a model's forward pass: lets concurrent requests pile up into one batch
+        self.running.wait()  # a forward pass the test can hold while other requests queue behind it
         out = []
         for img in images:
             w, h = img.size
@@ -169,12 +171,28 @@ def test_task_endpoint_and_batching_across_clients(client, server, photo_dir):
     assert (body["width"], body["height"]) == (w, h) and body["model"] == "stand-in-detector"
     assert body["detections"][0]["box"] == [w / 4, h / 4, 3 * w / 4, 3 * h / 4]  # the image's own pixels
     assert body["mask"].startswith("data:image/png;base64,")                       # arrays travel as PNG
-    detector.batch_sizes.clear()
     photos = sorted(photo_dir.glob("*.jpg"))
-    with ThreadPoolExecutor(8) as pool:  # 8 clients at once, one image each
-        codes = list(pool.map(lambda i: client.post("/v1/detect", **upload(photos[i % 5])).status_code, range(16)))
-    assert codes == [200] * 16
-    assert sum(detector.batch_sizes) == 16 and max(detector.batch_sizes) > 1  # requests shared forward passes
+
+    def queued() -> int:  # images in the held forward pass or waiting behind it
+        models = client.get("/v1/models").json()["models"]
+        return sum(detector.batch_sizes) + next(m["waiting"] for m in models if m["name"] == detector.name)
+
+    detector.batch_sizes.clear()
+    detector.running.clear()
+    try:
+        with ThreadPoolExecutor(8) as pool:  # 8 clients at once, one image each
+            sent = [pool.submit(lambda i=i: client.post("/v1/detect", **upload(photos[i % 5])).status_code)
+                    for i in range(8)]
+            for _ in range(60_000):  # the first forward pass is held until every image is in it or queued: certain
+                if queued() == 8:
+                    break
+                time.sleep(0.01)
+            detector.running.set()
+            codes = [f.result() for f in sent]
+    finally:
+        detector.running.set()
+    assert codes == [200] * 8
+    assert sum(detector.batch_sizes) == 8 and len(detector.batch_sizes) <= 2  # requests shared forward passes
     assert client.post("/v1/caption", **upload(photos[0])).status_code == 404  # no caption model loaded
 
 

@@ -41,6 +41,11 @@ class MicroBatcher:
         for t in self._threads:
             t.start()
 
+    @property
+    def waiting(self) -> int:
+        """Images queued for a forward pass that has not started yet."""
+        return self._queue.qsize()
+
     def submit(self, item: Any) -> Future:
         if self._queue.qsize() >= self.max_queue:
             raise Overloaded(f"{self.max_queue} images are already waiting; retry in a moment")

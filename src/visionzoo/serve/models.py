@@ -176,7 +176,8 @@ class ServedClassifier:
                 "arch": self.spec.full_arch, "num_classes": len(self.labels), "classes": self.labels,
                 "preprocessing": self.spec.to_dict()["preprocessing"], "weights_sha256": self.digest,
                 "backend": self.backend, "precision": self.precision, "embedding": self.embedding,
-                "batches": self.classify_batcher.batches, "images": self.classify_batcher.items}
+                "batches": self.classify_batcher.batches, "images": self.classify_batcher.items,
+                "waiting": self.classify_batcher.waiting}
 
     def close(self) -> None:
         self.classify_batcher.close()
@@ -217,7 +218,8 @@ class ServedPredictor:
         classes = getattr(self.predictor, "classes", None) or getattr(self.predictor, "labels", None)
         return {"name": self.name, "task": getattr(self.predictor, "task", self.task),
                 "endpoints": [f"/v1/{self.task}"], "classes": list(classes) if classes is not None else None,
-                "batches": self.batcher.batches, "images": self.batcher.items}
+                "batches": self.batcher.batches, "images": self.batcher.items,
+                "waiting": self.batcher.waiting}
 
     def close(self) -> None:
         self.batcher.close()
