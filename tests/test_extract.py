@@ -16,6 +16,7 @@ from interrupt import kill_group, start_held
 from PIL import Image
 
 import visionzoo
+from visionzoo.atomic import temporary_name
 from visionzoo.errors import UsageError
 from visionzoo.tasks.embed import embed_images, embed_like, layer_names, list_layers, pool_features
 
@@ -145,6 +146,12 @@ def test_resume_after_sigkill_matches_a_clean_run(tmp_path):
     written = len(list(out.glob("part-*.parquet")))
     assert written == 3, written
     assert not (out / "_failures.parquet").exists()
+    # What a kill in the middle of a shard leaves: a hidden half shard of the dead writer (swept on resume),
+    # beside one of a writer still running (kept).
+    dead, live = (out / temporary_name("part-00003.parquet"), out / temporary_name("part-00004.parquet"))
+    dead = dead.with_name(dead.name.replace(f".{os.getpid()}.", f".{proc.pid}."))
+    dead.write_bytes(b"PAR1 half")
+    live.write_bytes(b"PAR1 half")
     resumed = subprocess.run(cmd + ["--resume"], env=ENV, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert f"{160 - 16 * written} computed now" in resumed.stderr  # nothing finished is recomputed
@@ -152,8 +159,8 @@ def test_resume_after_sigkill_matches_a_clean_run(tmp_path):
     ref_paths, ref = visionzoo.load_features(clean.outputs[0])
     assert paths == ref_paths == sorted(files) and len(set(paths)) == 160
     np.testing.assert_allclose(matrix, ref, rtol=1e-5, atol=1e-6)
-    assert sorted(p.name for p in out.iterdir()) == ["_failures.parquet", "_manifest.json"] + [
-        f"part-{k:05d}.parquet" for k in range(10)]
+    assert sorted(p.name for p in out.iterdir()) == sorted(["_failures.parquet", "_manifest.json", live.name] + [
+        f"part-{k:05d}.parquet" for k in range(10)])
 
 
 def _peak_rss_mb(folder, out, tiny_run) -> float:

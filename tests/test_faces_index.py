@@ -262,6 +262,20 @@ def test_find_every_photo_of_each_gallery_person(library, indexed, tmp_path, mon
     both = _run("find", str(gal), str(lib), "--index", str(indexed))
     assert both.returncode == 2  # QUERIES or --index
 
+    def full_disk(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    from typer.testing import CliRunner
+
+    from visionzoo.cli import app
+    from visionzoo.tasks.faces import sheets as sheets_module
+
+    monkeypatch.setattr(sheets_module, "contact_sheet", full_disk)  # the pictures fail, after the results
+    failed = CliRunner().invoke(app, ["faces", "find", str(gal), "--index", str(indexed), "--out",
+                                      str(tmp_path / "kept.json"), "--quiet"])
+    assert failed.exit_code != 0 and "No space left" in f"{failed.exception} {failed.output}"
+    assert json.loads((tmp_path / "kept.json").read_text()) == rows  # no result lost to a picture
+
 
 def test_cluster_groups_people_and_a_named_group_becomes_a_gallery_person(library, indexed, tmp_path, monkeypatch):
     from visionzoo.tasks.faces.faceindex import load_index

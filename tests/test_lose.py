@@ -248,6 +248,21 @@ def test_an_index_being_rewritten_is_not_marked_complete(place, tmp_path, monkey
     assert not (tmp_path / "idx" / index_module.META_FILE).exists()
 
 
+def test_a_killed_writers_half_files_are_swept_and_no_one_elses(tmp_path):
+    from visionzoo.atomic import sweep_temporaries, temporary_name
+
+    gone = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True).stdout)          # a writer that is no more
+    live = tmp_path / temporary_name("part-00001.parquet")                       # this process: still writing
+    dead = tmp_path / temporary_name("part-00002.parquet").replace(f".{os.getpid()}.", f".{gone}.")
+    elsewhere = tmp_path / f".part-00003.parquet.other-host.{gone}.0123abcd.tmp"  # another host's writer
+    users = [tmp_path / ".notes.tmp", tmp_path / "part-00000.parquet"]     # not a writer's temporary
+    for path in [live, dead, elsewhere, *users]:
+        path.write_bytes(b"x")
+    assert sweep_temporaries(tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in [live, elsewhere, *users])
+
+
 # --------------------------------------------------------------------------- slow: signals in the middle
 def hidden_rows(out: Path) -> int:
     try:

@@ -7,15 +7,48 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"
+_TEMPORARY = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+
+
 def temporary_name(name: str) -> str:
     """Hidden (readers and resume skip it), per writer: concurrent writers, even on two hosts, never collide."""
-    return f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    return f".{name}.{_HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+
+
+def sweep_temporaries(folder: str | os.PathLike) -> int:
+    """Delete the temporaries that writers killed mid-write (`kill -9`, a power cut) left in a local folder:
+    those written on this host by a process that no longer runs. A live writer's file, or another host's,
+    is never touched. Returns how many went."""
+    swept = 0
+    for entry in os.scandir(folder) if os.path.isdir(folder) else ():
+        m = _TEMPORARY.match(entry.name)
+        if not m or m["host"] != _HOST or _running(int(m["pid"])):
+            continue
+        try:
+            os.unlink(entry.path)
+            swept += 1
+        except FileNotFoundError:
+            pass
+    return swept
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _fsync(path: str | os.PathLike) -> None:

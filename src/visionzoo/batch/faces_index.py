@@ -30,6 +30,7 @@ from ..errors import UsageError
 from ..ordered import ordered_map
 from ..store import Layout, finalize, layout_for, write_shard
 from ..store.manifest import read_json
+from ..store.shards import sweep_killed_writes
 from ..tasks.faces.faceindex import KIND, photos_by_shard, shard_rows
 from ..tasks.faces.detectors import MIN_SCORE
 from ..tasks.faces.indexing import DETECT_SIZE, index_photos, settings
@@ -88,6 +89,7 @@ def _plan(layout: Layout, files: list[str], resume: bool, partition_size: int, d
         raise UsageError(f"{layout.out} was made with other {', '.join(changed)}; index these photos into "
                          f"another --out")
     manifest["created"] = previous.get("created", manifest["created"])
+    sweep_killed_writes(layout.shards)
     shards = photos_by_shard(layout.shards)
     if previous.get("status") == "running":
         run = previous["run"]

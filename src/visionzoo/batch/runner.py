@@ -20,6 +20,7 @@ from ..data.inputs import absolute, common_root, expand_inputs
 from ..data.video import Sampling
 from ..errors import UsageError
 from ..store import Location, finalize, finished_shards, layout_for
+from ..store.shards import sweep_killed_writes
 from ..store.manifest import read_json
 from ..versions import package_versions
 from ..zoo.spec import DEFAULT_LAYER
@@ -93,6 +94,7 @@ def _prepare(name: str | None, out: Location, files: list[str], cfg: ExtractConf
             raise UsageError(f"cannot resume {layout.out}: it was made with other {', '.join(changed)} "
                              f"(resume needs the same inputs and settings); choose another --out")
         manifest["created"] = previous.get("created", manifest["created"])
+    sweep_killed_writes(layout.shards)
     done = set(range(n_partitions(len(files), cfg.partition_size))) if layout.complete() else finished_shards(layout.shards)
     return Job(layout, fm.runner, fm.preprocessing, manifest, done, parallel=fm.parallel)
 

@@ -164,10 +164,11 @@ def find_cmd(gallery: Path = typer.Argument(..., help="Folder of person subfolde
 
 def _find_in_index(gallery: Path, index: Path, out: Optional[Path], max_distance: float, detector: str,
                    draw: Optional[Path]) -> None:
-    from ..tasks.faces.people import find_people
+    from ..tasks.faces.people import match_people
 
     sheets = draw if draw is not None else (out.with_name(out.stem + "_sheets") if out is not None else None)
-    rows = find_people(gallery, index, max_distance, detector=detector, sheets=sheets)
+    found = match_people(gallery, index, max_distance, detector=detector, chips=sheets is not None)
+    rows = found.rows
     if out is None:
         console.print_json(data=rows)
     else:
@@ -177,7 +178,8 @@ def _find_in_index(gallery: Path, index: Path, out: Optional[Path], max_distance
         people.setdefault(r["person"], set()).add(r["path"])
     for name, photos in sorted(people.items()):
         err_console.print(f"{name}: {len(photos)} photo(s)", highlight=False, markup=False)
-    if sheets is not None:
+    if sheets is not None:  # after the results: a sheet that cannot be drawn costs none of them
+        found.draw(sheets)
         wrote(f"{sheets}/PERSON.jpg (a contact sheet per gallery person)")
 
 

@@ -13,6 +13,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ..atomic import sweep_temporaries
 from ..holds import hold_point
 
 from .location import Location
@@ -30,6 +31,14 @@ def shard_path(folder: str | os.PathLike | Location, index: int) -> Location:
 def finished_shards(folder: str | os.PathLike | Location) -> set[int]:
     """The partitions whose shard exists (one listing, also on an object store)."""
     return {int(m.group(1)) for m in map(_SHARD_RE.match, Location.of(folder).listdir()) if m}
+
+
+def sweep_killed_writes(folder: str | os.PathLike | Location) -> None:
+    """Before a run resumes into `folder`: delete the half-written shards of a run that was killed there
+    (they are hidden and never read, but take disk). Local folders only: an object store keeps none."""
+    folder = Location.of(folder)
+    if folder.local:
+        sweep_temporaries(folder.path)
 
 
 def string_array(values: list[str]):
