@@ -135,12 +135,13 @@ def test_report_pictures_and_the_cleaned_split(planted):
 
 def test_resume_reuses_the_features_and_a_second_run_needs_it(planted, tmp_path):
     root, _ = planted
+    out = shutil.copytree(root / "out", tmp_path / "out")  # the module's audit stays as the other tests read it
     runner = CliRunner()
-    again = runner.invoke(app, ["audit", str(root / "data"), "--out", str(root / "out")])
+    again = runner.invoke(app, ["audit", str(root / "data"), "--out", str(out)])
     assert again.exit_code == 2 and "--resume" in again.output
-    res = runner.invoke(app, ["audit", str(root / "data"), "--out", str(root / "out"), "--resume", "--quiet"])
+    res = runner.invoke(app, ["audit", str(root / "data"), "--out", str(out), "--resume", "--quiet"])
     assert res.exit_code == 1, res.output
-    report = json.loads((root / "out" / "report.json").read_text())
+    report = json.loads((out / "report.json").read_text())
     assert report["features"]["computed"] == 0 and report["features"]["images"] == 84
 
 
