@@ -108,7 +108,8 @@ def probe_accuracy(features: np.ndarray, y: np.ndarray) -> float:
 
 
 def extract_seconds(folder: str, out: str, model: str, precision: str) -> float:
-    """Wall seconds of one whole `visionzoo extract` process."""
+    """Wall seconds of one whole `visionzoo extract` process (a fresh output file each time)."""
+    shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "visionzoo", "extract", folder, "--out", out, "-m", model, "--quiet",
            "--precision", precision]
     start = time.perf_counter()
@@ -154,7 +155,8 @@ def measure(name: str, folder: str, paths: list[str], lfw, y, tmp: Path, method:
     srt = np.sort(probs / probs.sum(1, keepdims=True), 1)
     clear = srt[:, -1] - srt[:, -2] >= 0.05  # fp32's first label at least 5 points ahead of its second
     row = {"model": name, "method": method, "top1": float(top1.mean()), "top1_sure": float(top1[sure].mean()),
-           "sure": int(sure.sum()), "top1_clear": float(top1[clear].mean()), "clear": int(clear.sum()), "top5": float(top5), "cos_min": float(cos.min()), "cos_med": float(np.median(cos)),
+           "sure": int(sure.sum()), "top1_clear": float(top1[clear].mean()), "clear": int(clear.sum()),
+           "top5": float(top5), "cos_min": float(cos.min()), "cos_med": float(np.median(cos)),
            "recall10": float(recall), "probe32": probe_accuracy(run_all(fp32["pre_logits"], lfw_x), y),
            "probe8": probe_accuracy(run_all(int8["pre_logits"], lfw_x), y), "made_s": made}
     if speed:

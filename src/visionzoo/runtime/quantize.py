@@ -8,9 +8,15 @@ quantizer cannot tell that arithmetic from the image path and wrapped it in Quan
 DequantizeLinear too, so the pad amounts were rounded to an 8-bit grid: the five downsampling
 stages padded by the wrong number of pixels and the last feature map came out 6x6 instead of
 7x7. Per-channel weights, percentile ranges and fp32 first/last layers cannot repair a model
-whose geometry changed. Excluding the shape arithmetic (`shape_nodes`) from quantization is the
-fix; the rest of the recipe (per-channel int8 weights, uint8 activations, QDQ, the range method)
-then moves top-1 agreement by a point or two (docs/benchmarks.md has the comparison).
+whose geometry changed. Folding that arithmetic away before
+quantizing (`prepare_graph`; `shape_nodes` keeps it fp32 where it cannot fold) is the fix.
+
+Why the second recipe still disagreed on 17 % of the labels and was hardly faster (issue 31,
+docs/benchmarks.md): int8 rounding noise enters every layer and is carried by all later ones, most
+from the early high-resolution blocks, whatever the range method; those blocks now stay fp32
+(`early_nodes`). And the five run-time Pads ran in fp32 between int8 layers, so 55 % of the int8
+forward time went to dequantizing, transposing and requantizing around them; folded into the
+convolutions, they cost nothing.
 
 The quantized file is cached beside the fp32 exports, keyed by the fp32 file (itself keyed by the
 model, weights and layer), the calibration set's digest and this recipe, so a repeat run starts at
@@ -126,10 +132,10 @@ def early_nodes(model) -> list[str]:
     Why (benchmarks/int8_bench.py, lite0): the error of an int8 layer is carried and amplified by
     every layer after it, and the early, high-resolution, few-channel blocks lose the most
     (`qdq_loss_debug`: signal-to-noise falls from 30 to 19 dB across them, against about 1 dB per block
-    after). Keeping blocks 0 and 1 in fp32 (8 % of lite0's multiply-adds) took top-1 agreement from
-    0.83 to 0.91 and recall@10 from 0.88 to 0.91; block 2 as well only added two points more at twice
-    the cost. The first convolution stays int8 (its output is quantized either way). `model` must have
-    static shapes (inferred here)."""
+    after). Keeping blocks 0 and 1 in fp32 (16 % of lite0's multiply-adds) took top-1 agreement from
+    0.83 to 0.91 and recall@10 from 0.88 to 0.91; block 2 as well added two points more for another
+    quarter of int8's time. The first convolution stays int8 (its output is quantized either way);
+    the fp32 part ends at the last residual Add at that size. `model` must have static shapes."""
     import onnx
 
     model = onnx.shape_inference.infer_shapes(model)
