@@ -8,8 +8,8 @@ quantizer cannot tell that arithmetic from the image path and wrapped it in Quan
 DequantizeLinear too, so the pad amounts were rounded to an 8-bit grid: the five downsampling
 stages padded by the wrong number of pixels and the last feature map came out 6x6 instead of
 7x7. Per-channel weights, percentile ranges and fp32 first/last layers cannot repair a model
-whose geometry changed. Folding that arithmetic away before
-quantizing (`prepare_graph`; `shape_nodes` keeps it fp32 where it cannot fold) is the fix.
+whose geometry changed. Folding that arithmetic away before quantizing (`prepare_graph`;
+`shape_nodes` keeps it fp32 where it cannot fold) is the fix.
 
 Why the second recipe still disagreed on 17 % of the labels and was hardly faster (issue 31,
 docs/benchmarks.md): int8 rounding noise enters every layer and is carried by all later ones, most
@@ -207,7 +207,7 @@ def quantize_int8(src: str | os.PathLike, out: str | os.PathLike, batches: Itera
     ort.set_default_logger_severity(3)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            early = prepare_graph(Path(src), prepared, np.concatenate(images[:2]))
+            early = prepare_graph(Path(src), prepared, np.concatenate((images * 2)[:2]))
             graph = onnx.load(str(prepared))
             heads = [n.name for n in graph.graph.node if n.op_type in HEAD_OPS][-1:]
             excluded = (shape_nodes(graph) + early + heads
