@@ -70,20 +70,50 @@ def test_int8_keeps_the_labels_and_features_of_fp32(lite0, inputs, int8_runners)
     assert feats8(x).dtype == np.float32 and feats8(x).shape == feats32.shape
 
 
-def test_shape_arithmetic_is_left_in_fp32(int8_runners):
-    """The cause of the old recipe's 0.48 top-1: "same" padding amounts computed from the input shape
-    were quantized with the pixels, so the downsampling stages padded wrongly (a 6x6 last map)."""
+def test_the_int8_graph_has_its_padding_folded_and_a_free_batch(lite0, inputs, int8_runners):
+    """The cause of the first recipe's 0.48 top-1 was "same" padding computed from the input shape at
+    run time and quantized with the pixels; now the padding is folded into the convolutions before
+    quantizing (no Shape, Pad or fp32 island left), and the batch stays free."""
     import onnx
 
     from visionzoo.runtime.quantize import shape_nodes
 
+    fp32 = onnx.load(str(feature_runner(lite0, backend="onnx", device="cpu")[0].path))
+    assert {"Shape", "Pad"} <= {n.op_type for n in fp32.graph.node}  # the export pads at run time
+    arithmetic = set(shape_nodes(fp32))  # the fallback for graphs whose size is not fixed
+    assert arithmetic and not any(n.op_type in ("Conv", "Pad") and n.name in arithmetic for n in fp32.graph.node)
+
     model = onnx.load(str(int8_runners[1].path))
-    shape = set(shape_nodes(model))
-    assert any(n.op_type == "Pad" for n in model.graph.node) and shape
-    fed_by = {o: n for n in model.graph.node for o in n.output}
-    for node in model.graph.node:
-        if node.op_type == "QuantizeLinear":
-            assert fed_by.get(node.input[0]) is None or fed_by[node.input[0]].name not in shape, node.name
+    ops = {n.op_type for n in model.graph.node}
+    assert not ops & {"Shape", "Pad", "Ceil"} and "QuantizeLinear" in ops, ops
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param
+    _, x = inputs
+    assert int8_runners[1](x[:1]).shape == (1, 1280) and int8_runners[1](x[:3]).shape == (3, 1280)
+
+
+def test_calibration_batches_of_any_size_and_the_recipe_in_the_cache_keys(tmp_path, monkeypatch):
+    """A last calibration batch smaller than the others (a folder of 35 photos) used to fail in ONNX
+    Runtime's histogram calibrator; a changed recipe must not find the old quantized file."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from visionzoo.runtime import compiled, quantize
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["images", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+         helper.make_node("Relu", ["c"], ["features"], name="relu")], "tiny",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 4, 8, 8])], [weight])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "tiny.onnx")
+    batches = [rng.normal(size=(n, 3, 8, 8)).astype(np.float32) for n in (8, 3)]
+    out = quantize.quantize_int8(tmp_path / "tiny.onnx", tmp_path / "tiny8.onnx", batches)
+    assert "QuantizeLinear" in {n.op_type for n in onnx.load(str(out)).graph.node}
+
+    key = compiled.request_key("efficientnet_lite0", "pre_logits", None, False, calibration="abc")
+    monkeypatch.setattr(compiled, "RECIPE", quantize.RECIPE + 1)
+    assert compiled.request_key("efficientnet_lite0", "pre_logits", None, False, calibration="abc") != key
 
 
 def test_extract_records_precision_and_calibration(photo_dir, calib_dir, int8_runners, tmp_path):

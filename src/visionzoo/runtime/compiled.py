@@ -19,6 +19,7 @@ from typing import Any
 
 from ..atomic import write_json
 from .onnx_session import onnx_cache_dir
+from .quantize import RECIPE
 
 _VERSIONED = ("visionzoo", "torch", "torchvision", "timm")
 
@@ -44,14 +45,15 @@ def _version(package: str) -> str:
 def request_key(model: str, layer: str, pool: str | None, normalize: bool, calibration: str | None = None) -> str:
     """The request as the user made it (a run folder by its real path), with the versions of the
     libraries that define the model and its export; `calibration`: the digest of an int8 request's
-    calibration set (None: fp32)."""
+    calibration set (None: fp32). An int8 request also names the quantization recipe, so a changed
+    recipe misses the index instead of reusing the file the old one made."""
     if os.path.isdir(model):
         model = os.path.realpath(model)
     request = {"model": model.strip(), "layer": layer, "pool": pool, "normalize": normalize,
                "versions": {p: _version(p) for p in _VERSIONED}}
     if calibration is not None:
-        request.update(precision="int8", calibration=calibration, versions={**request["versions"],
-                                                                              "onnxruntime": _version("onnxruntime")})
+        request.update(precision="int8", calibration=calibration, recipe=RECIPE,
+                       versions={**request["versions"], "onnxruntime": _version("onnxruntime")})
     return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()[:24]
 
 
