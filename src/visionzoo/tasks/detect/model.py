@@ -26,20 +26,23 @@ BACKGROUND = "__background__"
 
 @dataclass
 class DetectorConfig:
-    """Everything needed to rebuild a trained detector's network (weights aside)."""
+    """Everything needed to rebuild a trained detector's network (weights aside). The defaults are sized for
+    a CPU (docs/benchmarks.md, Detect); `LEGACY` holds what a run saved before a field existed was built with."""
 
     arch: str = "fasterrcnn"
     backbone: str = DEFAULT_BACKBONE            # the zoo name the backbone weights came from
     backbone_arch: str = "tf_efficientnet_lite0"
     num_classes: int = 1                        # object classes, background excluded
     image_size: int = 384                       # short side fed to the network (square side for ssdlite)
-    max_size: int = 640                         # cap on the long side
+    max_size: int = 384                         # cap on the long side: 384 fits a photo in 384 x 384, as YOLO does
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    fpn_channels: int = 128
+    fpn_channels: int = 64
     min_stride: int = 8                         # finest backbone level used (8: strides 8-32)
-    box_head: int = 1024                        # Faster/Mask R-CNN: width of the two-layer box head
+    box_head: int = 256                         # Faster/Mask R-CNN: width of the two-layer box head
     train_rois: int = 128                       # Faster/Mask R-CNN: sampled RoIs per image in training
+    proposals: int = 100                        # Faster/Mask R-CNN: RPN proposals per image at test time (the
+                                                # run's own number is chosen on its validation images)
     source: str | None = None                   # a torchvision COCO detector this one was fine-tuned from
 
     def to_dict(self) -> dict[str, Any]:
@@ -49,11 +52,16 @@ class DetectorConfig:
     def from_dict(cls, d: dict[str, Any]) -> "DetectorConfig":
         known = {f.name for f in fields(cls)}
         d = {("image_size" if k == "img_size" else k): v for k, v in d.items()}  # runs saved before the rename
-        d = {k: v for k, v in d.items() if k in known}
+        d = {**LEGACY, **{k: v for k, v in d.items() if k in known}}
         for key in ("mean", "std"):
             if key in d:
                 d[key] = tuple(d[key])
         return cls(**d)
+
+
+# What runs saved before a field existed, or before its default changed, were built with: a config.json
+# without the key gets this value, never today's default.
+LEGACY: dict[str, Any] = {"max_size": 640, "fpn_channels": 128, "box_head": 1024, "proposals": 500}
 
 
 class ZooFeatures(nn.Module):
@@ -201,7 +209,7 @@ def build_detector(cfg: DetectorConfig, *, pretrained_backbone: bool = True) -> 
         return _torchvision_detector(cfg)
     from torchvision.models.detection import FCOS, FasterRCNN, MaskRCNN, RetinaNet
     from torchvision.models.detection.anchor_utils import AnchorGenerator, DefaultBoxGenerator
-    from torchvision.models.detection.faster_rcnn import TwoMLPHead
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
     from torchvision.models.detection.fcos import FCOSHead
     from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
     from torchvision.models.detection.retinanet import RetinaNetHead
@@ -236,17 +244,16 @@ def build_detector(cfg: DetectorConfig, *, pretrained_backbone: bool = True) -> 
                 rpn_anchor_generator=anchors,
                 box_roi_pool=MultiScaleRoIAlign(names, 7, 2),
                 box_head=TwoMLPHead(ch * 49, cfg.box_head),
+                box_predictor=FastRCNNPredictor(cfg.box_head, n),
                 box_batch_size_per_image=cfg.train_rois,
                 rpn_pre_nms_top_n_train=1000, rpn_post_nms_top_n_train=1000,
-                rpn_pre_nms_top_n_test=500, rpn_post_nms_top_n_test=500,
+                rpn_pre_nms_top_n_test=cfg.proposals, rpn_post_nms_top_n_test=cfg.proposals,
                 box_score_thresh=0.001,
             )
             if cfg.arch == "fasterrcnn":
-                model = FasterRCNN(features, n, **kwargs, **common)
+                model = FasterRCNN(features, None, **kwargs, **common)
             else:
-                from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
-
-                model = MaskRCNN(features, None, box_predictor=FastRCNNPredictor(cfg.box_head, n), mask_roi_pool=MultiScaleRoIAlign(names, 14, 2),
+                model = MaskRCNN(features, None, mask_roi_pool=MultiScaleRoIAlign(names, 14, 2),
                                  mask_head=MaskRCNNHeads(ch, (ch, ch), 1), mask_predictor=MaskRCNNPredictor(ch, ch, n),
                                  **kwargs, **common)
         else:
@@ -333,6 +340,13 @@ def load_detector(run_or_name: str | os.PathLike, weights: str | os.PathLike | N
 
 
 MODEL_NMS = 0.5    # the model's own class-aware NMS; the operating point's (operating.py) may suppress more
+
+
+def set_proposals(module: torch.nn.Module, n: int) -> None:
+    """Test-time RPN proposals per image (per level before NMS, in all after it) of a two-stage detector."""
+    rpn = getattr(module, "rpn", None)
+    if rpn is not None:
+        rpn._pre_nms_top_n["testing"] = rpn._post_nms_top_n["testing"] = int(n)
 
 
 def set_thresholds(module: torch.nn.Module, conf: float, iou: float) -> None:

@@ -136,28 +136,31 @@ class Predictor:
                     out[i] = self._to_dict(r, originals[i].size, small[i].size)
         return out
 
-    def _to_dict(self, r: dict[str, torch.Tensor], size: tuple[int, int], net_size: tuple[int, int]) -> dict[str, Any]:
+    def _to_dict(self, r: dict[str, Any], size: tuple[int, int], net_size: tuple[int, int]) -> dict[str, Any]:
+        """The operating point applied on arrays, then one dict per kept box, in the image's pixels."""
         w, h = size
         sx, sy = w / net_size[0], h / net_size[1]
-        boxes = (r["boxes"].float().cpu() * torch.tensor([sx, sy, sx, sy])).numpy()
-        boxes = np.clip(boxes, 0, [w, h, w, h])
-        scores, labels = r["scores"].float().cpu().numpy(), r["labels"].cpu().numpy()
+        boxes = np.clip(_array(r["boxes"], np.float32) * np.float32([sx, sy, sx, sy]), 0, [w, h, w, h])
+        scores = np.round(_array(r["scores"], np.float32), 5)
+        labels = _array(r["labels"], np.int64)
+        kept = self.point.select(boxes, scores, labels, self.names)
+        detections = [{"label": self.names[label], "score": float(score), "box": box}
+                      for label, score, box in zip(labels[kept].tolist(), scores[kept].tolist(),
+                                                   np.round(boxes[kept], 2).tolist())]
         masks = r.get("masks")
-        if masks is not None:
-            masks = masks[:, 0].float().cpu()
+        if masks is not None and len(kept):
+            masks = torch.as_tensor(masks)[torch.from_numpy(kept), 0].float().cpu()
             if masks.shape[-2:] != (h, w):
                 masks = torch.nn.functional.interpolate(masks[None], size=(h, w), mode="bilinear",
                                                         align_corners=False)[0]
-            masks = (masks > 0.5).numpy()
-        detections = [{"label": self.names[int(labels[k])] if 0 <= int(labels[k]) < len(self.names) else str(labels[k]),
-                       "score": round(float(scores[k]), 5), "box": [round(float(v), 2) for v in boxes[k]], "_k": k}
-                      for k in range(len(scores))]
-        detections = self.point.apply(detections)
-        for d in detections:
-            k = d.pop("_k")
-            if masks is not None:
-                d["mask"] = encode_mask(masks[k])
+            for d, m in zip(detections, (masks > 0.5).numpy()):
+                d["mask"] = encode_mask(m)
         return {"width": w, "height": h, "detections": detections}
+
+
+def _array(t: Any, dtype: type) -> np.ndarray:
+    """A network output (a tensor on any device, or an ONNX Runtime array) as a NumPy array."""
+    return (t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)).astype(dtype, copy=False)
 
 
 def load_predictor(run_or_name: str | os.PathLike, *, conf: float | None = None, iou: float | None = None,

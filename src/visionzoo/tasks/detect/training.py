@@ -35,6 +35,7 @@ from .model import (
     build_detector,
     family,
     load_coco_weights,
+    set_proposals,
 )
 from .operating import choose, raw_point, suppress
 from .predictor import Predictor, network_size
@@ -47,6 +48,9 @@ RENAMED = {"img_size": "image_size"}
 # best epoch 9, val mAP50 0.968, precision and recall 0.971 at the operating point (docs/benchmarks.md);
 # a 900 s budget gave 11 epochs on a quiet machine and 4 on a busy one (val mAP50 0.93 after them).
 EPOCH_STEPS, MIN_EPOCHS, MAX_EPOCHS = 320, 4, 30
+# Test-time RPN proposals tried on the validation images when training ends, and how much val mAP50 /
+# mAP50-95 fewer may cost: the box head runs once per proposal, so they set a two-stage detector's speed.
+PROPOSALS, PROPOSALS_SLACK = (300, 100, 50, 25), (0.005, 0.01)
 
 
 @dataclass
@@ -246,7 +250,8 @@ class DetectRecipe(Recipe):
         self.module = self._build(len(classes), log)
         fixed = network_size(self.module)[2]
         dataset = DetectionDataset(self.train_samples, train_transform(cfg.augment),
-                                   (fixed[0],) if fixed else cfg.train_sizes(), self.det_cfg.max_size, masks,
+                                   (fixed[0],) if fixed else cfg.train_sizes(),
+                                   self.det_cfg.max_size / self.det_cfg.image_size, masks,
                                    fixed=bool(fixed))
         self.failures: dict[str, str] = {}
         self.hooks = DetectHooks(dataset, cfg, classes, self.val_samples, self.failures)
@@ -260,7 +265,7 @@ class DetectRecipe(Recipe):
         from .model import _timm_arch
 
         cfg = self.config
-        max_size = int(cfg.image_size * 5 / 3)
+        max_size = cfg.image_size   # a photo fits in an image_size square (long side), as YOLO's letterbox
         seed_everything(cfg.seed)
         if cfg.start_from:
             self.backbone_arch = None
@@ -306,6 +311,27 @@ def train(data: str | os.PathLike, out: str | os.PathLike, *, val: str | os.Path
                            "val_annotations": val_annotations, **options})
 
 
+def proposal_scores(detector, samples: list[Sample], classes: list[str], device: str,
+                    workers: int | None) -> dict[int, tuple[float, float]]:
+    """Val (mAP50, mAP50-95) of a two-stage detector at each test-time proposal count of PROPOSALS."""
+    measured = {}
+    for n in PROPOSALS:
+        set_proposals(detector.module, n)
+        predictor = Predictor(detector, point=raw_point(), device=device, backend="torch")
+        predictions = predict_samples(predictor, samples, workers=workers)
+        report = evaluate_predictions(samples, [p for p in predictions if not p.get("error")], classes)
+        measured[n] = (round(report["map50"], 4), round(report["map"], 4))
+    return measured
+
+
+def fewest_proposals(measured: dict[int, tuple[float, float]]) -> int:
+    """The fewest proposals whose val mAP50 and mAP50-95 stay within PROPOSALS_SLACK of the best: the RoI
+    head's cost grows with every proposal (the box head runs once per proposal)."""
+    best50, best = max(v[0] for v in measured.values()), max(v[1] for v in measured.values())
+    return min(n for n, (m50, m) in measured.items()
+               if m50 >= best50 - PROPOSALS_SLACK[0] and m >= best - PROPOSALS_SLACK[1])
+
+
 def _finish_run(model, cfg: DetectTrainConfig, det_cfg: DetectorConfig, spec: ModelSpec, data_set: DetectionData,
                 train_samples: list[Sample], val_samples: list[Sample], split: dict, run_dir: Path, fit: Fit,
                 failures: dict[str, str], log: Log) -> dict[str, Any]:
@@ -324,6 +350,15 @@ def _finish_run(model, cfg: DetectTrainConfig, det_cfg: DetectorConfig, spec: Mo
 
     def evaluate(saved: Path):
         detector = load_detector(saved)
+        chosen = {}
+        if hasattr(detector.module, "rpn"):
+            measured = proposal_scores(detector, val_samples, classes, cfg.device, cfg.workers)
+            n = fewest_proposals(measured)
+            log(f"test-time proposals: {n} (val mAP50 / mAP50-95 by proposals: "
+                + ", ".join(f"{k}: {v[0]:.3f} / {v[1]:.3f}" for k, v in measured.items()) + ")")
+            set_proposals(detector.module, n)
+            detector.config["detector"] = {**detector.config["detector"], "proposals": n}  # keys the ONNX export
+            chosen = {"detector": detector.config["detector"], "proposals_val": {str(k): v for k, v in measured.items()}}
         predictions = predict_samples(Predictor(detector, point=raw_point(), device=cfg.device), val_samples,
                                       workers=cfg.workers)
         readable = [i for i, p in enumerate(predictions) if not p.get("error")]
@@ -339,7 +374,7 @@ def _finish_run(model, cfg: DetectTrainConfig, det_cfg: DetectorConfig, spec: Mo
         if "mask" in report:
             metrics["mask"] = {k: report["mask"][k] for k in ("map50", "map")}
         log(f"val: {summary_line(report)}")
-        return Evaluated("val", report, metrics, {"operating_point": point.to_dict(), "conf": point.conf})
+        return Evaluated("val", report, metrics, {"operating_point": point.to_dict(), "conf": point.conf, **chosen})
 
     dataset = {
         "source": data_set.root, "format": data_set.format, "train_images": len(train_samples),
