@@ -316,7 +316,7 @@ def test_fine_tune_a_coco_detector_offline_from_a_weights_file(voc, tmp_path, mo
     import torch
     import torchvision
 
-    from visionzoo.tasks.detect.model import load_detector
+    from visionzoo.tasks.detect.detector import load_detector
 
     monkeypatch.setenv("VISIONZOO_OFFLINE", "1")
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))

@@ -14,6 +14,7 @@ from PIL import Image
 
 from ...data.decode import ImageDecodeError, load_rgb
 from .datasets import Sample
+from .detector import fit_size
 from .masks import decode_segmentation
 
 
@@ -36,11 +37,6 @@ def train_transform(strength: str = "default") -> Callable:
         ]
     steps += [v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(min_size=2), v2.ToDtype(torch.float32, scale=True)]
     return v2.Compose(steps)
-
-
-def fit_size(w: int, h: int, short: int, long: int) -> float:
-    """The scale torchvision's detection transform applies: short side to `short`, long side <= `long`."""
-    return min(short / min(w, h), long / max(w, h))
 
 
 def _masks(sample: Sample, keep: np.ndarray, w: int, h: int) -> np.ndarray:

@@ -9,59 +9,16 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field, fields
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from ...errors import UsageError
+from .detector import DetectorConfig
 
 ARCHS = ("fasterrcnn", "retinanet", "fcos", "ssdlite", "maskrcnn")
-DEFAULT_BACKBONE = "efficientnet_lite0"
-BACKGROUND = "__background__"
-
-
-@dataclass
-class DetectorConfig:
-    """Everything needed to rebuild a trained detector's network (weights aside). The defaults are sized for
-    a CPU (docs/benchmarks.md, Detect); `LEGACY` holds what a run saved before a field existed was built with."""
-
-    arch: str = "fasterrcnn"
-    backbone: str = DEFAULT_BACKBONE            # the zoo name the backbone weights came from
-    backbone_arch: str = "tf_efficientnet_lite0"
-    num_classes: int = 1                        # object classes, background excluded
-    image_size: int = 384                       # short side fed to the network (square side for ssdlite)
-    max_size: int = 384                         # cap on the long side: 384 fits a photo in 384 x 384, as YOLO does
-    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    fpn_channels: int = 64
-    min_stride: int = 8                         # finest backbone level used (8: strides 8-32)
-    box_head: int = 256                         # Faster/Mask R-CNN: width of the two-layer box head
-    train_rois: int = 128                       # Faster/Mask R-CNN: sampled RoIs per image in training
-    proposals: int = 100                        # Faster/Mask R-CNN: RPN proposals per image at test time (the
-                                                # run's own number is chosen on its validation images)
-    source: str | None = None                   # a torchvision COCO detector this one was fine-tuned from
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DetectorConfig":
-        known = {f.name for f in fields(cls)}
-        d = {("image_size" if k == "img_size" else k): v for k, v in d.items()}  # runs saved before the rename
-        d = {**LEGACY, **{k: v for k, v in d.items() if k in known}}
-        for key in ("mean", "std"):
-            if key in d:
-                d[key] = tuple(d[key])
-        return cls(**d)
-
-
-# What runs saved before a field existed, or before its default changed, were built with: a config.json
-# without the key gets this value, never today's default.
-LEGACY: dict[str, Any] = {"max_size": 640, "fpn_channels": 128, "box_head": 1024, "proposals": 500}
 
 
 class ZooFeatures(nn.Module):
@@ -297,49 +254,10 @@ def build_pretrained(name: str, weights: str | os.PathLike | None = None) -> tup
     return model.eval(), list(meta.meta["categories"]), source
 
 
-@dataclass
-class Detector:
-    """A detector ready to run: the network, label names by label id (0 = background), and where it came from."""
-
-    module: nn.Module
-    names: list[str]
-    source: str
-    config: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def has_masks(self) -> bool:
-        return hasattr(getattr(self.module, "roi_heads", None), "mask_predictor") and \
-            self.module.roi_heads.mask_predictor is not None
-
-    @property
-    def classes(self) -> list[str]:
-        """Object class names (label ids 1..K), as a trained run records them."""
-        return self.names[1:]
-
-
-def load_detector(run_or_name: str | os.PathLike, weights: str | os.PathLike | None = None) -> Detector:
-    """A detection run folder, or a torchvision COCO detector name."""
-    from ...zoo.rundir import WEIGHTS_FILE, task_config
-
-    config = task_config(run_or_name, "detect")
-    if config is not None:
-        cfg = DetectorConfig.from_dict(config["detector"])
-        module = build_detector(cfg, pretrained_backbone=False)
-        from safetensors.torch import load_model
-
-        load_model(module, str(Path(run_or_name) / WEIGHTS_FILE), strict=True, device="cpu")
-        return Detector(module.eval(), [BACKGROUND, *config["classes"]], str(run_or_name), config)
-    name = os.fspath(run_or_name)
-    if name in pretrained_names():
-        module, names, source = build_pretrained(name, weights)
-        return Detector(module, names, source, {"task": "detect", "arch": name, "classes": names[1:]})
-    if Path(name).exists():
-        raise UsageError(f"{name} is not a run folder (needs model.safetensors and config.json)")
-    raise UsageError(f"unknown detector {name!r}: pass a run folder written by `visionzoo detect train` or one of "
-                     f"{', '.join(pretrained_names())}")
-
-
-MODEL_NMS = 0.5    # the model's own class-aware NMS; the operating point's (operating.py) may suppress more
+def network_size(module: nn.Module) -> tuple[int, int, tuple[int, int] | None]:
+    """(short side, long-side cap, fixed size or None) that the detector's transform resizes to."""
+    t = module.transform
+    return int(t.min_size[-1]), int(t.max_size), (tuple(t.fixed_size) if t.fixed_size else None)
 
 
 def set_proposals(module: torch.nn.Module, n: int) -> None:

@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
 DEFAULT_CONF = 0.25
 EVAL_CONF = 0.001        # evaluation keeps (almost) every box: COCO AP integrates over all scores
@@ -91,30 +90,34 @@ def suppress(detections: list[dict[str, Any]], nms_iou: float, contain: float | 
 
 def suppress_arrays(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, nms_iou: float,
                     contain: float | None) -> np.ndarray:
-    """`suppress` on arrays (N x 4 boxes, N scores, N class ids): the indices kept, best first."""
-    from torchvision.ops import batched_nms
-
-    if not len(scores):
-        return np.zeros(0, dtype=np.int64)
-    keep = batched_nms(torch.from_numpy(np.asarray(boxes, np.float32)), torch.from_numpy(np.asarray(scores, np.float32)),
-                       torch.from_numpy(np.asarray(labels, np.int64)), nms_iou).numpy()
-    if contain is not None and len(keep) > 1:
-        keep = keep[_not_contained(np.asarray(boxes, np.float64)[keep], np.asarray(labels)[keep], contain)]
-    return keep
-
-
-def _not_contained(boxes: np.ndarray, labels: np.ndarray, contain: float) -> np.ndarray:
-    """Mask of the boxes (best first) that lie less than `contain` inside every better *kept* box of their
-    class. Greedy, like NMS: box i is kept iff no kept j < i contains it; iterating that rule from "all kept"
-    settles the first k boxes after k rounds, and in practice after one or two."""
-    lo, hi = np.maximum(boxes[:, None, :2], boxes[None, :, :2]), np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    """`suppress` on arrays (N x 4 boxes, N scores, N class ids): the indices kept, best first. NumPy, not
+    torchvision's NMS: the handful of boxes one image keeps needs no torch, and without it a cached ONNX
+    export predicts with no torch import at all (predictor.py); greedy NMS and box-in-box suppression are
+    then one rule over two overlap matrices."""
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    if len(order) < 2:
+        return order
+    b = np.asarray(boxes, np.float64)[order]
+    lo, hi = np.maximum(b[:, None, :2], b[None, :, :2]), np.minimum(b[:, None, 2:], b[None, :, 2:])
     inter = np.clip(hi - lo, 0, None).prod(-1)
-    area = np.clip(boxes[:, 2:] - boxes[:, :2], 0, None).prod(-1)
-    inside = (inter / np.maximum(area, 1e-9)[:, None] >= contain) & (labels[:, None] == labels[None, :])
-    inside &= np.tri(len(boxes), k=-1, dtype=bool)      # only a better box (j < i) can contain box i
-    keep = np.ones(len(boxes), dtype=bool)
+    area = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
+    same = np.asarray(labels)[order]
+    same = same[:, None] == same[None, :]
+    keep = _greedy(same & (inter / np.maximum(area[:, None] + area[None, :] - inter, 1e-12) > nms_iou))
+    if contain is not None:
+        inside = same & (inter / np.maximum(area, 1e-9)[:, None] >= contain)
+        keep[keep] = _greedy(inside[np.ix_(keep, keep)])
+    return order[keep]
+
+
+def _greedy(suppresses: np.ndarray) -> np.ndarray:
+    """Greedy suppression over boxes sorted best first: box i is kept iff no kept better box j (j < i) has
+    suppresses[i, j]. Iterating that rule from "all kept" settles the first k boxes after k rounds (in
+    practice one or two), each round one matrix operation."""
+    suppresses = suppresses & np.tri(len(suppresses), k=-1, dtype=bool)
+    keep = np.ones(len(suppresses), dtype=bool)
     while True:
-        settled = ~(inside & keep[None, :]).any(1)
+        settled = ~(suppresses & keep[None, :]).any(1)
         if (settled == keep).all():
             return keep
         keep = settled

@@ -24,21 +24,21 @@ from ...training.run import Evaluated, Recipe, RunConfig, finish_run, train_run
 from ...zoo.spec import ModelSpec, Preprocessing
 from .augment import DetectionDataset, collate, train_transform
 from .datasets import DetectionData, Sample, load_detection_data, split_samples
+from .detector import BACKGROUND, DEFAULT_BACKBONE, Detector, DetectorConfig, load_detector
 from .evaluation import predict_samples, score_samples, summary_line, write_report
 from .metrics import evaluate_predictions
 from .model import (
     ARCHS,
-    DEFAULT_BACKBONE,
-    DetectorConfig,
     backbone_body,
     backbone_groups,
     build_detector,
     family,
     load_coco_weights,
+    network_size,
     set_proposals,
 )
 from .operating import choose, raw_point, suppress
-from .predictor import Predictor, network_size
+from .predictor import Predictor
 
 Log = Callable[[str], None]
 RENAMED = {"img_size": "image_size"}
@@ -157,8 +157,6 @@ class DetectHooks(TaskHooks):
         """mAP50 and mAP50-95 of the current weights on the validation images (the predict path)."""
         if not self.val:
             return {}
-        from .model import BACKGROUND, Detector
-
         detector = Detector(module, [BACKGROUND, *self.classes], "training")
         predictor = Predictor(detector, point=raw_point(), device=str(next(module.parameters()).device),
                               backend="torch")
@@ -336,8 +334,6 @@ def _finish_run(model, cfg: DetectTrainConfig, det_cfg: DetectorConfig, spec: Mo
                 train_samples: list[Sample], val_samples: list[Sample], split: dict, run_dir: Path, fit: Fit,
                 failures: dict[str, str], log: Log) -> dict[str, Any]:
     """Save the run, reload it as a user would, evaluate it on the validation images, record the metrics."""
-    from .model import load_detector
-
     classes = data_set.classes
     pre = Preprocessing(input_size=(3, det_cfg.image_size, det_cfg.image_size), interpolation="bilinear",
                         mean=det_cfg.mean, std=det_cfg.std, crop_pct=1.0)
