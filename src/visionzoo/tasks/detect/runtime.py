@@ -21,10 +21,13 @@ from ...runtime.onnx_session import cached_export, run_identity, session
 def onnx_file(detector: Any) -> Path:
     """The cached ONNX export of `detector`, made (and checked against PyTorch) the first time: only then is
     the PyTorch network built."""
-    from .export import export_detector
+    def export(path: Path) -> None:
+        from .export import export_detector   # torch: only when there is no export yet
+
+        export_detector(detector, path)
 
     identity = run_identity(detector.source, {k: detector.config.get(k) for k in ("detector", "arch")})
-    return cached_export("detect", identity, lambda path: export_detector(detector, path))
+    return cached_export("detect", identity, export)
 
 
 def _chw(image: np.ndarray) -> np.ndarray:
