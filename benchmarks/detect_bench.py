@@ -41,13 +41,15 @@ VZ = [sys.executable, "-m", "visionzoo"]
 def measured(cmd: list[str]) -> dict[str, float]:
     """Wall seconds, CPU seconds (user + system, children included) and peak RSS (MB) of one process."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        err.seek(0)
+        stderr = err.read().decode(errors="replace")[-3000:]
     if os.waitstatus_to_exitcode(status) not in (0, 1):
-        raise RuntimeError(f"{' '.join(cmd[:6])} ...: exit {os.waitstatus_to_exitcode(status)}: "
-                           f"{proc.stderr.read().decode()[-2000:]}")
-    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024}
+        raise RuntimeError(f"{' '.join(cmd[:6])} ...: exit {os.waitstatus_to_exitcode(status)}: {stderr}")
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024, "stderr": stderr}
 
 
 def photo_folder(data: Path, n: int, out: Path) -> Path:
@@ -71,7 +73,9 @@ def train(arch: str, data: Path, runs: Path, time_budget: float | None) -> tuple
         shutil.rmtree(run, ignore_errors=True)
         cmd = [*VZ, "detect", "train", str(data), "--out", str(run), "--arch", arch, "--quiet"]
         stats = {**measured(cmd + (["--time-budget", str(time_budget)] if time_budget else [])), "load": load()}
-        sidecar.write_text(json.dumps(stats))
+        if not (run / "report.json").is_file():     # a traceback exits 1 too, as "some inputs failed" does
+            raise RuntimeError(f"detect train --arch {arch} saved no report: {stats.get('stderr', '')}")
+        sidecar.write_text(json.dumps({k: v for k, v in stats.items() if k != "stderr"}))
     stats = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
     return run, stats
 
@@ -155,6 +159,7 @@ def main() -> None:
         one.mkdir()
         shutil.copy(next(iter(sorted(folder.iterdir()))), one)
         speed = predict_speed(runs, yolos, folder, one, args.repeat)
+    (runs_dir / "speed.json").write_text(json.dumps(speed, indent=1))
     print(f"\n`detect predict` whole process over {args.photos} photos (median of {args.repeat}); load after: {load()}\n")
     print("| arch | epochs run (best), stopped by | whole `detect train` s (CPU-s, peak MB) | val mAP50 | val mAP50-95 | "
           "precision | recall | boxes / photo (true) | proposals | predict photos/s | CPU-s / photo | peak MB | "

@@ -381,7 +381,7 @@ def test_array_suppression_is_torchvisions_nms_then_drops_boxes_inside_better_on
 
 def test_runs_saved_before_a_default_changed_keep_their_network():
     """A config.json without the newer keys rebuilds the network it was trained as (LEGACY), not today's."""
-    from visionzoo.tasks.detect.detector import LEGACY, DetectorConfig
+    from visionzoo.tasks.detect.config import LEGACY, DetectorConfig
 
     old = {"arch": "fasterrcnn", "num_classes": 1, "img_size": 384, "mean": [0.5] * 3, "std": [0.5] * 3}
     cfg = DetectorConfig.from_dict(old)

@@ -63,7 +63,8 @@ def train_cmd(
                                          "data: about 320 steps, 4-30 epochs]."),
     time_budget: Optional[float] = TimeBudgetOpt,
     threads: Optional[int] = TrainThreadsOpt,
-    image_size: int = typer.Option(384, "--image-size", help="Short side of the network input (multiple of 32)."),
+    image_size: int = typer.Option(384, "--image-size", help="The network sees each photo fitted into a square of this side (its long side; "
+                                    "a multiple of 32), as YOLO's letterbox does."),
     freeze: int = typer.Option(3, "--freeze", min=0, help="Leading backbone stages kept frozen (stem = 1)."),
     batch_size: int = BatchOpt,
     lr: float = typer.Option(0.01, "--lr", help="SGD learning rate."),

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ...errors import UsageError
-from .detector import DetectorConfig
+from .config import DetectorConfig
 
 ARCHS = ("fasterrcnn", "retinanet", "fcos", "ssdlite", "maskrcnn")
 

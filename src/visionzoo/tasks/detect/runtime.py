@@ -22,7 +22,7 @@ def onnx_file(detector: Any) -> Path:
     """The cached ONNX export of `detector`, made (and checked against PyTorch) the first time: only then is
     the PyTorch network built."""
     def export(path: Path) -> None:
-        from .export import export_detector   # torch: only when there is no export yet
+        from .export import export_detector  # torch: only when there is no export yet
 
         export_detector(detector, path)
 
