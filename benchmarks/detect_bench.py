@@ -142,9 +142,8 @@ def main() -> None:
     parser.add_argument("--time-budget", type=float, default=None, help="[default: the command's default]")
     parser.add_argument("--pictures", type=Path, default=Path(tempfile.gettempdir()) / "vz-detect-bench")
     args = parser.parse_args()
-    from visionzoo.tasks.detect.training import DetectTrainConfig
-
-    default_arch = DetectTrainConfig().arch
+    from visionzoo.tasks.detect.config import DEFAULT_ARCH as default_arch  # no torch here: a child's peak RSS
+                                                                              # counts its parent's at the fork
     runs_dir = args.runs or Path(tempfile.mkdtemp(prefix="vz-detect-bench-"))
     runs_dir.mkdir(parents=True, exist_ok=True)
     print(f"{args.data}: defaults of `visionzoo detect train`, {os.cpu_count()} CPU cores, load {load()}\n")

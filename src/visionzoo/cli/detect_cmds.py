@@ -6,6 +6,7 @@ from typing import List, Optional
 
 import typer
 
+from ..tasks.detect.config import DEFAULT_ARCH
 from . import results, videos
 from ._app import (
     TASK_TRAIN_RENAMES,
@@ -52,7 +53,7 @@ def train_cmd(
     annotations: Optional[Path] = AnnotationsOpt,
     val: Optional[Path] = typer.Option(None, "--val", help="Validation set [default: a seeded split of DATA]."),
     val_annotations: Optional[Path] = typer.Option(None, "--val-annotations", help="COCO JSON for --val."),
-    arch: str = typer.Option("fasterrcnn", "--arch", help="fasterrcnn, retinanet, fcos, ssdlite or maskrcnn."),
+    arch: str = typer.Option(DEFAULT_ARCH, "--arch", help="fasterrcnn, retinanet, fcos, ssdlite or maskrcnn."),
     backbone: str = typer.Option("efficientnet_lite0", "--backbone", help="Zoo / timm backbone name."),
     start_from: Optional[str] = typer.Option(None, "--from", help="Fine-tune a whole COCO-trained torchvision "
                                              "detector instead (e.g. fasterrcnn_resnet50_fpn_v2): its head is "

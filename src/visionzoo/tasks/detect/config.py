@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-DEFAULT_BACKBONE = "efficientnet_lite0"
+DEFAULT_ARCH, DEFAULT_BACKBONE = "fasterrcnn", "efficientnet_lite0"   # measured: docs/benchmarks.md, Detect
 
 
 @dataclass

@@ -23,7 +23,7 @@ from ...training.freezing import freeze_batchnorm_stats
 from ...training.run import Evaluated, Recipe, RunConfig, finish_run, train_run
 from ...zoo.spec import ModelSpec, Preprocessing
 from .augment import DetectionDataset, collate, train_transform
-from .config import DEFAULT_BACKBONE, DetectorConfig
+from .config import DEFAULT_ARCH, DEFAULT_BACKBONE, DetectorConfig
 from .datasets import DetectionData, Sample, load_detection_data, split_samples
 from .detector import BACKGROUND, Detector, load_detector
 from .evaluation import predict_samples, score_samples, summary_line, write_report
@@ -60,7 +60,7 @@ PROPOSALS, PROPOSALS_SLACK = (300, 100, 50, 25), (0.01, 0.01)
 class DetectTrainConfig(RunConfig):
     """Training arguments; the defaults were measured on the raccoon set on a 2-core CPU (README)."""
 
-    arch: str = "fasterrcnn"
+    arch: str = DEFAULT_ARCH
     backbone: str = DEFAULT_BACKBONE
     epochs: int | None = None          # at most [default: from the data, EPOCH_STEPS]; val mAP's plateau can end it sooner
     image_size: int = 384              # short side at evaluation; training draws from image_size x scales
