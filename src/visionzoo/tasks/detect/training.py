@@ -45,9 +45,9 @@ Log = Callable[[str], None]
 RENAMED = {"img_size": "image_size"}
 # The default schedule, set by the data: about this many SGD steps, in whole epochs within these
 # bounds (a small set gets more passes over it, a large one fewer); val mAP's plateau (--patience)
-# can end it sooner. On the raccoons (128 training photos, 32 steps of 4) that is 10 epochs, measured:
-# best epoch 9, val mAP50 0.968, precision and recall 0.971 at the operating point (docs/benchmarks.md);
-# a 900 s budget gave 11 epochs on a quiet machine and 4 on a busy one (val mAP50 0.93 after them).
+# can end it sooner. On the raccoons (128 training photos, 32 steps of 4) that is 10 epochs, measured
+# with today's CPU-sized default (docs/benchmarks.md, Detect): epochs of 38-45 s, the whole command 428 s
+# on a shared 2-core CPU; best epoch 8, val mAP50 0.994, precision 1.00 and recall 0.97 at the operating point.
 EPOCH_STEPS, MIN_EPOCHS, MAX_EPOCHS = 320, 4, 30
 # Test-time RPN proposals tried on the validation images when training ends, and how much val mAP50 /
 # mAP50-95 fewer may cost against the most: the box head runs once per proposal, so they set a two-stage
@@ -63,7 +63,7 @@ class DetectTrainConfig(RunConfig):
     arch: str = DEFAULT_ARCH
     backbone: str = DEFAULT_BACKBONE
     epochs: int | None = None          # at most [default: from the data, EPOCH_STEPS]; val mAP's plateau can end it sooner
-    image_size: int = 384              # short side at evaluation; training draws from image_size x scales
+    image_size: int = 384              # photos fitted into this square (long side); training draws image_size x scales
     scales: tuple[float, ...] = (0.75, 0.875, 1.0, 1.125)
     freeze: int = 3                    # leading backbone groups kept frozen (stem = 1)
     batch_size: int = 4
