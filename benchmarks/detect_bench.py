@@ -1,23 +1,32 @@
-"""Detection on real photos, every architecture: `detect train` with its defaults on the raccoon set
-(160 photos with Pascal VOC boxes, ../shared/datasets/raccoon), on this CPU, offline (bundled
-EfficientNet-Lite0 backbone). The seeded 20 % validation split is the held-out set.
+"""Detection on real photos, every architecture, against a YOLO11n-sized speed reference, on this CPU, offline.
 
-Per architecture: epochs run (best) and what stopped training, the whole command's wall time (data,
-training, saving, choosing the operating point, the final evaluation), COCO mAP@0.5 and
-mAP@0.5:0.95 (pycocotools), and at the stored operating point (what `detect predict` draws by
-default): precision, recall and boxes per photo beside the true count. Then `detect predict` on the
-validation photos as a whole process (start-up, decode, model, boxes) with PyTorch eager and with
-ONNX Runtime (the default on a CPU), and the default architecture's 8 first validation photos as
-drawn by default, in one picture (--pictures).
+Per architecture: `visionzoo detect train` with its defaults (and `--arch`) on the raccoon set (160 photos
+with Pascal VOC boxes, ../shared/datasets/raccoon; the seeded 20 % validation split is held out) as a whole
+process: wall seconds, CPU seconds and peak memory. Then the saved run's figures on the validation photos:
+COCO mAP@0.5 and mAP@0.5:0.95 (pycocotools) and, at the stored operating point (what `detect predict` draws
+by default), precision, recall and boxes per photo beside the true count. Then `visionzoo detect predict
+RUN FOLDER` as a whole process over --photos photos (the set's photos, the first ones again under new names
+past 160): photos per second, CPU seconds per photo and peak memory; start-up is the same command over one
+photo, and the rate after start-up is (photos - 1) / (the wall - that one-photo wall). The ONNX export is made by a first call and cached, as for a user's second call.
 
-    .venv/bin/python benchmarks/detect_bench.py [--archs fasterrcnn,retinanet,fcos,ssdlite,maskrcnn]
-        [--time-budget S] [--pictures DIR]
+The reference (--yolo-onnx, see benchmarks/yolo_reference.py for how to make the graphs): a YOLO11n ONNX
+graph run over the same photos by a minimal whole-process pipeline (decode, letterbox, ONNX Runtime, NMS).
+Each predict measurement is the median of --repeat runs, ours and the reference's interleaved, so both see
+the same load; the load average is printed beside them.
+
+    .venv/bin/python benchmarks/detect_bench.py [--archs fasterrcnn,fcos,retinanet,ssdlite]
+        [--yolo-onnx /tmp/yolo11n_384.onnx,/tmp/yolo11n_640.onnx] [--runs DIR] [--photos 200] [--pictures DIR]
+
+--runs DIR keeps the run folders (DIR/ARCH) and reuses those already there (their training figures from
+DIR/ARCH.train.json when the benchmark trained them).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,27 +35,89 @@ from pathlib import Path
 
 os.environ.setdefault("VISIONZOO_OFFLINE", "1")
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "raccoon"
-PREDICT = ("import sys, json; from visionzoo.tasks import detect; "
-           "rows = detect.predict(sys.argv[1], json.loads(sys.argv[2]), backend=sys.argv[3]); "
-           "print(sum(len(r['detections']) for r in rows))")
+VZ = [sys.executable, "-m", "visionzoo"]
 
 
-def predict_rate(run: str, files: list[str], backend: str) -> float:
-    """Images per second of a whole `detect predict` process (the ONNX export cached by a first call)."""
-    args = [sys.executable, "-c", PREDICT, run, json.dumps(files), backend]
+def measured(cmd: list[str]) -> dict[str, float]:
+    """Wall seconds, CPU seconds (user + system, children included) and peak RSS (MB) of one process."""
     start = time.perf_counter()
-    subprocess.run(args, check=True, capture_output=True)
-    return len(files) / (time.perf_counter() - start)
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        err.seek(0)
+        stderr = err.read().decode(errors="replace")[-3000:]
+    if os.waitstatus_to_exitcode(status) not in (0, 1):
+        raise RuntimeError(f"{' '.join(cmd[:6])} ...: exit {os.waitstatus_to_exitcode(status)}: {stderr}")
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024, "stderr": stderr}
 
 
-def picture(run: str, files: list[str], out: Path) -> Path:
+def photo_folder(data: Path, n: int, out: Path) -> Path:
+    """`n` photos: the set's, then the first ones again under new names."""
+    files = sorted((data / "images").glob("*.jpg"))
+    out.mkdir(parents=True, exist_ok=True)
+    for k in range(n):
+        src = files[k % len(files)]
+        shutil.copyfile(src, out / (src.name if k < len(files) else f"again{k}_{src.name}"))
+    return out
+
+
+def load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def train(arch: str, data: Path, runs: Path, time_budget: float | None) -> tuple[Path, dict]:
+    """The run folder of `arch`, trained by the whole `detect train` command unless already there."""
+    run, sidecar = runs / arch, runs / f"{arch}.train.json"
+    if not (run / "config.json").is_file():
+        shutil.rmtree(run, ignore_errors=True)
+        cmd = [*VZ, "detect", "train", str(data), "--out", str(run), "--arch", arch, "--quiet"]
+        stats = {**measured(cmd + (["--time-budget", str(time_budget)] if time_budget else [])), "load": load()}
+        if not (run / "report.json").is_file():     # a traceback exits 1 too, as "some inputs failed" does
+            raise RuntimeError(f"detect train --arch {arch} saved no report: {stats.get('stderr', '')}")
+        sidecar.write_text(json.dumps({k: v for k, v in stats.items() if k != "stderr"}))
+    stats = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    return run, stats
+
+
+def predict_speed(runs: dict[str, Path], yolos: list[str], folder: Path, one: Path,
+                  repeat: int) -> dict[str, dict[str, float]]:
+    """Median whole-process figures per model (`detect predict` per run, the reference per ONNX graph)."""
+    reference = str(Path(__file__).with_name("yolo_reference.py"))
+    commands = {name: [*VZ, "detect", "predict", str(run), "{photos}", "--out", "{out}", "--quiet"]
+                for name, run in runs.items()}
+    commands.update({Path(y).name: [sys.executable, reference, y, "{photos}", "--out", "{out}"] for y in yolos})
+    n = sum(1 for _ in folder.iterdir())
+    with tempfile.TemporaryDirectory() as tmp:
+        def run(name: str, photos: Path) -> dict[str, float]:
+            cmd = [a.replace("{photos}", str(photos)).replace("{out}", f"{tmp}/{name}.json") for a in commands[name]]
+            return measured(cmd)
+
+        for name in runs:
+            run(name, one)                     # the ONNX export, made and cached once
+        rows: dict[str, list[dict]] = {name: [] for name in commands}
+        starts: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(repeat):
+            for name in commands:
+                before = load()
+                rows[name].append({**run(name, folder), "load": f"{before} -> {load()}"})
+                starts[name].append(run(name, one)["wall"])
+    out = {}
+    for name, measurements in rows.items():
+        wall, start = statistics.median(m["wall"] for m in measurements), statistics.median(starts[name])
+        out[name] = {"photos_s": n / wall, "after_startup_s": (n - 1) / max(wall - start, 1e-9),
+                     "cpu_per_photo": statistics.median(m["cpu"] for m in measurements) / n,
+                     "peak_mb": max(m["peak_mb"] for m in measurements), "startup_s": start,
+                     "walls": [round(m["wall"], 2) for m in measurements], "loads": [m["load"] for m in measurements]}
+    return out
+
+
+def picture(run: Path, files: list[str], out: Path) -> Path:
     """The photos as `detect predict --draw` draws them with its defaults, 4 per row."""
     from PIL import Image
 
-    from visionzoo.tasks import detect
-
     with tempfile.TemporaryDirectory() as drawn:
-        detect.predict(run, files, draw=drawn)
+        subprocess.run([*VZ, "detect", "predict", str(run), *files, "--draw", drawn, "--quiet"], check=False)
         tiles = []
         for path in sorted(Path(drawn).rglob("*.jpg")):
             img = Image.open(path).convert("RGB")
@@ -61,43 +132,67 @@ def picture(run: str, files: list[str], out: Path) -> Path:
 
 
 def main() -> None:
-    from visionzoo.errors import VisionZooError
-    from visionzoo.tasks import detect
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--archs", default="fasterrcnn,retinanet,fcos,ssdlite,maskrcnn")
+    parser.add_argument("--archs", default="fasterrcnn,fcos,retinanet,ssdlite")
+    parser.add_argument("--yolo-onnx", default="", help="comma-separated YOLO ONNX graphs (yolo_reference.py)")
+    parser.add_argument("--runs", type=Path, default=None, help="keep (and reuse) the run folders here")
+    parser.add_argument("--photos", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--time-budget", type=float, default=None, help="[default: the command's default]")
     parser.add_argument("--pictures", type=Path, default=Path(tempfile.gettempdir()) / "vz-detect-bench")
     args = parser.parse_args()
-    options = {"time_budget": args.time_budget} if args.time_budget else {}
-    print(f"{args.data}: defaults of `visionzoo detect train`, {os.cpu_count()} CPU cores\n")
-    print("| arch | epochs run (best), stopped by | train + eval s | val mAP50 | val mAP50-95 | precision | recall | "
-          "boxes / photo (true) | predict img/s PyTorch | predict img/s ONNX Runtime |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    from visionzoo.tasks.detect.training import DetectTrainConfig
-
-    default_arch = DetectTrainConfig().arch
-    with tempfile.TemporaryDirectory(prefix="vz-detect-bench-") as tmp:
-        for arch in args.archs.split(","):
-            start = time.perf_counter()
-            try:
-                result = detect.train(args.data, Path(tmp) / arch, arch=arch, log=None, **options)
-            except VisionZooError as exc:
-                print(f"| {arch} | not trained: {exc} | | | | | | | | |", flush=True)
-                continue
-            seconds = time.perf_counter() - start
-            cfg, r = result["config"], result["report"]
-            files = [e["path"] for e in r["per_image"]]
-            predict_rate(result["run_dir"], files[:1], "onnx")           # export once, as a user's first call does
-            rates = [predict_rate(result["run_dir"], files, b) for b in ("torch", "onnx")]
-            print(f"| {arch} | {cfg['epochs_run']} ({cfg['best_epoch']}), {cfg['training']['stopped_by']} | "
-                  f"{seconds:.0f} | {r['map50']:.3f} | {r['map']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} | "
-                  f"{r['boxes_per_image']:.2f} ({r['true_boxes_per_image']:.2f}) | {rates[0]:.2f} | {rates[1]:.2f} |",
-                  flush=True)
-            if arch == default_arch:
-                shown = picture(result["run_dir"], files[:8], args.pictures / f"{arch}_val8.jpg")
-                print(f"  ({arch}: the first 8 validation photos as drawn by default: {shown})", flush=True)
+    from visionzoo.tasks.detect.config import DEFAULT_ARCH as default_arch  # no torch here: a child's peak RSS
+                                                                              # counts its parent's at the fork
+    runs_dir = args.runs or Path(tempfile.mkdtemp(prefix="vz-detect-bench-"))
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    print(f"{args.data}: defaults of `visionzoo detect train`, {os.cpu_count()} CPU cores, load {load()}\n")
+    runs, trained = {}, {}
+    for arch in args.archs.split(","):
+        runs[arch], trained[arch] = train(arch, args.data, runs_dir, args.time_budget)
+        print(f"  {arch}: {runs[arch]} ({trained[arch]})", flush=True)
+    yolos = [y for y in args.yolo_onnx.split(",") if y]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = photo_folder(args.data, args.photos, Path(tmp) / "photos")
+        one = Path(tmp) / "one"
+        one.mkdir()
+        shutil.copy(next(iter(sorted(folder.iterdir()))), one)
+        speed = predict_speed(runs, yolos, folder, one, args.repeat)
+    (runs_dir / "speed.json").write_text(json.dumps(speed, indent=1))
+    print(f"\n`detect predict` whole process over {args.photos} photos (median of {args.repeat}); load after: {load()}\n")
+    print("| arch | epochs run (best), stopped by | whole `detect train` s (CPU-s, peak MB) | val mAP50 | val mAP50-95 | "
+          "precision | recall | boxes / photo (true) | proposals | predict photos/s | CPU-s / photo | peak MB | "
+          "start-up s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for arch, run in runs.items():
+        cfg = json.loads((run / "config.json").read_text())
+        r = json.loads((run / "report.json").read_text())
+        t, s = trained[arch], speed[arch]
+        train_s = (f"{t['wall']:.0f} ({t['cpu']:.0f}, {t['peak_mb']:.0f})" if t else
+                   f"{cfg['training']['seconds']:.0f} (training only)")
+        print(f"| {arch}{' (default)' if arch == default_arch else ''} | {cfg['epochs_run']} ({cfg['best_epoch']}), "
+              f"{cfg['training']['stopped_by']} | {train_s} | {r['map50']:.3f} | {r['map']:.3f} | "
+              f"{r['precision']:.3f} | {r['recall']:.3f} | {r['boxes_per_image']:.2f} ({r['true_boxes_per_image']:.2f}) | "
+              f"{cfg['detector'].get('proposals', '-') if arch in ('fasterrcnn', 'maskrcnn') else '-'} | "
+              f"{s['photos_s']:.2f} | {s['cpu_per_photo']:.3f} | {s['peak_mb']:.0f} | {s['startup_s']:.2f} |", flush=True)
+    for y in yolos:
+        s = speed[Path(y).name]
+        print(f"| reference: {Path(y).name} (random weights, speed only) | | | | | | | | | {s['photos_s']:.2f} | "
+              f"{s['cpu_per_photo']:.3f} | {s['peak_mb']:.0f} | {s['startup_s']:.2f} |")
+    print("\nwhole-process walls and load averages per repeat:")
+    for name, s in speed.items():
+        print(f"  {name}: walls {s['walls']} s; load {s['loads']}")
+    if default_arch in runs and yolos:
+        ours = speed[default_arch]
+        for y in yolos:
+            ref = speed[Path(y).name]
+            print(f"  {default_arch} / {Path(y).name}: {ours['photos_s'] / ref['photos_s']:.2f}x photos/s whole process; "
+                  f"{ours['after_startup_s'] / ref['after_startup_s']:.2f}x after start-up (the one-photo run's wall)")
+    if default_arch in runs:
+        cfg = json.loads((runs[default_arch] / "config.json").read_text())
+        files = [str(Path(cfg["dataset"]["source"]) / f) for f in cfg["dataset"]["val_split"]["files"][:8]]
+        shown = picture(runs[default_arch], files, args.pictures / f"{default_arch}_val8.jpg")
+        print(f"\n({default_arch}: the first 8 validation photos as drawn by default: {shown})")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,9 @@ def server():
     import torch
 
     from visionzoo.serve import create_app
-    from visionzoo.tasks.detect.model import BACKGROUND, Detector, DetectorConfig, build_detector
+    from visionzoo.tasks.detect.config import DetectorConfig
+    from visionzoo.tasks.detect.detector import BACKGROUND, Detector
+    from visionzoo.tasks.detect.model import build_detector
     from visionzoo.tasks.detect.predictor import Predictor
 
     torch.manual_seed(0)

@@ -59,7 +59,8 @@ def voc(tmp_path_factory) -> Path:
     return root
 
 
-TRAIN = dict(epochs=2, image_size=128, batch_size=4, freeze=1, val_split=0.25)
+# 192: the 160 x 120 scenes fitted into 192 px (192 x 144), about what 128 px gave when it was the short side
+TRAIN = dict(epochs=2, image_size=192, batch_size=4, freeze=1, val_split=0.25)
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +107,10 @@ def test_run_folder_predict_and_evaluate_agree(run, voc, tmp_path):
     assert config["task"] == "detect" and sorted(config["classes"]) == ["blue", "red"]
     assert config["dataset"]["val_images"] == 4 and len(config["dataset"]["val_split"]["files"]) == 4
     assert (run / "curves.png").is_file() and (run / "report.json").is_file()
+    from visionzoo.tasks.detect.training import PROPOSALS, fewest_proposals
+
+    measured = {int(k): tuple(v) for k, v in config["proposals_val"].items()}   # tried on the val images
+    assert sorted(measured) == sorted(PROPOSALS) and config["detector"]["proposals"] == fewest_proposals(measured)
     report = detect.evaluate(run, voc, out=tmp_path / "ev")
     for key in ("map50", "map", "precision", "recall", "per_class"):
         assert key in report
@@ -316,7 +321,7 @@ def test_fine_tune_a_coco_detector_offline_from_a_weights_file(voc, tmp_path, mo
     import torch
     import torchvision
 
-    from visionzoo.tasks.detect.model import load_detector
+    from visionzoo.tasks.detect.detector import load_detector
 
     monkeypatch.setenv("VISIONZOO_OFFLINE", "1")
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
@@ -350,3 +355,68 @@ def test_onnx_runtime_gives_pytorchs_boxes(run, voc):
         np.testing.assert_allclose([d["box"] for d in a["detections"]], [d["box"] for d in b["detections"]], atol=1.0)
         np.testing.assert_allclose([d["score"] for d in a["detections"]], [d["score"] for d in b["detections"]],
                                    atol=1e-3)
+
+
+def test_array_suppression_is_torchvisions_nms_then_drops_boxes_inside_better_ones():
+    """The operating point's NumPy suppression keeps what torchvision's batched_nms keeps, and box-in-box
+    suppression drops a box only for a better box that is itself kept."""
+    import torch
+    from torchvision.ops import batched_nms
+
+    from visionzoo.tasks.detect.operating import suppress_arrays
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        n = int(rng.integers(0, 30))
+        xy, wh = rng.uniform(0, 100, (n, 2)), rng.uniform(5, 60, (n, 2))
+        boxes, scores = np.concatenate([xy, xy + wh], 1).astype(np.float32), rng.uniform(0, 1, n).astype(np.float32)
+        labels, iou = rng.integers(0, 3, n), float(rng.choice([0.3, 0.5]))
+        want = batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(labels), iou)
+        assert suppress_arrays(boxes, scores, labels, iou, None).tolist() == want.tolist()
+    # B lies inside A and C inside B, but C is not inside A: B goes for A, so C (whose container went) stays
+    boxes = np.array([[0, 0, 100, 100], [40, 40, 120, 120], [70, 70, 118, 118]], np.float32)
+    scores, labels = np.array([0.9, 0.8, 0.7], np.float32), np.zeros(3, int)
+    kept = suppress_arrays(boxes, scores, labels, 0.99, 0.5)
+    assert kept.tolist() == [0, 2], kept
+
+
+def test_runs_saved_before_a_default_changed_keep_their_network():
+    """A config.json without the newer keys rebuilds the network it was trained as (LEGACY), not today's."""
+    from visionzoo.tasks.detect.config import LEGACY, DetectorConfig
+
+    old = {"arch": "fasterrcnn", "num_classes": 1, "img_size": 384, "mean": [0.5] * 3, "std": [0.5] * 3}
+    cfg = DetectorConfig.from_dict(old)
+    assert (cfg.image_size, cfg.max_size, cfg.fpn_channels, cfg.box_head, cfg.proposals) == (384, 640, 128, 1024, 500)
+    assert all(getattr(cfg, k) == v for k, v in LEGACY.items())
+    assert DetectorConfig.from_dict(DetectorConfig().to_dict()) == DetectorConfig()   # a new run: what it saved
+
+
+def test_predict_from_a_cached_onnx_export_never_imports_torch(run, voc):
+    """Start-up on a CPU is the config and the ONNX session: once the export is cached, no torch."""
+    photo = str(voc / "images" / "img04.jpg")
+    want = detect.predict(run, [photo])[0]["detections"]          # exports (with torch) and caches
+    code = ("import sys, json; from visionzoo.tasks.detect import predict; "
+            f"rows = predict({str(run)!r}, [{photo!r}], device='cpu'); "
+            "print(json.dumps([rows[0]['detections'], 'torch' in sys.modules]))")
+    got, torch_loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                                  check=True).stdout)
+    assert not torch_loaded and got == want
+
+
+def test_large_jpegs_decode_at_the_size_the_detector_letterboxes_to(tmp_path):
+    """JPEG draft mode goes down to the network's size: the long side's cap counts too."""
+    from visionzoo.data.decode import load_rgb
+
+    Image.new("RGB", (1600, 800), (90, 120, 60)).save(tmp_path / "wide.jpg")
+    assert load_rgb(str(tmp_path / "wide.jpg"), target_size=384).size == (800, 400)
+    assert load_rgb(str(tmp_path / "wide.jpg"), target_size=384, max_side=384).size == (400, 200)
+
+
+def test_the_fewest_proposals_that_cost_no_accuracy_against_the_most():
+    """Measured on the raccoons: 100 proposals are within 0.01 of 300's; and a count always qualifies (the most),
+    even when the best mAP50 and the best mAP50-95 come from different counts."""
+    from visionzoo.tasks.detect.training import fewest_proposals
+
+    raccoons = {300: (0.9892, 0.5431), 100: (0.9829, 0.5568), 50: (0.9686, 0.5415), 25: (0.9669, 0.5207)}
+    assert fewest_proposals(raccoons) == 100
+    assert fewest_proposals({300: (0.99, 0.40), 100: (0.95, 0.60), 50: (0.90, 0.30)}) == 300

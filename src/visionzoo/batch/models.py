@@ -12,13 +12,13 @@ never competes with inference for a core.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
 from ..runtime import compiled
+from ..runtime.devices import cpu_only
 from ..zoo.aliases import DEFAULT_MODEL
 from ..zoo.spec import Preprocessing
 
@@ -39,17 +39,6 @@ class FeatureModel:
         return Preprocessing.from_dict(self.spec["preprocessing"])
 
 
-def _cpu_only(device: str) -> bool:
-    """Whether `device` means the CPU, decided without importing torch: "auto" picks a GPU when
-    one is visible (an NVIDIA or AMD device node, an Apple-silicon Mac)."""
-    if device == "cpu":
-        return True
-    if device != "auto":
-        return False
-    gpu = any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/kfd"))
-    return not gpu and not (sys.platform == "darwin" and os.uname().machine == "arm64")
-
-
 def feature_model(name: str | None, layer: str, pool: str | None, normalize: bool, *, backend: str = "auto",
                   device: str = "auto", threads: int | None = None, precision: str = "fp32",
                   calibration: str | None = None) -> FeatureModel:
@@ -65,7 +54,7 @@ def feature_model(name: str | None, layer: str, pool: str | None, normalize: boo
         cal = calibration_set(calibration)
     record = cal.record() if cal else None
     key = None
-    if backend in ("auto", "onnx") and _cpu_only(device):
+    if backend in ("auto", "onnx") and cpu_only(device):
         key = compiled.request_key(os.fspath(name or DEFAULT_MODEL), layer, pool, normalize,
                                    calibration=cal.sha256 if cal else None)
         hit = compiled.lookup(key)
@@ -85,7 +74,7 @@ def feature_model(name: str | None, layer: str, pool: str | None, normalize: boo
                                   digest=digest, precision=precision, calibration=cal)
     dim = int(runner(np.zeros((1, *spec.preprocessing.input_size), np.float32)).shape[1])
     parallel = 1
-    if used == "onnx" and _cpu_only(device):
+    if used == "onnx" and cpu_only(device):
         from ..runtime.onnx_session import OnnxRunner
 
         runner, parallel = OnnxRunner(runner.path, 1), threads or 1

@@ -6,6 +6,7 @@ from typing import List, Optional
 
 import typer
 
+from ..tasks.detect.config import DEFAULT_ARCH
 from . import results, videos
 from ._app import (
     TASK_TRAIN_RENAMES,
@@ -52,7 +53,7 @@ def train_cmd(
     annotations: Optional[Path] = AnnotationsOpt,
     val: Optional[Path] = typer.Option(None, "--val", help="Validation set [default: a seeded split of DATA]."),
     val_annotations: Optional[Path] = typer.Option(None, "--val-annotations", help="COCO JSON for --val."),
-    arch: str = typer.Option("fasterrcnn", "--arch", help="fasterrcnn, retinanet, fcos, ssdlite or maskrcnn."),
+    arch: str = typer.Option(DEFAULT_ARCH, "--arch", help="fasterrcnn, retinanet, fcos, ssdlite or maskrcnn."),
     backbone: str = typer.Option("efficientnet_lite0", "--backbone", help="Zoo / timm backbone name."),
     start_from: Optional[str] = typer.Option(None, "--from", help="Fine-tune a whole COCO-trained torchvision "
                                              "detector instead (e.g. fasterrcnn_resnet50_fpn_v2): its head is "
@@ -63,7 +64,8 @@ def train_cmd(
                                          "data: about 320 steps, 4-30 epochs]."),
     time_budget: Optional[float] = TimeBudgetOpt,
     threads: Optional[int] = TrainThreadsOpt,
-    image_size: int = typer.Option(384, "--image-size", help="Short side of the network input (multiple of 32)."),
+    image_size: int = typer.Option(384, "--image-size", help="The network sees each photo fitted into a square of this side (its long side; "
+                                    "a multiple of 32), as YOLO's letterbox does."),
     freeze: int = typer.Option(3, "--freeze", min=0, help="Leading backbone stages kept frozen (stem = 1)."),
     batch_size: int = BatchOpt,
     lr: float = typer.Option(0.01, "--lr", help="SGD learning rate."),

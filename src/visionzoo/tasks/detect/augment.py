@@ -14,6 +14,7 @@ from PIL import Image
 
 from ...data.decode import ImageDecodeError, load_rgb
 from .datasets import Sample
+from .detector import fit_size
 from .masks import decode_segmentation
 
 
@@ -38,11 +39,6 @@ def train_transform(strength: str = "default") -> Callable:
     return v2.Compose(steps)
 
 
-def fit_size(w: int, h: int, short: int, long: int) -> float:
-    """The scale torchvision's detection transform applies: short side to `short`, long side <= `long`."""
-    return min(short / min(w, h), long / max(w, h))
-
-
 def _masks(sample: Sample, keep: np.ndarray, w: int, h: int) -> np.ndarray:
     """(N, h, w) uint8 masks of the kept objects at the decoded image's size."""
     sx, sy = w / sample.size[0], h / sample.size[1]
@@ -61,16 +57,16 @@ class DetectionDataset(torch.utils.data.Dataset):
     """Sample -> (index, image tensor, target) or (index, None, reason) for an image that fails to decode.
 
     Images are decoded and shrunk (PIL, antialiased) to at most the largest training size, augmented,
-    then resized to one of `sizes` (short side, long side <= `max_size`; a square of `sizes[0]` when
-    `fixed`), as the detector's own transform would resize them; crowd boxes are left out of
-    training, as torchvision's references do.
+    then resized to one of `sizes` (short side, long side <= size x `long_ratio`: the network's own
+    resize at that scale; a square of `sizes[0]` when `fixed`), as the detector's own transform would
+    resize them; crowd boxes are left out of training, as torchvision's references do.
     """
 
-    def __init__(self, samples: list[Sample], transform: Callable, sizes: Sequence[int], max_size: int, masks: bool,
-                 fixed: bool = False):
+    def __init__(self, samples: list[Sample], transform: Callable, sizes: Sequence[int], long_ratio: float,
+                 masks: bool, fixed: bool = False):
         self.samples, self.transform, self.masks = samples, transform, masks
-        self.sizes, self.max_size, self.fixed = tuple(sizes), max_size, fixed
-        self.short, self.long = max(self.sizes), max(max_size, max(self.sizes))
+        self.sizes, self.long_ratio, self.fixed = tuple(sizes), long_ratio, fixed
+        self.short, self.long = max(self.sizes), max(self.sizes) * long_ratio
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -97,9 +93,12 @@ class DetectionDataset(torch.utils.data.Dataset):
         if self.masks:
             target["masks"] = tv_tensors.Mask(torch.from_numpy(_masks(s, keep, w, h)))
         size = random.choice(self.sizes)  # this image's own seed decides (training.batches)
-        resize = v2.Resize((size, size)) if self.fixed else v2.Resize(size, max_size=self.max_size)
         try:
-            image, target = resize(*self.transform(img, target))
+            image, target = self.transform(img, target)
+            h, w = image.shape[-2:]
+            scale = fit_size(w, h, size, size * self.long_ratio)
+            shape = (size, size) if self.fixed else (max(1, round(h * scale)), max(1, round(w * scale)))
+            image, target = v2.Resize(shape)(image, target)
         except Exception as exc:  # a transform choking on a pathological image
             return i, None, f"augmentation failed ({type(exc).__name__}: {exc})"
         target = {k: v.as_subclass(torch.Tensor) for k, v in target.items()}

@@ -99,7 +99,7 @@ def evaluate(run_or_name: str | os.PathLike, data: str | os.PathLike, *, out: st
              device: str = "auto", progress: bool = False, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """mAP of a detection run (or COCO detector name) on an annotated set; the report goes to `out`
     [default: RUN/eval]. Boxes of classes the model does not know are reported and ignored."""
-    from .model import load_detector
+    from .detector import load_detector
 
     if out is None:   # before any work: where the report goes
         if not Path(run_or_name).is_dir():

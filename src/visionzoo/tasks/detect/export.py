@@ -37,7 +37,7 @@ class _OneImage(torch.nn.Module):
 
 def export_onnx(run_dir: str | os.PathLike, out: str | os.PathLike, *, check_image: str | None = None) -> Path:
     """Write the detection run `run_dir` as ONNX to `out` and check it reproduces PyTorch's boxes."""
-    from .model import load_detector
+    from .detector import load_detector
 
     return export_detector(load_detector(run_dir), out, check_image=check_image)
 
@@ -45,7 +45,8 @@ def export_onnx(run_dir: str | os.PathLike, out: str | os.PathLike, *, check_ima
 def export_detector(detector: Any, out: str | os.PathLike, *, check_image: str | None = None) -> Path:
     """Write a loaded Detector as ONNX to `out` (every box scoring at least EVAL_CONF, after the model's own
     NMS: the operating point is applied afterwards, as in PyTorch) and check it reproduces PyTorch's boxes."""
-    from .model import MODEL_NMS, set_thresholds
+    from .detector import MODEL_NMS
+    from .model import set_thresholds
     from .operating import EVAL_CONF
 
     set_thresholds(detector.module, EVAL_CONF, MODEL_NMS)

@@ -9,51 +9,16 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field, fields
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from ...errors import UsageError
+from .config import DetectorConfig
 
 ARCHS = ("fasterrcnn", "retinanet", "fcos", "ssdlite", "maskrcnn")
-DEFAULT_BACKBONE = "efficientnet_lite0"
-BACKGROUND = "__background__"
-
-
-@dataclass
-class DetectorConfig:
-    """Everything needed to rebuild a trained detector's network (weights aside)."""
-
-    arch: str = "fasterrcnn"
-    backbone: str = DEFAULT_BACKBONE            # the zoo name the backbone weights came from
-    backbone_arch: str = "tf_efficientnet_lite0"
-    num_classes: int = 1                        # object classes, background excluded
-    image_size: int = 384                       # short side fed to the network (square side for ssdlite)
-    max_size: int = 640                         # cap on the long side
-    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    fpn_channels: int = 128
-    min_stride: int = 8                         # finest backbone level used (8: strides 8-32)
-    box_head: int = 1024                        # Faster/Mask R-CNN: width of the two-layer box head
-    train_rois: int = 128                       # Faster/Mask R-CNN: sampled RoIs per image in training
-    source: str | None = None                   # a torchvision COCO detector this one was fine-tuned from
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DetectorConfig":
-        known = {f.name for f in fields(cls)}
-        d = {("image_size" if k == "img_size" else k): v for k, v in d.items()}  # runs saved before the rename
-        d = {k: v for k, v in d.items() if k in known}
-        for key in ("mean", "std"):
-            if key in d:
-                d[key] = tuple(d[key])
-        return cls(**d)
 
 
 class ZooFeatures(nn.Module):
@@ -201,7 +166,7 @@ def build_detector(cfg: DetectorConfig, *, pretrained_backbone: bool = True) -> 
         return _torchvision_detector(cfg)
     from torchvision.models.detection import FCOS, FasterRCNN, MaskRCNN, RetinaNet
     from torchvision.models.detection.anchor_utils import AnchorGenerator, DefaultBoxGenerator
-    from torchvision.models.detection.faster_rcnn import TwoMLPHead
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
     from torchvision.models.detection.fcos import FCOSHead
     from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
     from torchvision.models.detection.retinanet import RetinaNetHead
@@ -236,17 +201,16 @@ def build_detector(cfg: DetectorConfig, *, pretrained_backbone: bool = True) -> 
                 rpn_anchor_generator=anchors,
                 box_roi_pool=MultiScaleRoIAlign(names, 7, 2),
                 box_head=TwoMLPHead(ch * 49, cfg.box_head),
+                box_predictor=FastRCNNPredictor(cfg.box_head, n),
                 box_batch_size_per_image=cfg.train_rois,
                 rpn_pre_nms_top_n_train=1000, rpn_post_nms_top_n_train=1000,
-                rpn_pre_nms_top_n_test=500, rpn_post_nms_top_n_test=500,
+                rpn_pre_nms_top_n_test=cfg.proposals, rpn_post_nms_top_n_test=cfg.proposals,
                 box_score_thresh=0.001,
             )
             if cfg.arch == "fasterrcnn":
-                model = FasterRCNN(features, n, **kwargs, **common)
+                model = FasterRCNN(features, None, **kwargs, **common)
             else:
-                from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
-
-                model = MaskRCNN(features, None, box_predictor=FastRCNNPredictor(cfg.box_head, n), mask_roi_pool=MultiScaleRoIAlign(names, 14, 2),
+                model = MaskRCNN(features, None, mask_roi_pool=MultiScaleRoIAlign(names, 14, 2),
                                  mask_head=MaskRCNNHeads(ch, (ch, ch), 1), mask_predictor=MaskRCNNPredictor(ch, ch, n),
                                  **kwargs, **common)
         else:
@@ -290,49 +254,17 @@ def build_pretrained(name: str, weights: str | os.PathLike | None = None) -> tup
     return model.eval(), list(meta.meta["categories"]), source
 
 
-@dataclass
-class Detector:
-    """A detector ready to run: the network, label names by label id (0 = background), and where it came from."""
-
-    module: nn.Module
-    names: list[str]
-    source: str
-    config: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def has_masks(self) -> bool:
-        return hasattr(getattr(self.module, "roi_heads", None), "mask_predictor") and \
-            self.module.roi_heads.mask_predictor is not None
-
-    @property
-    def classes(self) -> list[str]:
-        """Object class names (label ids 1..K), as a trained run records them."""
-        return self.names[1:]
+def network_size(module: nn.Module) -> tuple[int, int, tuple[int, int] | None]:
+    """(short side, long-side cap, fixed size or None) that the detector's transform resizes to."""
+    t = module.transform
+    return int(t.min_size[-1]), int(t.max_size), (tuple(t.fixed_size) if t.fixed_size else None)
 
 
-def load_detector(run_or_name: str | os.PathLike, weights: str | os.PathLike | None = None) -> Detector:
-    """A detection run folder, or a torchvision COCO detector name."""
-    from ...zoo.rundir import WEIGHTS_FILE, task_config
-
-    config = task_config(run_or_name, "detect")
-    if config is not None:
-        cfg = DetectorConfig.from_dict(config["detector"])
-        module = build_detector(cfg, pretrained_backbone=False)
-        from safetensors.torch import load_model
-
-        load_model(module, str(Path(run_or_name) / WEIGHTS_FILE), strict=True, device="cpu")
-        return Detector(module.eval(), [BACKGROUND, *config["classes"]], str(run_or_name), config)
-    name = os.fspath(run_or_name)
-    if name in pretrained_names():
-        module, names, source = build_pretrained(name, weights)
-        return Detector(module, names, source, {"task": "detect", "arch": name, "classes": names[1:]})
-    if Path(name).exists():
-        raise UsageError(f"{name} is not a run folder (needs model.safetensors and config.json)")
-    raise UsageError(f"unknown detector {name!r}: pass a run folder written by `visionzoo detect train` or one of "
-                     f"{', '.join(pretrained_names())}")
-
-
-MODEL_NMS = 0.5    # the model's own class-aware NMS; the operating point's (operating.py) may suppress more
+def set_proposals(module: torch.nn.Module, n: int) -> None:
+    """Test-time RPN proposals per image (per level before NMS, in all after it) of a two-stage detector."""
+    rpn = getattr(module, "rpn", None)
+    if rpn is not None:
+        rpn._pre_nms_top_n["testing"] = rpn._post_nms_top_n["testing"] = int(n)
 
 
 def set_thresholds(module: torch.nn.Module, conf: float, iou: float) -> None:

@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
 DEFAULT_CONF = 0.25
 EVAL_CONF = 0.001        # evaluation keeps (almost) every box: COCO AP integrates over all scores
@@ -47,6 +46,14 @@ class OperatingPoint:
         """The detections (one image) this point keeps, best first."""
         return self.keep(suppress(detections, self.nms_iou, self.contain))
 
+    def select(self, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> np.ndarray:
+        """`apply` on one image's arrays (`labels` index `names`): the indices kept, best first. Thresholding
+        first gives what `apply` gives: suppression is greedy by score within a class, so a box below its
+        class's threshold never decides the fate of a better one."""
+        thresholds = np.array([self.threshold(n) for n in names], dtype=np.float32)
+        above = np.flatnonzero(scores >= thresholds[labels])
+        return above[suppress_arrays(boxes[above], scores[above], labels[above], self.nms_iou, self.contain)]
+
     def keep(self, ranked: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Of detections already suppressed (`suppress`), those scoring at least their class's threshold."""
         return [d for d in ranked if d["score"] >= self.threshold(d["label"])]
@@ -72,38 +79,48 @@ def raw_point() -> OperatingPoint:
 def suppress(detections: list[dict[str, Any]], nms_iou: float, contain: float | None) -> list[dict[str, Any]]:
     """Class-aware NMS at `nms_iou`, then (with `contain`) drop a box whose area lies at least `contain`
     inside a higher-scoring box of the same class. Returns the kept detections, best first."""
-    from torchvision.ops import batched_nms
-
     if not detections:
         return []
-    boxes = torch.tensor([d["box"] for d in detections], dtype=torch.float32)
-    scores = torch.tensor([d["score"] for d in detections], dtype=torch.float32)
     names = sorted({d["label"] for d in detections})
-    labels = torch.tensor([names.index(d["label"]) for d in detections])
-    keep = batched_nms(boxes, scores, labels, nms_iou).tolist()
-    if contain is not None and len(keep) > 1:
-        keep = _drop_contained(boxes, labels, keep, contain)
+    keep = suppress_arrays(np.array([d["box"] for d in detections], dtype=np.float32),
+                           np.array([d["score"] for d in detections], dtype=np.float32),
+                           np.array([names.index(d["label"]) for d in detections]), nms_iou, contain)
     return [detections[i] for i in keep]
 
 
-def _drop_contained(boxes: torch.Tensor, labels: torch.Tensor, order: list[int], contain: float) -> list[int]:
-    kept: list[int] = []
-    for i in order:  # best first: a box is dropped only for a better one
-        b = boxes[i]
-        area = float((b[2] - b[0]).clamp(min=0) * (b[3] - b[1]).clamp(min=0)) or 1e-9
-        inside = False
-        for j in kept:
-            if labels[j] != labels[i]:
-                continue
-            o = boxes[j]
-            w = float((torch.minimum(b[2], o[2]) - torch.maximum(b[0], o[0])).clamp(min=0))
-            h = float((torch.minimum(b[3], o[3]) - torch.maximum(b[1], o[1])).clamp(min=0))
-            if w * h / area >= contain:
-                inside = True
-                break
-        if not inside:
-            kept.append(i)
-    return kept
+def suppress_arrays(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, nms_iou: float,
+                    contain: float | None) -> np.ndarray:
+    """`suppress` on arrays (N x 4 boxes, N scores, N class ids): the indices kept, best first. NumPy, not
+    torchvision's NMS: the handful of boxes one image keeps needs no torch, and without it a cached ONNX
+    export predicts with no torch import at all (predictor.py); greedy NMS and box-in-box suppression are
+    then one rule over two overlap matrices."""
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    if len(order) < 2:
+        return order
+    b = np.asarray(boxes, np.float64)[order]
+    lo, hi = np.maximum(b[:, None, :2], b[None, :, :2]), np.minimum(b[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(hi - lo, 0, None).prod(-1)
+    area = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
+    same = np.asarray(labels)[order]
+    same = same[:, None] == same[None, :]
+    keep = _greedy(same & (inter / np.maximum(area[:, None] + area[None, :] - inter, 1e-12) > nms_iou))
+    if contain is not None:
+        inside = same & (inter / np.maximum(area, 1e-9)[:, None] >= contain)
+        keep[keep] = _greedy(inside[np.ix_(keep, keep)])
+    return order[keep]
+
+
+def _greedy(suppresses: np.ndarray) -> np.ndarray:
+    """Greedy suppression over boxes sorted best first: box i is kept iff no kept better box j (j < i) has
+    suppresses[i, j]. Iterating that rule from "all kept" settles the first k boxes after k rounds (in
+    practice one or two), each round one matrix operation."""
+    suppresses = suppresses & np.tri(len(suppresses), k=-1, dtype=bool)
+    keep = np.ones(len(suppresses), dtype=bool)
+    while True:
+        settled = ~(suppresses & keep[None, :]).any(1)
+        if (settled == keep).all():
+            return keep
+        keep = settled
 
 
 def _best_f1(scores: np.ndarray, tp: np.ndarray, n_gt: int) -> tuple[float, float, float, float]:

@@ -3,7 +3,9 @@ so the boxes a user gets are the boxes the reported AP was computed on.
 
 A Predictor takes PIL images (already oriented) and returns, per image, JSON-able detections in
 that image's pixels: it shrinks the image to the network's size itself (PIL, antialiased, as in
-training), and scales the boxes and masks back.
+training), and scales the boxes and masks back. Its network takes and gives NumPy arrays, and the
+operating point is applied on arrays, so on a CPU with the run's ONNX export cached, predicting never
+imports torch: start-up is reading the config and opening the ONNX session.
 """
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ from dataclasses import replace
 from typing import Any, Iterator, Sequence
 
 import numpy as np
-import torch
 from PIL import Image
 
 from ...data.decode import ImageDecodeError, load_rgb
@@ -21,19 +22,12 @@ from ...data.inputs import expand_inputs
 from ...errors import UsageError
 from ...ordered import ordered_map
 from ...outputs import output_names, output_path
-from ...runtime import pick_device
+from ...runtime.devices import cpu_only
 from ...viz.notebook import shows
-from .augment import fit_size
+from .detector import Detector, fit_size, load_detector
 from .draw import describe_row, render_row
 from .masks import encode_mask, write_mask_png
-from .model import MODEL_NMS, Detector, load_detector, set_thresholds
 from .operating import EVAL_CONF, OperatingPoint  # noqa: F401  (EVAL_CONF: re-exported)
-
-
-def network_size(module: torch.nn.Module) -> tuple[int, int, tuple[int, int] | None]:
-    """(short side, long-side cap, fixed size or None) that the detector's transform resizes to."""
-    t = module.transform
-    return int(t.min_size[-1]), int(t.max_size), (tuple(t.fixed_size) if t.fixed_size else None)
 
 
 class Predictor:
@@ -59,13 +53,14 @@ class Predictor:
         if iou is not None:
             point = replace(point, nms_iou=float(iou))
         self.detector, self.point, self.batch_size = detector, point, batch_size
-        self.device = pick_device(device)
-        self.module = detector.module.eval().to(self.device)
-        set_thresholds(self.module, point.lowest, max(MODEL_NMS, point.nms_iou))
-        self.short, self.long, self.fixed = network_size(self.module)
-        self.network, self.backend, self.parallel = self.module, "torch", 1
-        if backend == "onnx" or (backend == "auto" and self.device.type == "cpu"):
+        self.short, self.long, self.fixed = detector.network_size()
+        self.network: Any = None
+        if backend == "onnx" or (backend == "auto" and cpu_only(str(device))):
             self._use_onnx(backend == "onnx")
+        if self.network is None:
+            from .runtime import TorchDetector
+
+            self.network, self.backend, self.parallel = TorchDetector(detector.module, device, point), "torch", 1
 
     def _use_onnx(self, required: bool) -> None:
         from ...cpus import usable_cpus
@@ -80,8 +75,6 @@ class Predictor:
 
             warnings.warn(f"{exc}; detecting with PyTorch instead", stacklevel=3)
             return
-        finally:
-            set_thresholds(self.module, self.point.lowest, max(MODEL_NMS, self.point.nms_iou))
         self.backend, self.parallel = "onnx", usable_cpus()
 
     @property
@@ -116,7 +109,6 @@ class Predictor:
             return img
         return img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BILINEAR)
 
-    @torch.inference_mode()
     def __call__(self, images: Sequence[Image.Image]) -> list[dict[str, Any]]:
         """Detections per image. Only images of the same network size share a forward pass: the
         detector pads a batch to its largest image, and padding would change what it finds, so an
@@ -130,33 +122,27 @@ class Predictor:
         for members in groups.values():
             for start in range(0, len(members), self.batch_size):
                 chunk = members[start:start + self.batch_size]
-                tensors = [torch.from_numpy(np.asarray(small[i], dtype=np.uint8).copy()).permute(2, 0, 1).float()
-                           .div_(255).to(self.device) for i in chunk]
-                for i, r in zip(chunk, self.network(tensors)):
+                for i, r in zip(chunk, self.network([np.asarray(small[i], dtype=np.uint8) for i in chunk])):
                     out[i] = self._to_dict(r, originals[i].size, small[i].size)
         return out
 
-    def _to_dict(self, r: dict[str, torch.Tensor], size: tuple[int, int], net_size: tuple[int, int]) -> dict[str, Any]:
+    def _to_dict(self, r: dict[str, Any], size: tuple[int, int], net_size: tuple[int, int]) -> dict[str, Any]:
+        """The operating point applied on arrays, then one dict per kept box, in the image's pixels."""
         w, h = size
         sx, sy = w / net_size[0], h / net_size[1]
-        boxes = (r["boxes"].float().cpu() * torch.tensor([sx, sy, sx, sy])).numpy()
-        boxes = np.clip(boxes, 0, [w, h, w, h])
-        scores, labels = r["scores"].float().cpu().numpy(), r["labels"].cpu().numpy()
+        boxes = np.clip(r["boxes"].astype(np.float32) * np.float32([sx, sy, sx, sy]), 0, [w, h, w, h])
+        scores = np.round(r["scores"].astype(np.float32), 5)
+        labels = r["labels"].astype(np.int64)
+        kept = self.point.select(boxes, scores, labels, self.names)
+        detections = [{"label": self.names[label], "score": float(score), "box": box}
+                      for label, score, box in zip(labels[kept].tolist(), scores[kept].tolist(),
+                                                   np.round(boxes[kept], 2).tolist())]
         masks = r.get("masks")
-        if masks is not None:
-            masks = masks[:, 0].float().cpu()
-            if masks.shape[-2:] != (h, w):
-                masks = torch.nn.functional.interpolate(masks[None], size=(h, w), mode="bilinear",
-                                                        align_corners=False)[0]
-            masks = (masks > 0.5).numpy()
-        detections = [{"label": self.names[int(labels[k])] if 0 <= int(labels[k]) < len(self.names) else str(labels[k]),
-                       "score": round(float(scores[k]), 5), "box": [round(float(v), 2) for v in boxes[k]], "_k": k}
-                      for k in range(len(scores))]
-        detections = self.point.apply(detections)
-        for d in detections:
-            k = d.pop("_k")
-            if masks is not None:
-                d["mask"] = encode_mask(masks[k])
+        if masks is not None and len(kept):
+            for d, m in zip(detections, masks[kept, 0]):
+                if m.shape != (h, w):
+                    m = np.asarray(Image.fromarray(m.astype(np.float32)).resize((w, h), Image.BILINEAR))
+                d["mask"] = encode_mask(m > 0.5)
         return {"width": w, "height": h, "detections": detections}
 
 
@@ -172,11 +158,13 @@ def load_predictor(run_or_name: str | os.PathLike, *, conf: float | None = None,
 def decode_for(predictor: Predictor, path: str) -> tuple[Image.Image, tuple[int, int]]:
     """(decoded image, displayed size of the file). Big JPEGs decode at reduced scale (draft) when
     the network needs far fewer pixels; boxes are then scaled up to the file's displayed size."""
-    img = load_rgb(path, target_size=predictor.decode_size)
+    img = load_rgb(path, target_size=predictor.decode_size, max_side=None if predictor.fixed else predictor.long)
     return img, file_displayed_size(path) or img.size
 
 
-class _Decoded(torch.utils.data.Dataset):
+class _Decoded:
+    """Files decoded in DataLoader workers (a map-style dataset), for the PyTorch backend."""
+
     def __init__(self, predictor: Predictor, paths: Sequence[str]):
         self.predictor, self.paths = predictor, list(paths)
 
@@ -226,7 +214,9 @@ def iter_predict_files(predictor: Predictor, paths: Sequence[str], *, workers: i
                 yield result
         return
     workers = default_workers(len(paths), 4 * predictor.batch_size) if workers is None else workers
-    loader = torch.utils.data.DataLoader(_Decoded(predictor, paths), batch_size=predictor.batch_size,
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(_Decoded(predictor, paths), batch_size=predictor.batch_size,
                                          num_workers=workers, collate_fn=list)
     with tqdm(total=len(paths), unit="img", disable=not progress, desc="detect") as bar:
         for batch in loader:

@@ -23,40 +23,47 @@ from ...training.freezing import freeze_batchnorm_stats
 from ...training.run import Evaluated, Recipe, RunConfig, finish_run, train_run
 from ...zoo.spec import ModelSpec, Preprocessing
 from .augment import DetectionDataset, collate, train_transform
+from .config import DEFAULT_ARCH, DEFAULT_BACKBONE, DetectorConfig
 from .datasets import DetectionData, Sample, load_detection_data, split_samples
+from .detector import BACKGROUND, Detector, load_detector
 from .evaluation import predict_samples, score_samples, summary_line, write_report
 from .metrics import evaluate_predictions
 from .model import (
     ARCHS,
-    DEFAULT_BACKBONE,
-    DetectorConfig,
     backbone_body,
     backbone_groups,
     build_detector,
     family,
     load_coco_weights,
+    network_size,
+    set_proposals,
 )
 from .operating import choose, raw_point, suppress
-from .predictor import Predictor, network_size
+from .predictor import Predictor
 
 Log = Callable[[str], None]
 RENAMED = {"img_size": "image_size"}
 # The default schedule, set by the data: about this many SGD steps, in whole epochs within these
 # bounds (a small set gets more passes over it, a large one fewer); val mAP's plateau (--patience)
-# can end it sooner. On the raccoons (128 training photos, 32 steps of 4) that is 10 epochs, measured:
-# best epoch 9, val mAP50 0.968, precision and recall 0.971 at the operating point (docs/benchmarks.md);
-# a 900 s budget gave 11 epochs on a quiet machine and 4 on a busy one (val mAP50 0.93 after them).
+# can end it sooner. On the raccoons (128 training photos, 32 steps of 4) that is 10 epochs, measured
+# with today's CPU-sized default (docs/benchmarks.md, Detect): epochs of 38-45 s, the whole command 428 s
+# on a shared 2-core CPU; best epoch 8, val mAP50 0.994, precision 1.00 and recall 0.97 at the operating point.
 EPOCH_STEPS, MIN_EPOCHS, MAX_EPOCHS = 320, 4, 30
+# Test-time RPN proposals tried on the validation images when training ends, and how much val mAP50 /
+# mAP50-95 fewer may cost against the most: the box head runs once per proposal, so they set a two-stage
+# detector's speed. 0.01 is under one box's worth of AP on a validation set of up to 100 boxes (the
+# raccoons': 35); on the raccoons 100 proposals scored 0.983 / 0.557 against 300's 0.989 / 0.543.
+PROPOSALS, PROPOSALS_SLACK = (300, 100, 50, 25), (0.01, 0.01)
 
 
 @dataclass
 class DetectTrainConfig(RunConfig):
     """Training arguments; the defaults were measured on the raccoon set on a 2-core CPU (README)."""
 
-    arch: str = "fasterrcnn"
+    arch: str = DEFAULT_ARCH
     backbone: str = DEFAULT_BACKBONE
     epochs: int | None = None          # at most [default: from the data, EPOCH_STEPS]; val mAP's plateau can end it sooner
-    image_size: int = 384              # short side at evaluation; training draws from image_size x scales
+    image_size: int = 384              # photos fitted into this square (long side); training draws image_size x scales
     scales: tuple[float, ...] = (0.75, 0.875, 1.0, 1.125)
     freeze: int = 3                    # leading backbone groups kept frozen (stem = 1)
     batch_size: int = 4
@@ -153,8 +160,6 @@ class DetectHooks(TaskHooks):
         """mAP50 and mAP50-95 of the current weights on the validation images (the predict path)."""
         if not self.val:
             return {}
-        from .model import BACKGROUND, Detector
-
         detector = Detector(module, [BACKGROUND, *self.classes], "training")
         predictor = Predictor(detector, point=raw_point(), device=str(next(module.parameters()).device),
                               backend="torch")
@@ -246,7 +251,8 @@ class DetectRecipe(Recipe):
         self.module = self._build(len(classes), log)
         fixed = network_size(self.module)[2]
         dataset = DetectionDataset(self.train_samples, train_transform(cfg.augment),
-                                   (fixed[0],) if fixed else cfg.train_sizes(), self.det_cfg.max_size, masks,
+                                   (fixed[0],) if fixed else cfg.train_sizes(),
+                                   self.det_cfg.max_size / self.det_cfg.image_size, masks,
                                    fixed=bool(fixed))
         self.failures: dict[str, str] = {}
         self.hooks = DetectHooks(dataset, cfg, classes, self.val_samples, self.failures)
@@ -260,7 +266,7 @@ class DetectRecipe(Recipe):
         from .model import _timm_arch
 
         cfg = self.config
-        max_size = int(cfg.image_size * 5 / 3)
+        max_size = cfg.image_size   # a photo fits in an image_size square (long side), as YOLO's letterbox
         seed_everything(cfg.seed)
         if cfg.start_from:
             self.backbone_arch = None
@@ -306,12 +312,31 @@ def train(data: str | os.PathLike, out: str | os.PathLike, *, val: str | os.Path
                            "val_annotations": val_annotations, **options})
 
 
+def proposal_scores(detector, samples: list[Sample], classes: list[str], device: str,
+                    workers: int | None) -> dict[int, tuple[float, float]]:
+    """Val (mAP50, mAP50-95) of a two-stage detector at each test-time proposal count of PROPOSALS."""
+    measured = {}
+    for n in PROPOSALS:
+        set_proposals(detector.module, n)
+        predictor = Predictor(detector, point=raw_point(), device=device, backend="torch")
+        predictions = predict_samples(predictor, samples, workers=workers)
+        report = evaluate_predictions(samples, [p for p in predictions if not p.get("error")], classes)
+        measured[n] = (round(report["map50"], 4), round(report["map"], 4))
+    return measured
+
+
+def fewest_proposals(measured: dict[int, tuple[float, float]]) -> int:
+    """The fewest proposals whose val mAP50 and mAP50-95 each stay within PROPOSALS_SLACK of the most
+    proposals' (which always qualify): the box head runs once per proposal, so every one costs time."""
+    most = max(measured)
+    ref50, ref = measured[most]
+    return min(n for n, (m50, m) in measured.items() if m50 >= ref50 - PROPOSALS_SLACK[0] and m >= ref - PROPOSALS_SLACK[1])
+
+
 def _finish_run(model, cfg: DetectTrainConfig, det_cfg: DetectorConfig, spec: ModelSpec, data_set: DetectionData,
                 train_samples: list[Sample], val_samples: list[Sample], split: dict, run_dir: Path, fit: Fit,
                 failures: dict[str, str], log: Log) -> dict[str, Any]:
     """Save the run, reload it as a user would, evaluate it on the validation images, record the metrics."""
-    from .model import load_detector
-
     classes = data_set.classes
     pre = Preprocessing(input_size=(3, det_cfg.image_size, det_cfg.image_size), interpolation="bilinear",
                         mean=det_cfg.mean, std=det_cfg.std, crop_pct=1.0)
@@ -324,6 +349,15 @@ def _finish_run(model, cfg: DetectTrainConfig, det_cfg: DetectorConfig, spec: Mo
 
     def evaluate(saved: Path):
         detector = load_detector(saved)
+        chosen = {}
+        if hasattr(detector.module, "rpn"):
+            measured = proposal_scores(detector, val_samples, classes, cfg.device, cfg.workers)
+            n = fewest_proposals(measured)
+            log(f"test-time proposals: {n} (val mAP50 / mAP50-95 by proposals: "
+                + ", ".join(f"{k}: {v[0]:.3f} / {v[1]:.3f}" for k, v in measured.items()) + ")")
+            set_proposals(detector.module, n)
+            detector.config["detector"] = {**detector.config["detector"], "proposals": n}  # keys the ONNX export
+            chosen = {"detector": detector.config["detector"], "proposals_val": {str(k): v for k, v in measured.items()}}
         predictions = predict_samples(Predictor(detector, point=raw_point(), device=cfg.device), val_samples,
                                       workers=cfg.workers)
         readable = [i for i, p in enumerate(predictions) if not p.get("error")]
@@ -339,7 +373,7 @@ def _finish_run(model, cfg: DetectTrainConfig, det_cfg: DetectorConfig, spec: Mo
         if "mask" in report:
             metrics["mask"] = {k: report["mask"][k] for k in ("map50", "map")}
         log(f"val: {summary_line(report)}")
-        return Evaluated("val", report, metrics, {"operating_point": point.to_dict(), "conf": point.conf})
+        return Evaluated("val", report, metrics, {"operating_point": point.to_dict(), "conf": point.conf, **chosen})
 
     dataset = {
         "source": data_set.root, "format": data_set.format, "train_images": len(train_samples),
