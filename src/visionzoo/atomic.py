@@ -42,12 +42,13 @@ def sweep_temporaries(folder: str | os.PathLike) -> int:
 
 
 def _running(pid: int) -> bool:
+    """Whether a process with this id runs here (one we may not signal runs too)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     return True
 
 
