@@ -420,3 +420,27 @@ def test_the_fewest_proposals_that_cost_no_accuracy_against_the_most():
     raccoons = {300: (0.9892, 0.5431), 100: (0.9829, 0.5568), 50: (0.9686, 0.5415), 25: (0.9669, 0.5207)}
     assert fewest_proposals(raccoons) == 100
     assert fewest_proposals({300: (0.99, 0.40), 100: (0.95, 0.60), 50: (0.90, 0.30)}) == 300
+
+
+def test_the_export_pads_the_backbone_by_constants_and_gives_the_unfolded_boxes(run, tmp_path, monkeypatch):
+    """The TF-ported backbone's run-time "same" padding is exported as constant Conv pads (no Pad, no shape
+    arithmetic in the trunk), and the graph answers exactly as the export that pads at run time."""
+    import contextlib
+
+    import onnx
+    import onnxruntime as ort
+
+    from visionzoo.tasks.detect import export
+    from visionzoo.tasks.detect.detector import load_detector
+
+    folded = export.export_detector(load_detector(run), tmp_path / "folded.onnx")
+    monkeypatch.setattr(export, "constant_padding", lambda module: contextlib.nullcontext(0))
+    plain = export.export_detector(load_detector(run), tmp_path / "plain.onnx")
+    trunk = lambda path: [n.op_type for n in onnx.load(str(path)).graph.node if "/backbone/body/" in n.name]  # noqa: E731
+    assert "Pad" in trunk(plain) and "Pad" not in trunk(folded) and "Shape" not in trunk(folded)
+    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (folded, plain)]
+    rng = np.random.default_rng(0)
+    for h, w in ((144, 192), (97, 150), (192, 61)):     # any size: the transform pads it to a multiple of 32
+        x = rng.random((3, h, w), dtype=np.float32)
+        a, b = (s.run(None, {"image": x}) for s in sessions)
+        assert a[0].shape == b[0].shape and all(np.allclose(u, v, atol=1e-4) for u, v in zip(a, b))

@@ -7,6 +7,7 @@ metadata's "classes"); plus "masks" (N x 1 x H x W probabilities) for Mask R-CNN
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
@@ -57,7 +58,7 @@ def export_detector(detector: Any, out: str | os.PathLike, *, check_image: str |
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
-        with warnings.catch_warnings(), torch.inference_mode():
+        with warnings.catch_warnings(), torch.inference_mode(), constant_padding(detector.module):
             warnings.simplefilter("ignore")
             torch.onnx.export(wrapper, (example,), str(tmp), dynamo=False, opset_version=OPSET,
                               input_names=["image"], output_names=names,
@@ -72,8 +73,26 @@ def export_detector(detector: Any, out: str | os.PathLike, *, check_image: str |
                                   "operating_point": detector.config.get("operating_point"),
                                   "input": "image: float32 3xHxW RGB in [0, 1]", "outputs": names})
         onnx.save(proto, str(tmp))
-        _check(wrapper, tmp, check_image)
+        _check(wrapper, tmp, check_image)   # against the module as trained: run-time padding and all
     return out
+
+
+def constant_padding(module: torch.nn.Module) -> contextlib.AbstractContextManager:
+    """`constant_same_padding` on the detector's backbone when every image it sees divides by the backbone's
+    total stride (the transform pads each batch to a multiple of `size_divisible`, or resizes to a fixed
+    size), so its run-time "same" padding is a constant: 15 % of the fp32 graph's time on EfficientNet-Lite.
+    Otherwise nothing changes."""
+    from ...runtime.same_padding import constant_same_padding
+    from .model import backbone_body
+
+    body = backbone_body(module)
+    info = getattr(body, "feature_info", None)
+    stride = max(info.reduction()) if info is not None else 0
+    t = module.transform
+    sides = list(t.fixed_size) if t.fixed_size else [t.size_divisible]
+    if not stride or any(side % stride for side in sides):
+        return contextlib.nullcontext(0)
+    return constant_same_padding(body)
 
 
 def _check(wrapper: torch.nn.Module, path: Path, image: str | None) -> None:

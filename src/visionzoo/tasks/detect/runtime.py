@@ -17,6 +17,10 @@ import numpy as np
 
 from ...runtime.onnx_session import cached_export, run_identity, session
 
+# How the export is made; part of its cache key, so a change rebuilds old caches. 2: the backbone's
+# "same" padding exported as constants (export.constant_padding).
+EXPORT_RECIPE = 2
+
 
 def onnx_file(detector: Any) -> Path:
     """The cached ONNX export of `detector`, made (and checked against PyTorch) the first time: only then is
@@ -26,7 +30,8 @@ def onnx_file(detector: Any) -> Path:
 
         export_detector(detector, path)
 
-    identity = run_identity(detector.source, {k: detector.config.get(k) for k in ("detector", "arch")})
+    identity = run_identity(detector.source, {**{k: detector.config.get(k) for k in ("detector", "arch")},
+                                              "recipe": EXPORT_RECIPE})
     return cached_export("detect", identity, export)
 
 
