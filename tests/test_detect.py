@@ -444,3 +444,66 @@ def test_the_export_pads_the_backbone_by_constants_and_gives_the_unfolded_boxes(
         x = rng.random((3, h, w), dtype=np.float32)
         a, b = (s.run(None, {"image": x}) for s in sessions)
         assert a[0].shape == b[0].shape and all(np.allclose(u, v, atol=1e-4) for u, v in zip(a, b))
+
+
+def test_int8_quantizes_the_trunk_on_the_runs_own_photos_and_keeps_its_boxes(run, voc, tmp_path, monkeypatch):
+    """--precision int8: only the backbone is quantized (QDQ around its convolutions), calibrated on the photos
+    the run was trained on; the confident boxes stay where fp32 puts them. GPU / torch requests are refused,
+    and so is a run whose photos are gone when no --calibration folder is given."""
+    import shutil
+
+    import onnx
+
+    monkeypatch.setenv("VISIONZOO_ONNX_CACHE", str(tmp_path / "cache"))
+    images = [Image.open(voc / "images" / f"img{i:02d}.jpg").convert("RGB") for i in range(16)]
+    fp32 = detect.load_predictor(str(run))
+    int8 = detect.load_predictor(str(run), precision="int8")
+    quantized = list((tmp_path / "cache" / "detect" / "int8").glob("*.onnx"))
+    assert len(quantized) == 1 and int8.backend == "onnx"
+    nodes = onnx.load(str(quantized[0])).graph.node
+    dequantized = {o for n in nodes if n.op_type == "DequantizeLinear" for o in n.output}
+    int8_weights = [n.name for n in nodes if n.op_type == "Conv" and n.input[1] in dequantized]
+    fp32_weights = [n.name for n in nodes if n.op_type == "Conv" and n.input[1] not in dequantized]
+    assert int8_weights and all("/backbone/body/" in name for name in int8_weights)   # the trunk's, and only
+    assert fp32_weights and not any("/backbone/body/" in name for name in fp32_weights)
+    found = [max((_iou(np.array(d["box"]), np.array(e["box"])) for e in b["detections"] if e["label"] == d["label"]),
+                 default=0) > 0.5 for a, b in zip(fp32(images), int8(images)) for d in a["detections"] if d["score"] > 0.5]
+    assert len(found) >= 3 and np.mean(found) >= 0.8, found   # fp32's confident boxes: int8 finds them too
+    with pytest.raises(UsageError, match="CPU"):
+        detect.load_predictor(str(run), precision="int8", device="cuda")
+    with pytest.raises(UsageError, match="ONNX Runtime"):
+        detect.load_predictor(str(run), precision="int8", backend="torch")
+    moved = tmp_path / "moved"
+    shutil.copytree(run, moved)
+    config = json.loads((moved / "config.json").read_text())
+    config["dataset"]["source"] = str(tmp_path / "gone")
+    (moved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UsageError, match="--calibration"):
+        detect.load_predictor(str(moved), precision="int8")
+    assert detect.load_predictor(str(moved), precision="int8", calibration=voc / "images").backend == "onnx"
+
+
+def test_an_explicit_image_size_warns_once_that_it_is_now_the_square_side(tmp_path, monkeypatch):
+    """--image-size used to be the short side; passed explicitly it now warns (once) what it means, and the
+    default says nothing."""
+    import warnings
+
+    from visionzoo.tasks.detect import training
+
+    def warnings_of(**options) -> list[str]:
+        with warnings.catch_warnings(record=True) as caught, pytest.raises(UsageError):
+            warnings.simplefilter("always")
+            detect.train(tmp_path / "missing", tmp_path / "out", log=None, **options)
+        return [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]
+
+    monkeypatch.setattr(training, "_SIZE_WARNED", [])
+    assert warnings_of() == []
+    first = warnings_of(image_size=512)
+    assert len(first) == 1 and "side of the square" in first[0] and "short side before" in first[0]
+    assert warnings_of(image_size=512) == []                      # once a process
+    monkeypatch.setattr(training, "_SIZE_WARNED", [])
+    cli = [sys.executable, "-m", "visionzoo", "detect", "train", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]
+    quiet = subprocess.run(cli, capture_output=True, text=True)
+    loud = subprocess.run([*cli, "--image-size", "512"], capture_output=True, text=True)
+    assert quiet.returncode == loud.returncode == 2
+    assert "side of the square" in loud.stderr and "side of the square" not in quiet.stderr

@@ -15,6 +15,7 @@ from ._app import (
     EndOpt,
     EveryOpt,
     FpsOpt,
+    PrecisionOpt,
     ProcessesHelp,
     QuietOpt,
     ResumeOpt,
@@ -64,8 +65,9 @@ def train_cmd(
                                          "data: about 320 steps, 4-30 epochs]."),
     time_budget: Optional[float] = TimeBudgetOpt,
     threads: Optional[int] = TrainThreadsOpt,
-    image_size: int = typer.Option(384, "--image-size", help="The network sees each photo fitted into a square of this side (its long side; "
-                                    "a multiple of 32), as YOLO's letterbox does."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="The network sees each photo fitted into a "
+                                             "square of this side (its long side; a multiple of 32), as YOLO's "
+                                             "letterbox does [default: 384]."),
     freeze: int = typer.Option(3, "--freeze", min=0, help="Leading backbone stages kept frozen (stem = 1)."),
     batch_size: int = BatchOpt,
     lr: float = typer.Option(0.01, "--lr", help="SGD learning rate."),
@@ -88,7 +90,7 @@ def train_cmd(
     result = train(data, out, val=val, annotations=annotations, val_annotations=val_annotations, resume=resume,
                    progress=show_progress(quiet), log=say, arch=arch, backbone=backbone, epochs=epochs,
                    time_budget=time_budget, threads=threads, start_from=start_from, weights=str(weights) if weights else None,
-                   image_size=image_size, freeze=freeze, batch_size=batch_size, lr=lr, val_split=val_split,
+                   **({} if image_size is None else {"image_size": image_size}), freeze=freeze, batch_size=batch_size, lr=lr, val_split=val_split,
                    patience=patience, seed=seed, workers=workers, num_workers=processes, device=device)
     raise typer.Exit(results.trained(result))
 
@@ -115,6 +117,10 @@ def predict_cmd(
     batch_size: int = BatchOpt,
     workers: Optional[int] = WorkersOpt,
     device: str = DeviceOpt,
+    precision: str = PrecisionOpt,
+    calibration: Optional[Path] = typer.Option(None, "--calibration", help="--precision int8: photos typical of "
+                                               "your inputs to calibrate on (a folder or glob; up to 64 spread over "
+                                               "it) [default: the photos the run was trained on]."),
     quiet: bool = QuietOpt,
 ):
     """Boxes (and masks) in each image's original pixels, EXIF rotation applied; per frame of videos
@@ -128,11 +134,13 @@ def predict_cmd(
     listed = results.listed(inputs, videos=True)
     images, sources = videos.split(listed.files)
     rows = predict(model, images, conf=conf, iou=iou, weights=weights, draw=draw, masks_dir=masks,
-                   batch_size=batch_size, workers=workers, device=device, progress=show_progress(quiet)) if images else []
+                   batch_size=batch_size, workers=workers, device=device, precision=precision,
+                   calibration=calibration, progress=show_progress(quiet)) if images else []
     options = VideoOptions(videos.sampling(fps, every, start, end), batch_size=batch_size, track=track, draw=draw,
                            progress=show_progress(quiet), log=say)
     frames = predict_videos(model, sources, task="detect", options=options, conf=conf, iou=iou, weights=weights,
-                            device=device, batch_size=batch_size) if sources else ()
+                            device=device, batch_size=batch_size, precision=precision,
+                            calibration=calibration) if sources else ()
     line = lambda r: f"{r['path']}: " + (", ".join(f"{d['label']} {d['score']:.2f}" for d in r["detections"])  # noqa: E731
                                           or "nothing")
     raise typer.Exit(videos.finish(rows, frames, out, listed.skipped, line=line))

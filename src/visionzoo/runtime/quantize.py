@@ -255,3 +255,44 @@ def cached_int8(src: str | os.PathLike, calibration: str, batches: Callable[[], 
             raise UsageError(f"int8 quantization of this model strays from fp32 (median feature cosine "
                              f"{float(np.median(cos)):.3f} on its calibration photos); use --precision fp32")
     return path
+
+
+def quantize_int8_nodes(src: str | os.PathLike, out: str | os.PathLike, feeds: Iterable[dict[str, np.ndarray]],
+                        nodes: list[str], op_types: tuple[str, ...]) -> Path:
+    """Quantize only `nodes` (of `op_types`) of the fp32 ONNX file `src` to `out` (QDQ, per-channel int8
+    weights, uint8 activations), calibrated by running each of `feeds` (one input dict per run) through it.
+
+    For a graph that is more than one image batch in and features out (a whole detector, of which only the
+    trunk is worth quantizing): its ranges are each run's minimum and maximum, averaged over the runs, since
+    the histogram methods need every calibrated tensor the same shape in every run, and a detector's box
+    tensors are not."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.feeds = iter(feeds)
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))   # as in quantize_int8: progress and unused-initializer notes
+    ort.set_default_logger_severity(3)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantize_static(str(src), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=_method("minmax"), nodes_to_quantize=nodes,
+                            op_types_to_quantize=list(op_types), extra_options={"CalibMovingAverage": True})
+        # Saved as ONNX Runtime's basic optimizer leaves it (portable: standard operators only), so that a
+        # session does not warn, at every start, of each activation bound the QDQ graph no longer uses.
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        opts.optimized_model_filepath = str(out)
+        ort.InferenceSession(str(out), opts, providers=["CPUExecutionProvider"])
+    finally:
+        root.setLevel(level)
+        ort.set_default_logger_severity(2)
+    return Path(out)

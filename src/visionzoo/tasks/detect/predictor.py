@@ -37,12 +37,18 @@ class Predictor:
 
     def __init__(self, detector: Detector, *, conf: float | None = None, iou: float | None = None,
                  point: OperatingPoint | None = None, device: str = "auto", batch_size: int = 4,
-                 backend: str = "auto"):
+                 backend: str = "auto", precision: str = "fp32", calibration: str | os.PathLike | None = None):
         """`point`: which boxes to keep [default: the run's operating point]; `conf` (one threshold for
         every class) and `iou` (NMS) override parts of it. `backend`: auto (ONNX Runtime on a CPU, see
-        runtime.py; PyTorch on a GPU or when the model cannot be exported), torch or onnx."""
+        runtime.py; PyTorch on a GPU or when the model cannot be exported), torch or onnx. `precision`
+        "int8": the export's backbone quantized, on the CPU (quantized.py), calibrated on `calibration`
+        [default: the photos the run was trained on]."""
+        from ...runtime.quantize import check_precision, int8_device
+
         if backend not in ("auto", "torch", "onnx"):
             raise UsageError(f"unknown backend {backend!r}; use auto, torch or onnx")
+        if check_precision(precision) == "int8":
+            device, backend = int8_device(device, backend), "onnx"
         if (conf is not None and not 0 <= conf <= 1) or (iou is not None and not 0 < iou <= 1):
             raise UsageError(" and ".join(m for m in (
                 f"--conf must be in [0, 1], got {conf}" if conf is not None and not 0 <= conf <= 1 else "",
@@ -55,19 +61,26 @@ class Predictor:
         self.detector, self.point, self.batch_size = detector, point, batch_size
         self.short, self.long, self.fixed = detector.network_size()
         self.network: Any = None
+        self.precision = precision
         if backend == "onnx" or (backend == "auto" and cpu_only(str(device))):
-            self._use_onnx(backend == "onnx")
+            self._use_onnx(backend == "onnx", calibration)
         if self.network is None:
             from .runtime import TorchDetector
 
             self.network, self.backend, self.parallel = TorchDetector(detector.module, device, point), "torch", 1
 
-    def _use_onnx(self, required: bool) -> None:
+    def _use_onnx(self, required: bool, calibration: str | os.PathLike | None) -> None:
         from ...cpus import usable_cpus
         from .runtime import OnnxDetector
 
+        quantize = None
+        if self.precision == "int8":
+            from .quantized import detector_calibration, int8_file
+
+            cal = detector_calibration(self.detector, calibration)
+            quantize = lambda fp32: int8_file(fp32, cal, self.calibration_input)  # noqa: E731
         try:
-            self.network = OnnxDetector(self.detector)
+            self.network = OnnxDetector(self.detector, quantize=quantize)
         except UsageError as exc:
             if required:
                 raise
@@ -109,6 +122,16 @@ class Predictor:
             return img
         return img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BILINEAR)
 
+    def calibration_input(self, path: str) -> np.ndarray | None:
+        """A calibration photo as the exported graph gets it from `predict` (None when unreadable)."""
+        from .runtime import _chw
+
+        try:
+            img, _ = decode_for(self, path)
+        except ImageDecodeError:
+            return None
+        return _chw(np.asarray(self.network_input(img), dtype=np.uint8))
+
     def __call__(self, images: Sequence[Image.Image]) -> list[dict[str, Any]]:
         """Detections per image. Only images of the same network size share a forward pass: the
         detector pads a batch to its largest image, and padding would change what it finds, so an
@@ -148,10 +171,11 @@ class Predictor:
 
 def load_predictor(run_or_name: str | os.PathLike, *, conf: float | None = None, iou: float | None = None,
                    weights: str | os.PathLike | None = None, device: str = "auto", batch_size: int = 4,
-                   backend: str = "auto") -> Predictor:
+                   backend: str = "auto", precision: str = "fp32",
+                   calibration: str | os.PathLike | None = None) -> Predictor:
     """A detection run folder or a torchvision COCO detector name, loaded once, ready to call."""
     return Predictor(load_detector(run_or_name, weights), conf=conf, iou=iou, device=device, batch_size=batch_size,
-                     backend=backend)
+                     backend=backend, precision=precision, calibration=calibration)
 
 
 # --------------------------------------------------------------------------- files
@@ -244,16 +268,18 @@ def predict(run_or_name: str | os.PathLike, inputs: str | os.PathLike | Sequence
             conf: float | None = None, iou: float | None = None, weights: str | os.PathLike | None = None,
             draw: str | os.PathLike | None = None, masks_dir: str | os.PathLike | None = None,
             batch_size: int = 4, workers: int | None = None, device: str = "auto", backend: str = "auto",
+            precision: str = "fp32", calibration: str | os.PathLike | None = None,
             progress: bool = False) -> list[dict[str, Any]]:
     """Detect objects in files, folders or globs: per file {"path", "width", "height", "detections":
     [{"label", "score", "box": [x1, y1, x2, y2]}], "error"} in the file's displayed pixels (EXIF
     rotation applied). `draw` writes each picture with its boxes; `masks_dir` one PNG per detected
-    mask (its path in the detection's "mask_png"); masks also ride along as COCO RLE ("mask")."""
+    mask (its path in the detection's "mask_png"); masks also ride along as COCO RLE ("mask"). `precision`
+    "int8": the backbone quantized, calibrated on `calibration` [default: the run's training photos]."""
     from .draw import draw_detections
 
     files = expand_inputs(inputs).files
     predictor = load_predictor(run_or_name, conf=conf, iou=iou, weights=weights, device=device, batch_size=batch_size,
-                               backend=backend)
+                               backend=backend, precision=precision, calibration=calibration)
     names = output_names(files)   # one name per input, never shared (visionzoo.outputs)
     results = []
     for r in iter_predict_files(predictor, files, workers=workers, progress=progress):

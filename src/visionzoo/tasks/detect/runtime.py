@@ -11,7 +11,7 @@ decoded in the thread that runs it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -41,10 +41,12 @@ def _chw(image: np.ndarray) -> np.ndarray:
 
 
 class OnnxDetector:
-    """The detector's ONNX export on ONNX Runtime; thread-safe (one intra-op thread per call)."""
+    """The detector's ONNX export on ONNX Runtime; thread-safe (one intra-op thread per call). `quantize`:
+    the export -> the file to run instead (quantized.int8_file)."""
 
-    def __init__(self, detector: Any, threads: int = 1):
-        self.session = session(onnx_file(detector), threads)
+    def __init__(self, detector: Any, threads: int = 1, quantize: Callable[[Path], Path] | None = None):
+        path = onnx_file(detector)
+        self.session = session(quantize(path) if quantize else path, threads)
         self.names = [o.name for o in self.session.get_outputs()]
 
     def __call__(self, images: list[np.ndarray]) -> list[dict[str, np.ndarray]]:

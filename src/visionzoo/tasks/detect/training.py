@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -294,6 +295,19 @@ class DetectRecipe(Recipe):
                            self.val_samples, self.split, run_dir, fit, self.failures, log)
 
 
+_SIZE_WARNED: list[bool] = []
+
+
+def size_meaning_changed(size: int) -> None:
+    """Warn once a process that an explicit image size now means the letterbox square's side (the photo's
+    long side); it was the short side before, so an old script asking for 512 now gets smaller inputs."""
+    if not _SIZE_WARNED:
+        _SIZE_WARNED.append(True)
+        warnings.warn(f"detect train: image_size / --image-size {size} is now the side of the square each photo "
+                      f"is fitted into (its long side, as YOLO's letterbox); it was the short side before",
+                      FutureWarning, stacklevel=3)
+
+
 def train(data: str | os.PathLike, out: str | os.PathLike, *, val: str | os.PathLike | None = None,
           annotations: str | os.PathLike | None = None, val_annotations: str | os.PathLike | None = None,
           resume: bool = False, progress: bool = False, log: Log | None = print, **options: Any) -> dict[str, Any]:
@@ -304,6 +318,8 @@ def train(data: str | os.PathLike, out: str | os.PathLike, *, val: str | os.Path
     seed and files are recorded). Returns {"run_dir", "report", "config"}.
     """
     options = renamed(options, RENAMED, "detect train")
+    if "image_size" in options:
+        size_meaning_changed(options["image_size"])
     inputs = {"data": os.fspath(data), "annotations": annotations and os.fspath(annotations),
               "val": val and os.fspath(val), "val_annotations": val_annotations and os.fspath(val_annotations)}
     recipe = DetectRecipe(DetectTrainConfig(**options), inputs)
