@@ -18,7 +18,8 @@ import numpy as np
 from ...runtime.onnx_session import cached_export, run_identity, session
 
 # How the export is made; part of its cache key, so a change rebuilds old caches. 2: the backbone's
-# "same" padding exported as constants (export.constant_padding).
+# "same" padding exported as constants (export.constant_padding), RoI levels merged by a Gather
+# (export.gathered_levels).
 EXPORT_RECIPE = 2
 
 
