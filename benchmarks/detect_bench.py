@@ -16,9 +16,12 @@ the same load; the load average is printed beside them.
 
     .venv/bin/python benchmarks/detect_bench.py [--archs fasterrcnn,fcos,retinanet,ssdlite]
         [--yolo-onnx /tmp/yolo11n_384.onnx,/tmp/yolo11n_640.onnx] [--runs DIR] [--photos 200] [--pictures DIR]
+        [--int8]
 
 --runs DIR keeps the run folders (DIR/ARCH) and reuses those already there (their training figures from
-DIR/ARCH.train.json when the benchmark trained them).
+DIR/ARCH.train.json when the benchmark trained them): with runs already there, only the predict rows are
+measured again (about 10 minutes). --int8 adds the default arch with `detect predict --precision int8`
+(calibrated on the run's own photos), its validation figures and speed measured the same way.
 """
 from __future__ import annotations
 
@@ -81,11 +84,13 @@ def train(arch: str, data: Path, runs: Path, time_budget: float | None) -> tuple
 
 
 def predict_speed(runs: dict[str, Path], yolos: list[str], folder: Path, one: Path,
-                  repeat: int) -> dict[str, dict[str, float]]:
-    """Median whole-process figures per model (`detect predict` per run, the reference per ONNX graph)."""
+                  repeat: int, int8: list[str] = ()) -> dict[str, dict[str, float]]:
+    """Median whole-process figures per model (`detect predict` per run, the reference per ONNX graph);
+    `int8`: runs also measured with `--precision int8` (as "NAME int8")."""
     reference = str(Path(__file__).with_name("yolo_reference.py"))
     commands = {name: [*VZ, "detect", "predict", str(run), "{photos}", "--out", "{out}", "--quiet"]
                 for name, run in runs.items()}
+    commands.update({f"{name} int8": [*commands[name], "--precision", "int8"] for name in int8})
     commands.update({Path(y).name: [sys.executable, reference, y, "{photos}", "--out", "{out}"] for y in yolos})
     n = sum(1 for _ in folder.iterdir())
     with tempfile.TemporaryDirectory() as tmp:
@@ -93,8 +98,8 @@ def predict_speed(runs: dict[str, Path], yolos: list[str], folder: Path, one: Pa
             cmd = [a.replace("{photos}", str(photos)).replace("{out}", f"{tmp}/{name}.json") for a in commands[name]]
             return measured(cmd)
 
-        for name in runs:
-            run(name, one)                     # the ONNX export, made and cached once
+        for name in [*runs, *(f"{name} int8" for name in int8)]:
+            run(name, one)                     # the ONNX export (and its int8 version), made and cached once
         rows: dict[str, list[dict]] = {name: [] for name in commands}
         starts: dict[str, list[float]] = {name: [] for name in commands}
         for _ in range(repeat):
@@ -110,6 +115,24 @@ def predict_speed(runs: dict[str, Path], yolos: list[str], folder: Path, one: Pa
                      "peak_mb": max(m["peak_mb"] for m in measurements), "startup_s": start,
                      "walls": [round(m["wall"], 2) for m in measurements], "loads": [m["load"] for m in measurements]}
     return out
+
+
+def int8_accuracy(run: Path) -> dict[str, float]:
+    """The run's validation figures (as report.json has them for fp32) with `--precision int8`."""
+    from visionzoo.tasks.detect.datasets import load_detection_data
+    from visionzoo.tasks.detect.detector import load_detector
+    from visionzoo.tasks.detect.evaluation import predict_samples, score_samples
+    from visionzoo.tasks.detect.operating import EVAL_CONF, OperatingPoint
+    from visionzoo.tasks.detect.predictor import Predictor
+
+    detector = load_detector(run)
+    dataset = detector.config["dataset"]
+    val = set(dataset["val_split"]["files"])
+    samples = [s for s in load_detection_data(dataset["source"], classes=detector.classes).samples
+               if Path(s.path).relative_to(dataset["source"]).as_posix() in val]
+    point = OperatingPoint.from_config(detector.config)
+    predictor = Predictor(detector, point=point.with_conf(EVAL_CONF), device="cpu", precision="int8")
+    return score_samples(samples, predict_samples(predictor, samples), detector.classes, point=point)
 
 
 def picture(run: Path, files: list[str], out: Path) -> Path:
@@ -141,6 +164,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--time-budget", type=float, default=None, help="[default: the command's default]")
     parser.add_argument("--pictures", type=Path, default=Path(tempfile.gettempdir()) / "vz-detect-bench")
+    parser.add_argument("--int8", action="store_true", help="also the default arch with `--precision int8`")
     args = parser.parse_args()
     from visionzoo.tasks.detect.config import DEFAULT_ARCH as default_arch  # no torch here: a child's peak RSS
                                                                               # counts its parent's at the fork
@@ -157,7 +181,8 @@ def main() -> None:
         one = Path(tmp) / "one"
         one.mkdir()
         shutil.copy(next(iter(sorted(folder.iterdir()))), one)
-        speed = predict_speed(runs, yolos, folder, one, args.repeat)
+        int8 = [default_arch] if args.int8 and default_arch in runs else []
+        speed = predict_speed(runs, yolos, folder, one, args.repeat, int8)
     (runs_dir / "speed.json").write_text(json.dumps(speed, indent=1))
     print(f"\n`detect predict` whole process over {args.photos} photos (median of {args.repeat}); load after: {load()}\n")
     print("| arch | epochs run (best), stopped by | whole `detect train` s (CPU-s, peak MB) | val mAP50 | val mAP50-95 | "
@@ -175,6 +200,11 @@ def main() -> None:
               f"{r['precision']:.3f} | {r['recall']:.3f} | {r['boxes_per_image']:.2f} ({r['true_boxes_per_image']:.2f}) | "
               f"{cfg['detector'].get('proposals', '-') if arch in ('fasterrcnn', 'maskrcnn') else '-'} | "
               f"{s['photos_s']:.2f} | {s['cpu_per_photo']:.3f} | {s['peak_mb']:.0f} | {s['startup_s']:.2f} |", flush=True)
+    for arch in int8:
+        r, s = int8_accuracy(runs[arch]), speed[f"{arch} int8"]
+        print(f"| {arch} `--precision int8` | | | {r['map50']:.3f} | {r['map']:.3f} | {r['precision']:.3f} | "
+              f"{r['recall']:.3f} | {r['boxes_per_image']:.2f} ({r['true_boxes_per_image']:.2f}) | | "
+              f"{s['photos_s']:.2f} | {s['cpu_per_photo']:.3f} | {s['peak_mb']:.0f} | {s['startup_s']:.2f} |")
     for y in yolos:
         s = speed[Path(y).name]
         print(f"| reference: {Path(y).name} (random weights, speed only) | | | | | | | | | {s['photos_s']:.2f} | "
@@ -182,12 +212,13 @@ def main() -> None:
     print("\nwhole-process walls and load averages per repeat:")
     for name, s in speed.items():
         print(f"  {name}: walls {s['walls']} s; load {s['loads']}")
-    if default_arch in runs and yolos:
-        ours = speed[default_arch]
+    for name in [default_arch, *(f"{arch} int8" for arch in int8)] if default_arch in runs else []:
+        ours = speed[name]
         for y in yolos:
             ref = speed[Path(y).name]
-            print(f"  {default_arch} / {Path(y).name}: {ours['photos_s'] / ref['photos_s']:.2f}x photos/s whole process; "
-                  f"{ours['after_startup_s'] / ref['after_startup_s']:.2f}x after start-up (the one-photo run's wall)")
+            print(f"  {name} / {Path(y).name}: {ours['photos_s'] / ref['photos_s']:.2f}x photos/s whole process; "
+                  f"{ours['after_startup_s'] / ref['after_startup_s']:.2f}x after start-up (the one-photo run's wall); "
+                  f"{ref['cpu_per_photo'] / ours['cpu_per_photo']:.2f}x in CPU-s per photo (reference / ours)")
     if default_arch in runs:
         cfg = json.loads((runs[default_arch] / "config.json").read_text())
         files = [str(Path(cfg["dataset"]["source"]) / f) for f in cfg["dataset"]["val_split"]["files"][:8]]

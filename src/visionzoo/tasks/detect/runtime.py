@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ...runtime.onnx_session import cached_export, run_identity, session
+from ...runtime.onnx_session import cached_export, presolved, run_identity, session
 
 # How the export is made; part of its cache key, so a change rebuilds old caches. 2: the backbone's
 # "same" padding exported as constants (export.constant_padding), RoI levels merged by a Gather
@@ -47,7 +47,7 @@ class OnnxDetector:
 
     def __init__(self, detector: Any, threads: int = 1, quantize: Callable[[Path], Path] | None = None):
         path = onnx_file(detector)
-        self.session = session(quantize(path) if quantize else path, threads)
+        self.session = session(presolved(quantize(path) if quantize else path), threads)
         self.names = [o.name for o in self.session.get_outputs()]
 
     def __call__(self, images: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
