@@ -129,18 +129,20 @@ def predict_cmd(
     Example: visionzoo detect predict runs/raccoon photos/ clip.mp4 --track --draw drawn/ --out boxes.jsonl
     """
     from ..tasks.detect import predict
-    from ..video import VideoOptions, predict_videos
 
     listed = results.listed(inputs, videos=True)
     images, sources = videos.split(listed.files)
     rows = predict(model, images, conf=conf, iou=iou, weights=weights, draw=draw, masks_dir=masks,
                    batch_size=batch_size, workers=workers, device=device, precision=precision,
                    calibration=calibration, progress=show_progress(quiet)) if images else []
-    options = VideoOptions(videos.sampling(fps, every, start, end), batch_size=batch_size, track=track, draw=draw,
-                           progress=show_progress(quiet), log=say)
-    frames = predict_videos(model, sources, task="detect", options=options, conf=conf, iou=iou, weights=weights,
-                            device=device, batch_size=batch_size, precision=precision,
-                            calibration=calibration) if sources else ()
+    sampling, frames = videos.sampling(fps, every, start, end), ()
+    if sources:   # the video machinery is imported only for videos: photos start sooner
+        from ..video import VideoOptions, predict_videos
+
+        options = VideoOptions(sampling, batch_size=batch_size, track=track, draw=draw, progress=show_progress(quiet),
+                               log=say)
+        frames = predict_videos(model, sources, task="detect", options=options, conf=conf, iou=iou, weights=weights,
+                                device=device, batch_size=batch_size, precision=precision, calibration=calibration)
     line = lambda r: f"{r['path']}: " + (", ".join(f"{d['label']} {d['score']:.2f}" for d in r["detections"])  # noqa: E731
                                           or "nothing")
     raise typer.Exit(videos.finish(rows, frames, out, listed.skipped, line=line))
