@@ -93,16 +93,26 @@ def test_expand_inputs_folders_globs_and_errors(tmp_path):
     dict(crop_mode="squash"),                                          # timm's own transform, as arrays
 ])
 def test_array_transform_equals_the_torch_transform(pre, photo_dir):
+    """The PIL / NumPy transform every command uses gives timm's numbers: exactly where nothing is
+    resized, to resampling rounding where it resizes only the centre crop's box (a few of the
+    pixels one or two levels apart), never a shifted or rescaled crop."""
     from visionzoo.data import eval_array_transform, eval_transform
+    from visionzoo.data.transforms import timm_eval_transform
     from visionzoo.zoo.spec import Preprocessing
 
     p = Preprocessing(**pre)
-    reference, arrays = eval_transform(p), eval_array_transform(p)
+    reference, arrays, tensors = timm_eval_transform(p), eval_array_transform(p), eval_transform(p)
+    levels = np.asarray(p.std, np.float32)[:, None, None] * 255  # one 8-bit level, in normalised units
     cat = Image.open(photo_dir / "chelsea.jpg").convert("RGB")
     for img in (cat, cat.resize((199, 601)), cat.resize((256, 300)), cat.resize((90, 70)), cat.resize((257, 256))):
-        got = arrays(img)
+        got, want = arrays(img), reference(img).numpy()
         assert got.dtype == np.float32 and got.shape == tuple(p.input_size)
-        np.testing.assert_array_equal(got, reference(img).numpy())
+        np.testing.assert_array_equal(tensors(img).numpy(), got)
+        if p.resize_size in img.size or p.crop_mode == "squash":
+            np.testing.assert_array_equal(got, want)
+        else:
+            off = np.abs(got - want) * levels
+            assert off.max() <= 8 and (off > 1.01).mean() < 0.01 and abs((got - want).mean()) * levels.mean() < 0.02
 
 
 def test_ordered_map_keeps_order_and_stays_a_bounded_way_ahead():

@@ -244,3 +244,23 @@ def test_a_feature_does_not_depend_on_the_other_images_of_its_batch(photo_dir, t
     for i, path in enumerate(paths):
         alone = visionzoo.extract([path], tmp_path / f"alone{i}", batch_size=8)
         np.testing.assert_allclose(visionzoo.load_features(alone.outputs[0])[1][0], rows[i], atol=1e-4)
+
+
+def test_extract_features_equal_timms_preprocessing_to_rounding(photo_dir, lite0, torch_prelogits):
+    """extract resizes only the centre crop's box of each photo and normalises by table lookup;
+    its features must be those of timm's own transform (resize the whole photo, crop, normalise)
+    to resampling rounding: cosine >= 0.9999 on real photos, and the same top label."""
+    from visionzoo.data import load_rgb
+    from visionzoo.data.transforms import timm_eval_transform
+
+    _, paths, matrix = torch_prelogits
+    pre = lite0.zoo_spec.preprocessing
+    reference = timm_eval_transform(pre)
+    x = torch.stack([reference(load_rgb(p, pre.resize_size)) for p in paths])
+    with torch.no_grad():
+        want = lite0.forward_head(lite0.forward_features(x), pre_logits=True).numpy()
+        labels = lite0(x).argmax(1)
+    cos = (matrix * want).sum(1) / (np.linalg.norm(matrix, axis=1) * np.linalg.norm(want, axis=1))
+    assert cos.min() >= 0.9999 and not np.array_equal(matrix, want), cos  # not a vacuous comparison
+    got = np.stack([r.predictions[0].index for r in visionzoo.classify([photo_dir], model=lite0, top_k=1)])
+    np.testing.assert_array_equal(got, labels.numpy())
