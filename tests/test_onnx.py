@@ -78,3 +78,27 @@ def test_export_command_writes_a_self_describing_model(lite0, photos, tmp_path):
         export("efficientnet_lite0", out)
     with pytest.raises(UsageError, match="format"):
         export("efficientnet_lite0", tmp_path / "x.tflite", format="tflite")
+
+
+@pytest.mark.parametrize("side", [240, 225])   # 240 reaches an odd 15 x 15 at the last stride 2; 225 is odd at once
+def test_tf_same_padding_is_exported_as_constants_for_the_input_size(lite0, tmp_path, monkeypatch, side):
+    """The TF-ported weights' run-time "same" padding becomes constant Conv pads sized for the export's
+    input (no Shape arithmetic, no Pad in the graph), and the graph answers as the run-time padded one."""
+    import contextlib
+
+    import onnx
+    import onnxruntime as ort
+
+    from visionzoo.runtime import onnx_backend
+    from visionzoo.tasks.embed import feature_fn
+
+    size = (3, side, side)
+    constant = onnx_backend.export_onnx(lite0, feature_fn(), size, tmp_path / "constant.onnx")
+    monkeypatch.setattr(onnx_backend, "constant_same_padding", lambda *args: contextlib.nullcontext(0))
+    runtime = onnx_backend.export_onnx(lite0, feature_fn(), size, tmp_path / "runtime.onnx")
+    ops = lambda path: {n.op_type for n in onnx.load(str(path)).graph.node}  # noqa: E731
+    assert {"Pad", "Shape"} <= ops(runtime) and not {"Pad", "Shape"} & ops(constant)
+    x = np.random.default_rng(0).standard_normal((2, *size), dtype=np.float32)
+    a, b = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
+            for p in (constant, runtime))
+    assert np.allclose(a, b, atol=1e-5 * float(np.abs(b).max()))

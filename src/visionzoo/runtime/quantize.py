@@ -9,7 +9,8 @@ DequantizeLinear too, so the pad amounts were rounded to an 8-bit grid: the five
 stages padded by the wrong number of pixels and the last feature map came out 6x6 instead of
 7x7. Per-channel weights, percentile ranges and fp32 first/last layers cannot repair a model
 whose geometry changed. Folding that arithmetic away before quantizing (`prepare_graph`;
-`shape_nodes` keeps it fp32 where it cannot fold) is the fix.
+`shape_nodes` keeps it fp32 where it cannot fold) is the fix; the zoo's own exports now pad by
+constants from the start (same_padding.py), and `prepare_graph` folds what other graphs still compute.
 
 Why the second recipe still disagreed on 17 % of the labels and was hardly faster
 (docs/benchmarks.md): int8 rounding noise enters every layer and is carried by all later ones, most
@@ -186,39 +187,57 @@ def prepare_graph(src: Path, out: Path, probe: np.ndarray) -> list[str]:
     return early
 
 
+@contextlib.contextmanager
+def _quiet_quantizer():
+    """The quantizer logs its progress at INFO and prints it to stdout (where JSON results go), and ONNX
+    Runtime warns about each initializer the pre-processing leaves unused: none of it is news."""
+    import onnxruntime as ort
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))
+    ort.set_default_logger_severity(3)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
+        ort.set_default_logger_severity(2)
+
+
+def _quantize_static(src: Path, out: Path, feeds: Iterable[dict[str, np.ndarray]], method: str, **options) -> None:
+    """ONNX Runtime's static quantization as every int8 file here is made: QDQ, per-channel int8 weights,
+    uint8 activations, ranges by `method` from running each of `feeds` (one input dict per run)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.feeds = iter(feeds)
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    quantize_static(str(src), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=_method(method), **options)
+
+
 def quantize_int8(src: str | os.PathLike, out: str | os.PathLike, batches: Iterable[np.ndarray],
                   method: str = DEFAULT_METHOD) -> Path:
-    """Quantize the fp32 ONNX file `src` to `out` (QDQ, per-channel int8 weights, uint8
-    activations), with activation ranges from `batches` (preprocessed photos, N x C x H x W), and
-    the int8 convolutions' weights first rounded for their outputs on those photos (`round_graph`)."""
+    """Quantize the fp32 ONNX file `src` to `out` (see `_quantize_static`), with activation ranges from
+    `batches` (preprocessed photos, N x C x H x W), and the int8 convolutions' weights first rounded for
+    their outputs on those photos (`round_graph`)."""
     import onnx
-    import onnxruntime as ort
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     from .weight_rounding import round_graph  # torch: only when a file is made
 
     # One image per calibration run: ONNX Runtime's histogram calibrators stack each tensor's values
     # over the runs, which fails when a last batch is smaller than the others.
     images = [np.ascontiguousarray(img[None], dtype=np.float32) for batch in batches for img in batch]
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.images = iter(images)
-
-        def get_next(self):
-            image = next(self.images, None)
-            return None if image is None else {INPUT: image}
-
     out = Path(out)
     prepared = out.with_name(out.name + ".prep.onnx")
-    root = logging.getLogger()
-    level = root.level
-    # The quantizer logs its progress at INFO and prints it to stdout (where JSON results go), and
-    # ONNX Runtime warns about each initializer the pre-processing leaves unused: none of it is news.
-    root.setLevel(max(level, logging.WARNING))
-    ort.set_default_logger_severity(3)
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with _quiet_quantizer():
             early = prepare_graph(Path(src), prepared, np.concatenate((images * 2)[:2]))
             graph = onnx.load(str(prepared))
             heads = [n.name for n in graph.graph.node if n.op_type in HEAD_OPS][-1:]
@@ -226,12 +245,8 @@ def quantize_int8(src: str | os.PathLike, out: str | os.PathLike, batches: Itera
                         + [n.name for n in graph.graph.node if n.op_type in FP32_OPS])
             round_graph(graph, images[::max(1, len(images) // ROUNDING_IMAGES)], set(excluded))
             onnx.save(graph, str(prepared))
-            quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=_method(method), nodes_to_exclude=excluded)
+            _quantize_static(prepared, out, ({INPUT: image} for image in images), method, nodes_to_exclude=excluded)
     finally:
-        root.setLevel(level)
-        ort.set_default_logger_severity(2)
         prepared.unlink(missing_ok=True)
     return out
 
@@ -273,40 +288,22 @@ def cached_int8(src: str | os.PathLike, calibration: str, batches: Callable[[], 
 
 def quantize_int8_nodes(src: str | os.PathLike, out: str | os.PathLike, feeds: Iterable[dict[str, np.ndarray]],
                         nodes: list[str], op_types: tuple[str, ...]) -> Path:
-    """Quantize only `nodes` (of `op_types`) of the fp32 ONNX file `src` to `out` (QDQ, per-channel int8
-    weights, uint8 activations), calibrated by running each of `feeds` (one input dict per run) through it.
+    """Quantize only `nodes` (of `op_types`) of the fp32 ONNX file `src` to `out` (see `_quantize_static`),
+    calibrated by running each of `feeds` (one input dict per run) through it.
 
     For a graph that is more than one image batch in and features out (a whole detector, of which only the
     trunk is worth quantizing): its ranges are each run's minimum and maximum, averaged over the runs, since
     the histogram methods need every calibrated tensor the same shape in every run, and a detector's box
     tensors are not."""
     import onnxruntime as ort
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.feeds = iter(feeds)
-
-        def get_next(self):
-            return next(self.feeds, None)
-
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(max(level, logging.WARNING))   # as in quantize_int8: progress and unused-initializer notes
-    ort.set_default_logger_severity(3)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            quantize_static(str(src), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=_method("minmax"), nodes_to_quantize=nodes,
-                            op_types_to_quantize=list(op_types), extra_options={"CalibMovingAverage": True})
+    with _quiet_quantizer():
+        _quantize_static(Path(src), Path(out), feeds, "minmax", nodes_to_quantize=nodes,
+                         op_types_to_quantize=list(op_types), extra_options={"CalibMovingAverage": True})
         # Saved as ONNX Runtime's basic optimizer leaves it (portable: standard operators only), so that a
         # session does not warn, at every start, of each activation bound the QDQ graph no longer uses.
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         opts.optimized_model_filepath = str(out)
         ort.InferenceSession(str(out), opts, providers=["CPUExecutionProvider"])
-    finally:
-        root.setLevel(level)
-        ort.set_default_logger_severity(2)
     return Path(out)
