@@ -256,7 +256,7 @@ EveryOpt = typer.Option(None, "--every", min=1, help="Videos: look at every Nth 
 StartOpt = typer.Option(None, "--start", min=0.0, help="Videos: seconds into each video to start at.")
 EndOpt = typer.Option(None, "--end", min=0.0, help="Videos: seconds into each video to stop at.")
 PrecisionOpt = typer.Option("fp32", "--precision", help="fp32, or int8: the ONNX export quantized on calibration "
-                            "photos, on the CPU (inference 1.5-1.75x faster; features and labels close to fp32's, "
+                            "photos, on the CPU (the network 1.3-1.6x faster; features and labels close to fp32's, "
                             "measured in the docs' benchmarks).")
 CalibrationOpt = typer.Option(None, "--calibration", help="--precision int8: photos typical of your inputs to "
                               "calibrate on (a folder or glob; up to 64 spread over it) [default: the bundled photos].")
