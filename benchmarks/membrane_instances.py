@@ -8,15 +8,16 @@ zhixuhao). The instances below are derived from those labels; the set keeps that
 Recipe (deterministic, no randomness):
 1. Cells: the white region of a label; membrane specks inside a cell (holes under --min-area pixels) are
    filled, then each 4-connected component is one cell (4-connectivity: a one-pixel diagonal gap in a
-   membrane line does not merge two cells).
+   membrane line does not merge two cells). What a cell encloses (an organelle's membrane and inside) is part
+   of it, as COCO polygons have no holes; an enclosed white region is also a cell of its own.
 2. Tiles: each image is cut into --tile x --tile squares (256: four per image), because a whole image holds
    ~120 cells, the smallest 6-8 pixels across once the default fits the image into 384 px, below the
    finest anchors (32 px); a 256 tile fitted into 384 shows the same cells 1.5x larger, ~30 per tile.
 3. A cell cut by a tile's or the image's border stays an instance (it is visible, so a detector should find
    it), with the polygon(s) of its visible part; visible parts under --min-area pixels (specks, slivers at
    a border) are dropped. One instance may have several polygons when the cut leaves it in pieces.
-4. Polygons: the outline of each piece (skimage.measure.find_contours at 0.5, simplified to 0.5 px), in
-   COCO pixel coordinates; the area and bbox are those of the rasterised mask.
+4. Polygons: the outline of each piece (skimage.measure.find_contours at 0.5, unsimplified), in COCO pixel
+   coordinates, where pycocotools rasterises them back to exactly the piece's pixels; area and bbox from it.
 5. Split by source image: the images named in --test (default the last five, 15-19) give every test tile;
    no tile of a test image is in train.json.
 
@@ -54,7 +55,6 @@ def polygons(mask: np.ndarray) -> list[list[float]]:
     padded = np.pad(mask.astype(np.uint8), 1)
     out = []
     for contour in measure.find_contours(padded, 0.5):
-        contour = measure.approximate_polygon(contour, tolerance=0.5)
         if len(contour) < 3:
             continue
         xy = contour[:, ::-1] - 1 + 0.5            # (row, col) of the padded array -> x, y of pixel centres
@@ -65,13 +65,14 @@ def polygons(mask: np.ndarray) -> list[list[float]]:
 def tile_annotations(ids: np.ndarray, min_area: int = MIN_AREA) -> list[dict[str, Any]]:
     """One COCO annotation (no ids yet) per cell visible in `ids` with at least `min_area` pixels."""
     from pycocotools import mask as mask_utils
+    from scipy import ndimage
 
     h, w = ids.shape
     anns = []
     for cell in np.unique(ids):
         if cell == 0:
             continue
-        mask = ids == cell
+        mask = ndimage.binary_fill_holes(ids == cell)
         if mask.sum() < min_area:
             continue
         seg = polygons(mask)
@@ -79,8 +80,6 @@ def tile_annotations(ids: np.ndarray, min_area: int = MIN_AREA) -> list[dict[str
             continue
         rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
         area = float(mask_utils.area(rle))
-        if area < min_area / 2:
-            continue
         x, y, bw, bh = (float(v) for v in mask_utils.toBbox(rle))
         anns.append({"segmentation": seg, "area": area, "bbox": [x, y, bw, bh], "iscrowd": 0, "category_id": 1})
     return anns
