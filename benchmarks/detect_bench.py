@@ -16,12 +16,18 @@ the same load; the load average is printed beside them.
 
     .venv/bin/python benchmarks/detect_bench.py [--archs fasterrcnn,fcos,retinanet,ssdlite]
         [--yolo-onnx /tmp/yolo11n_384.onnx,/tmp/yolo11n_640.onnx] [--runs DIR] [--photos 200] [--pictures DIR]
-        [--int8]
+        [--int8] [--masks-set DIR]
 
 --runs DIR keeps the run folders (DIR/ARCH) and reuses those already there (their training figures from
 DIR/ARCH.train.json when the benchmark trained them): with runs already there, only the predict rows are
 measured again (about 10 minutes). --int8 adds the default arch with `detect predict --precision int8`
 (calibrated on the run's own photos), its validation figures and speed measured the same way.
+
+--masks-set DIR adds Mask R-CNN's row, on real polygon masks: the membrane cells
+(benchmarks/membrane_instances.py, built in DIR unless there: 256 px tiles of 15 EM images to train, of 5
+other images to test). `detect train --arch maskrcnn` with its defaults on the training tiles (whole process,
+as above), `detect evaluate` on the held-out test tiles (box and mask mAP@0.5, mAP@0.5:0.95), `detect
+predict` speed over the test tiles, and the first 8 test tiles as drawn by default.
 """
 from __future__ import annotations
 
@@ -69,12 +75,14 @@ def load() -> str:
     return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def train(arch: str, data: Path, runs: Path, time_budget: float | None) -> tuple[Path, dict]:
+def train(arch: str, data: Path, runs: Path, time_budget: float | None,
+          annotations: Path | None = None) -> tuple[Path, dict]:
     """The run folder of `arch`, trained by the whole `detect train` command unless already there."""
     run, sidecar = runs / arch, runs / f"{arch}.train.json"
     if not (run / "config.json").is_file():
         shutil.rmtree(run, ignore_errors=True)
-        cmd = [*VZ, "detect", "train", str(data), "--out", str(run), "--arch", arch, "--quiet"]
+        cmd = [*VZ, "detect", "train", str(data), "--out", str(run), "--arch", arch, "--quiet",
+               *(["--annotations", str(annotations)] if annotations else [])]
         stats = {**measured(cmd + (["--time-budget", str(time_budget)] if time_budget else [])), "load": load()}
         if not (run / "report.json").is_file():     # a traceback exits 1 too, as "some inputs failed" does
             raise RuntimeError(f"detect train --arch {arch} saved no report: {stats.get('stderr', '')}")
@@ -142,7 +150,7 @@ def picture(run: Path, files: list[str], out: Path) -> Path:
     with tempfile.TemporaryDirectory() as drawn:
         subprocess.run([*VZ, "detect", "predict", str(run), *files, "--draw", drawn, "--quiet"], check=False)
         tiles = []
-        for path in sorted(Path(drawn).rglob("*.jpg")):
+        for path in sorted(Path(drawn).rglob("*.jpg")):   # --draw writes JPEG whatever the input
             img = Image.open(path).convert("RGB")
             img.thumbnail((320, 320))
             tiles.append(img)
@@ -154,6 +162,40 @@ def picture(run: Path, files: list[str], out: Path) -> Path:
     return out
 
 
+def masks_row(masks_set: Path, runs_dir: Path, time_budget: float | None, repeat: int, pictures: Path) -> None:
+    """Mask R-CNN with its defaults on the membrane cells: train, evaluate on the held-out test tiles, predict."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from membrane_instances import build
+
+    if not (masks_set / "test.json").is_file():
+        build(masks_set)
+    run, t = train("maskrcnn", masks_set / "train", runs_dir, time_budget, masks_set / "train.json")
+    print(f"  maskrcnn: {run} ({t})", flush=True)
+    evaluated = runs_dir / "maskrcnn.test"
+    shutil.rmtree(evaluated, ignore_errors=True)
+    subprocess.run([*VZ, "detect", "evaluate", str(run), str(masks_set / "test"), "--annotations",
+                    str(masks_set / "test.json"), "--out", str(evaluated), "--quiet"], check=True)
+    r, cfg = json.loads((evaluated / "report.json").read_text()), json.loads((run / "config.json").read_text())
+    test = masks_set / "test"
+    with tempfile.TemporaryDirectory() as tmp:
+        one = Path(tmp) / "one"
+        one.mkdir()
+        shutil.copy(min(test.glob("*.png")), one)
+        s = predict_speed({"maskrcnn": run}, [], test, one, repeat)["maskrcnn"]
+    shown = picture(run, [str(p) for p in sorted(test.glob("*.png"))[:8]], pictures / "maskrcnn_test8.jpg")
+    print(f"\nMask R-CNN on the membrane cells ({masks_set}): test = {r['n_images']} tiles of held-out images\n")
+    print("| arch | epochs run (best), stopped by | whole `detect train` s (CPU-s, peak MB) | test mask mAP50 | "
+          "mask mAP50-95 | box mAP50 | box mAP50-95 | precision | recall | boxes / tile (true) | proposals | "
+          "predict tiles/s | CPU-s / tile | peak MB | start-up s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| maskrcnn | {cfg['epochs_run']} ({cfg['best_epoch']}), {cfg['training']['stopped_by']} | "
+          f"{t['wall']:.0f} ({t['cpu']:.0f}, {t['peak_mb']:.0f}) | {r['mask']['map50']:.3f} | {r['mask']['map']:.3f} | "
+          f"{r['map50']:.3f} | {r['map']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} | "
+          f"{r['boxes_per_image']:.1f} ({r['true_boxes_per_image']:.1f}) | {cfg['detector'].get('proposals')} | "
+          f"{s['photos_s']:.2f} | {s['cpu_per_photo']:.3f} | {s['peak_mb']:.0f} | {s['startup_s']:.2f} |")
+    print(f"  walls {s['walls']} s; load {s['loads']}; the first 8 test tiles as drawn by default: {shown}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA)
@@ -163,6 +205,8 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--time-budget", type=float, default=None, help="[default: the command's default]")
+    parser.add_argument("--masks-set", type=Path, default=None,
+                        help="also Mask R-CNN on the membrane cells, built here (membrane_instances.py) unless there")
     parser.add_argument("--pictures", type=Path, default=Path(tempfile.gettempdir()) / "vz-detect-bench")
     parser.add_argument("--int8", action="store_true", help="also the default arch with `--precision int8`")
     args = parser.parse_args()
@@ -172,6 +216,10 @@ def main() -> None:
     runs_dir.mkdir(parents=True, exist_ok=True)
     print(f"{args.data}: defaults of `visionzoo detect train`, {os.cpu_count()} CPU cores, load {load()}\n")
     runs, trained = {}, {}
+    if args.masks_set:
+        masks_row(args.masks_set, runs_dir, args.time_budget, args.repeat, args.pictures)
+        if not args.archs:
+            return
     for arch in args.archs.split(","):
         runs[arch], trained[arch] = train(arch, args.data, runs_dir, args.time_budget)
         print(f"  {arch}: {runs[arch]} ({trained[arch]})", flush=True)

@@ -110,7 +110,7 @@ def test_run_folder_predict_and_evaluate_agree(run, voc, tmp_path):
     from visionzoo.tasks.detect.training import PROPOSALS, fewest_proposals
 
     measured = {int(k): tuple(v) for k, v in config["proposals_val"].items()}   # tried on the val images
-    assert sorted(measured) == sorted(PROPOSALS) and config["detector"]["proposals"] == fewest_proposals(measured)
+    assert set(PROPOSALS) <= set(measured) and config["detector"]["proposals"] == fewest_proposals(measured)
     report = detect.evaluate(run, voc, out=tmp_path / "ev")
     for key in ("map50", "map", "precision", "recall", "per_class"):
         assert key in report
