@@ -37,7 +37,6 @@ os.environ.setdefault("VISIONZOO_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 from extract_bench import DATASETS, _crop_flip  # noqa: E402
 
-
 # Videos of objects ImageNet has classes for (water / pop bottles; book jackets, binders): their frames
 # are the test photos whose labels are not near ties between classes that do not fit.
 IMAGENET_VIDEOS = ("bottle-detection", "book")
