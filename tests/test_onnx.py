@@ -102,3 +102,35 @@ def test_tf_same_padding_is_exported_as_constants_for_the_input_size(lite0, tmp_
     a, b = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
             for p in (constant, runtime))
     assert np.allclose(a, b, atol=1e-5 * float(np.abs(b).max()))
+
+
+def test_presolved_graph_is_reused_and_one_that_does_not_load_falls_back_to_the_export(tmp_path, monkeypatch):
+    """ONNX Runtime's saved optimized graph is made once and used after; where it does not load again (as
+    ONNX Runtime writes a Mask R-CNN's Loop), the export itself is used and the attempt is not repeated."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from visionzoo.runtime.onnx_session import presolved
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
+    good, bad = tmp_path / "good.onnx", tmp_path / "bad.onnx"
+    for path in (good, bad):
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    made = presolved(good)
+    assert made != good and made.is_file() and presolved(good) == made
+    real = ort.InferenceSession
+    loads = []
+
+    def session(path, *args, **kwargs):   # the saved optimized graph of "bad" is invalid
+        loads.append(str(path))
+        if "bad.ort-" in str(path):
+            raise RuntimeError("INVALID_GRAPH")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    assert presolved(bad) == bad and not list(tmp_path.glob("bad.ort-*.onnx")) and not list(tmp_path.glob(".*tmp*"))
+    tries = len(loads)
+    assert presolved(bad) == bad and len(loads) == tries    # the marker: not tried again

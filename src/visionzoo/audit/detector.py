@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -66,9 +67,11 @@ def crossfit(samples: Sequence[Any], classes: list[str], root: str, out: Path, *
             _coco(held, classes, held_file)
         if log:
             log(f"audit: detector {f + 1} of {folds}: trained on {len(fit)} images, predicting the other {len(held)}")
-        train(root, run_dir, annotations=fit_file, val=root, val_annotations=held_file, epochs=EPOCHS, time_budget=None,
-              image_size=IMAGE_SIZE, seed=seed, device=device, workers=workers, resume=resume and run_dir.exists(),
-              progress=progress, log=log)
+        with warnings.catch_warnings():   # the size is the audit's own choice, in today's meaning: no news to its user
+            warnings.filterwarnings("ignore", message="detect train: image_size", category=FutureWarning)
+            train(root, run_dir, annotations=fit_file, val=root, val_annotations=held_file, epochs=EPOCHS,
+                  time_budget=None, image_size=IMAGE_SIZE, seed=seed, device=device, workers=workers,
+                  resume=resume and run_dir.exists(), progress=progress, log=log)
         for p in json.loads((run_dir / "predictions.json").read_text("utf-8")):
             predicted[os.path.abspath(p["path"])] = p
     return [predicted.get(os.path.abspath(s.path), {"path": s.path, "detections": [], "error": "not predicted"})

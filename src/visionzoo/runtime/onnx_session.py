@@ -54,18 +54,31 @@ def cached_export(kind: str, identity: dict[str, Any], export: Callable[[Path], 
 def presolved(path: Path) -> Path:
     """`path` as ONNX Runtime's extended optimizer leaves it (constants folded, operators fused), saved
     beside it the first time, so that a later session skips that work: half a detector's session set-up.
-    The CPU-specific layout pass still runs at each start; named by the ONNX Runtime version that made it."""
+    The CPU-specific layout pass still runs at each start; named by the ONNX Runtime version that made it.
+    Where the saved graph does not load again (ONNX Runtime writes a Mask R-CNN's mask-pasting Loop with
+    a name assigned twice), `path` itself is used, and a marker says so, so the work is not redone."""
     import onnxruntime as ort
 
-    from ..atomic import atomic_path
+    from ..atomic import temporary_name, write_text
 
     out = path.with_name(f"{path.stem}.ort-{ort.__version__}.onnx")
-    if not out.is_file():
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        with atomic_path(out) as tmp:
-            opts.optimized_model_filepath = str(tmp)
-            ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    unusable = out.with_suffix(".unusable")
+    if out.is_file() or unusable.is_file():
+        return out if out.is_file() else path
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    tmp = out.with_name(temporary_name(out.name))
+    try:
+        opts.optimized_model_filepath = str(tmp)
+        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        try:
+            ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        except Exception:  # noqa: BLE001 - ONNX Runtime's load errors share no base class
+            write_text(unusable, "ONNX Runtime's optimized graph of this export does not load: the export is used\n")
+            return path
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     return out
 
 
