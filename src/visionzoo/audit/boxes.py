@@ -17,20 +17,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..tasks.detect.operating import box_iou
 from .findings import Finding
 from .inventory import Item
 
 MIN_BOX = 4              # px: a box narrower or lower than this marks no visible object
 TWICE_IOU = 0.9
 BOX_CONF = 0.5           # detector boxes this confident are named in a finding's detail
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in a (N, 4) with every box in b (M, 4)."""
-    lt, rb = np.maximum(a[:, None, :2], b[None, :, :2]), np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
 
 
 def _box(b: Sequence[float]) -> str:
@@ -50,7 +43,7 @@ def rule_findings(samples: Sequence[Any], classes: list[str], items: dict[str, I
                 out.append(Finding("box_error", s.path, 1.0, f"degenerate box {_box(box)}: {w:.0f}x{h:.0f} px",
                                    given_label=classes[label], split=split))
         if len(s.boxes) > 1:
-            iou = np.triu(_iou(s.boxes, s.boxes), 1)
+            iou = np.triu(box_iou(s.boxes, s.boxes), 1)
             for i, j in zip(*np.nonzero(iou >= TWICE_IOU)):
                 if s.labels[i] == s.labels[j]:
                     out.append(Finding("box_error", s.path, float(iou[i, j]), f"boxed twice: {_box(s.boxes[i])} and "
@@ -99,10 +92,10 @@ def _worst(i: int, s: Any, pred: np.ndarray, subtype: dict[str, list[np.ndarray]
     flat = [(c, row) for c, rows in enumerate(pred) for row in rows]
     if name == "badloc":
         same = [row for c, row in flat if c == s.labels[j] and row[4] >= BOX_CONF]
-        near = max(same, key=lambda r: (float(_iou(s.boxes[j:j + 1], r[None, :4])[0, 0]), r[4]), default=None)
+        near = max(same, key=lambda r: (float(box_iou(s.boxes[j:j + 1], r[None, :4])[0, 0]), r[4]), default=None)
         where = f" at {_box(near[:4])} (score {near[4]:.2f})" if near is not None else " elsewhere"
         return f"badly placed box {_box(s.boxes[j])}: the detector puts this {label!r}{where}", label, label
-    best = max(flat, key=lambda cr: float(_iou(s.boxes[j:j + 1], cr[1][None, :4])[0, 0]) * cr[1][4], default=None)
+    best = max(flat, key=lambda cr: float(box_iou(s.boxes[j:j + 1], cr[1][None, :4])[0, 0]) * cr[1][4], default=None)
     other = classes[best[0]] if best is not None else ""
     return f"box {_box(s.boxes[j])} labelled {label!r}: the detector sees {other!r} there", label, other
 

@@ -39,7 +39,7 @@ import logging
 import os
 from importlib import metadata
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -255,6 +255,17 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
 
 
+def int8_path(src: Path, folder: Path, **request: Any) -> Path:
+    """Where in `folder` the int8 version of the fp32 file `src` made as `request` says (calibration
+    digest, recipe, ...) is cached: keyed by those, `src`'s name and the ONNX Runtime that quantized it."""
+    try:
+        version = metadata.version("onnxruntime")
+    except metadata.PackageNotFoundError:  # pragma: no cover - a dependency
+        version = ""
+    key = {"fp32": src.name, **request, "onnxruntime": version}
+    return folder / f"{src.stem}-int8-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]}.onnx"
+
+
 def cached_int8(src: str | os.PathLike, calibration: str, batches: Callable[[], Iterable[np.ndarray]],
                 method: str = DEFAULT_METHOD) -> Path:
     """The int8 version of the fp32 export `src` calibrated on the set whose digest is
@@ -262,14 +273,8 @@ def cached_int8(src: str | os.PathLike, calibration: str, batches: Callable[[], 
 
     A fresh file is checked against fp32 on the calibration batches and refused (UsageError) when
     its features stray (median cosine under MIN_MEDIAN_COSINE)."""
-    try:
-        version = metadata.version("onnxruntime")
-    except metadata.PackageNotFoundError:  # pragma: no cover - a dependency
-        version = ""
     src = Path(src)
-    request = {"fp32": src.name, "calibration": calibration, "method": method, "recipe": RECIPE, "onnxruntime": version}
-    key = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()[:20]
-    path = onnx_cache_dir() / "int8" / f"{src.stem}-int8-{key}.onnx"
+    path = int8_path(src, onnx_cache_dir() / "int8", calibration=calibration, method=method, recipe=RECIPE)
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)

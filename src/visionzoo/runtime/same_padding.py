@@ -20,7 +20,8 @@ from torch import nn
 
 
 class _ConstantPadConv(nn.Module):
-    """A timm `Conv2dSame` for inputs whose sides divide by its stride: padded by a constant."""
+    """A timm `Conv2dSame` padded by constants: those of input sides `size` (TensorFlow's uneven split), or,
+    without it, of any sides that divide by its stride."""
 
     def __init__(self, conv: nn.Conv2d, size: tuple[int, int] | None = None):
         super().__init__()

@@ -88,6 +88,14 @@ def suppress(detections: list[dict[str, Any]], nms_iou: float, contain: float | 
     return [detections[i] for i in keep]
 
 
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in a (N, 4) with every box in b (M, 4)."""
+    lt, rb = np.maximum(a[:, None, :2], b[None, :, :2]), np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
+    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
+
+
 def suppress_arrays(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, nms_iou: float,
                     contain: float | None) -> np.ndarray:
     """`suppress` on arrays (N x 4 boxes, N scores, N class ids): the indices kept, best first. NumPy, not

@@ -10,10 +10,7 @@ file, the calibration set's digest and this recipe. No torch here.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,6 +20,7 @@ from ...atomic import atomic_path
 from ...data.calibration import CalibrationSet, calibration_set
 from ...errors import UsageError
 from ...runtime.onnx_session import onnx_cache_dir, session
+from .operating import box_iou
 
 TRUNK, TRUNK_OPS = "/backbone/body/", ("Conv", "Clip", "Relu", "Add")
 RECIPE = 1            # bump when the recipe changes: cached int8 files are then made again
@@ -43,13 +41,6 @@ def detector_calibration(detector: Any, folder: str | os.PathLike | None) -> Cal
     return calibration_set(source)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    lt, rb = np.maximum(a[:, None, :2], b[None, :, :2]), np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
-
-
 def agreement(fp32: Any, int8: Any, feeds: list[dict[str, np.ndarray]]) -> float:
     """The share of fp32's confident boxes that int8 finds too (same label, IoU >= MATCH_IOU, any score
     the export keeps); 1.0 when fp32 is confident about nothing."""
@@ -59,7 +50,7 @@ def agreement(fp32: Any, int8: Any, feeds: list[dict[str, np.ndarray]]) -> float
         keep = s1 >= CONFIDENT
         total += int(keep.sum())
         if keep.any() and len(b2):
-            overlap = _iou(b1[keep], b2) * (l1[keep][:, None] == l2[None, :])
+            overlap = box_iou(b1[keep], b2) * (l1[keep][:, None] == l2[None, :])
             found += int((overlap.max(1) >= MATCH_IOU).sum())
     return found / total if total else 1.0
 
@@ -67,15 +58,9 @@ def agreement(fp32: Any, int8: Any, feeds: list[dict[str, np.ndarray]]) -> float
 def int8_file(fp32: Path, calibration: CalibrationSet, prepare: Callable[[str], np.ndarray | None]) -> Path:
     """The trunk-int8 version of the detector export `fp32`, made the first time from the photos of
     `calibration` (`prepare(path)`: the 3 x H x W input predict would give the graph; None when unreadable)."""
-    from ...runtime.quantize import quantize_int8_nodes
+    from ...runtime.quantize import int8_path, quantize_int8_nodes
 
-    try:
-        version = metadata.version("onnxruntime")
-    except metadata.PackageNotFoundError:  # pragma: no cover - a dependency
-        version = ""
-    request = {"fp32": fp32.name, "calibration": calibration.sha256, "recipe": RECIPE, "onnxruntime": version}
-    key = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()[:20]
-    path = onnx_cache_dir() / "detect" / "int8" / f"{fp32.stem}-int8-{key}.onnx"
+    path = int8_path(fp32, onnx_cache_dir() / "detect" / "int8", calibration=calibration.sha256, recipe=RECIPE)
     if path.is_file():
         return path
     feeds = [{"image": x} for x in map(prepare, calibration.files) if x is not None]
