@@ -17,6 +17,7 @@ import contextlib
 import multiprocessing
 import os
 import socket
+import sys
 import threading
 import time
 import warnings
@@ -212,6 +213,17 @@ def _rank_main(rank: int, fn: Callable, world: int, port: int, messages: Any, ar
         raise SystemExit(2) from None
     if rank == 0:
         messages.put(("result", result))
+    _end_rank()
+
+
+def _end_rank() -> None:
+    """A finished rank exits at once, skipping interpreter teardown: its share of the run is saved
+    (and rank 0's result sent), while C++ destructors at exit (gloo's threads among them) have
+    turned a finished rank into a SIGABRT now and then. No barrier first: rank 0 may still be
+    evaluating alone for longer than a collective's timeout."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def launch(fn: Callable[..., Any], world: int, *args: Any, log: Callable[[str], None] | None = print,
