@@ -16,6 +16,7 @@ import torch
 
 from ...atomic import atomic_path
 from ...errors import UsageError
+from ...runtime.same_padding import constant_same_padding
 from .model import Segmenter
 
 OPSET = 17
@@ -30,7 +31,8 @@ def export_network(seg: Segmenter, out: str | os.PathLike) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
-        with warnings.catch_warnings(), torch.inference_mode():
+        # inputs are multiples of 32, so a TF-weights backbone's run-time "same" padding is a constant
+        with warnings.catch_warnings(), torch.inference_mode(), constant_same_padding(wrapper):
             warnings.simplefilter("ignore")
             torch.onnx.export(wrapper, (torch.rand(1, 3, 256, 256),), str(tmp), dynamo=False, opset_version=OPSET,
                               input_names=["images"], output_names=["logits"],

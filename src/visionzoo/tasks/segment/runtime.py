@@ -18,7 +18,8 @@ def onnx_file(seg: Segmenter) -> Path:
     """The cached ONNX export of `seg`, made (and checked against PyTorch) the first time."""
     from .export import export_network
 
-    identity = run_identity(seg.source, {k: seg.config.get(k) for k in ("segmenter", "arch")})
+    identity = run_identity(seg.source, {**{k: seg.config.get(k) for k in ("segmenter", "arch")},
+                                         "padding": "constant"})
     return cached_export("segment", identity, lambda path: export_network(seg, path))
 
 
