@@ -17,7 +17,7 @@ import visionzoo
 from visionzoo.cpus import default_threads
 from visionzoo.errors import UsageError
 from visionzoo.tasks.classify.config import TrainConfig
-from visionzoo.tasks.detect.training import EPOCH_STEPS, MAX_EPOCHS, MIN_EPOCHS, DetectTrainConfig
+from visionzoo.tasks.detect.training import EPOCH_STEPS, MAX_EPOCHS, MIN_EPOCHS, DetectTrainConfig, default_epochs
 from visionzoo.training.batches import epochs_for
 
 TWO = "efficientnet_lite0,efficientnet_lite1"
@@ -117,6 +117,8 @@ def test_default_schedules_have_no_clock():
     assert epochs_for(128, 4, steps=EPOCH_STEPS, least=MIN_EPOCHS, most=MAX_EPOCHS) == 10  # the raccoons
     assert epochs_for(10, 4, steps=EPOCH_STEPS, least=MIN_EPOCHS, most=MAX_EPOCHS) == MAX_EPOCHS
     assert epochs_for(100_000, 4, steps=EPOCH_STEPS, least=MIN_EPOCHS, most=MAX_EPOCHS) == MIN_EPOCHS
+    assert default_epochs("fasterrcnn", 128, 4)[0] == 10
+    assert default_epochs("maskrcnn", 48, 4)[0] == 54  # the membrane cells' 48 training tiles: --epochs 54's run
     assert default_threads(1) == default_threads(2) == default_threads(3) == 1 and default_threads(16) == 8
     with pytest.raises(UsageError, match="--threads"):
         TrainConfig(threads=0)

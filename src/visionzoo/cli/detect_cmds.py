@@ -62,7 +62,7 @@ def train_cmd(
     weights: Optional[Path] = WeightsOpt,
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="At most this many epochs: training stops "
                                          "earlier when val mAP stops improving (--patience) [default: set by the "
-                                         "data: about 320 steps, 4-30 epochs]."),
+                                         "data: about 320 steps, 4-30 epochs; maskrcnn 640, 4-60]."),
     time_budget: Optional[float] = TimeBudgetOpt,
     threads: Optional[int] = TrainThreadsOpt,
     image_size: Optional[int] = typer.Option(None, "--image-size", help="The network sees each photo fitted into a "

@@ -50,6 +50,17 @@ RENAMED = {"img_size": "image_size"}
 # with today's CPU-sized default (docs/benchmarks.md, Detect): epochs of 38-45 s, the whole command 428 s
 # on a shared 2-core CPU; best epoch 8, val mAP50 0.994, precision 1.00 and recall 0.97 at the operating point.
 EPOCH_STEPS, MIN_EPOCHS, MAX_EPOCHS = 320, 4, 30
+# Mask R-CNN's default schedule is twice as long (about 640 steps, at most 60 epochs): on membrane
+# cells (~30 instances a tile, docs/benchmarks.md) 320 steps annealed to zero while val mAP50 was
+# still rising (test mask mAP50 0.555); 640 steps passed that from its 24th epoch and the plateau
+# rule ended it at epoch 40 of 54 (0.670). The plateau rule still ends it sooner where the data allows.
+SCHEDULES = {"maskrcnn": (2 * EPOCH_STEPS, 2 * MAX_EPOCHS)}
+
+
+def default_epochs(arch: str, n_train: int, batch_size: int) -> tuple[int, int, int]:
+    """(epochs, steps, most): the default schedule for `arch` on `n_train` training images."""
+    steps, most = SCHEDULES.get(arch, (EPOCH_STEPS, MAX_EPOCHS))
+    return epochs_for(n_train, batch_size, steps=steps, least=MIN_EPOCHS, most=most), steps, most
 # Test-time RPN proposals tried on the validation images when training ends, and how much val mAP50 /
 # mAP50-95 fewer may cost against the most: the box head runs once per proposal, so they set a two-stage
 # detector's speed. 0.01 is under one box's worth of AP on a validation set of up to 100 boxes (the
@@ -67,7 +78,7 @@ class DetectTrainConfig(RunConfig):
 
     arch: str = DEFAULT_ARCH
     backbone: str = DEFAULT_BACKBONE
-    epochs: int | None = None          # at most [default: from the data, EPOCH_STEPS]; val mAP's plateau can end it sooner
+    epochs: int | None = None          # at most [default: from the data, default_epochs]; val mAP's plateau can end it sooner
     image_size: int = 384              # photos fitted into this square (long side); training draws image_size x scales
     scales: tuple[float, ...] = (0.75, 0.875, 1.0, 1.125)
     freeze: int = 3                    # leading backbone groups kept frozen (stem = 1)
@@ -249,10 +260,9 @@ class DetectRecipe(Recipe):
                              f"{inputs['data']} has only boxes")
         log(f"data: {self.data.describe()}; train {len(self.train_samples)} images, val {len(self.val_samples)}")
         if cfg.epochs is None:
-            cfg.epochs = epochs_for(len(self.train_samples), cfg.batch_size, steps=EPOCH_STEPS, least=MIN_EPOCHS,
-                                    most=MAX_EPOCHS)
-            log(f"epochs: {cfg.epochs}, set by the data (about {EPOCH_STEPS} steps of {cfg.batch_size} images, "
-                f"{MIN_EPOCHS}-{MAX_EPOCHS} epochs; --epochs to choose), fewer if val mAP stops improving")
+            cfg.epochs, steps, most = default_epochs(cfg.arch, len(self.train_samples), cfg.batch_size)
+            log(f"epochs: {cfg.epochs}, set by the data (about {steps} steps of {cfg.batch_size} images, "
+                f"{MIN_EPOCHS}-{most} epochs; --epochs to choose), fewer if val mAP stops improving")
         self.module = self._build(len(classes), log)
         fixed = network_size(self.module)[2]
         dataset = DetectionDataset(self.train_samples, train_transform(cfg.augment),
