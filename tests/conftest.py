@@ -1,7 +1,9 @@
 """Shared fixtures: real photos from scikit-image, the offline lite0 model loaded once per worker."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -15,7 +17,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 os.environ.setdefault("VISIONZOO_OFFLINE", "1")  # tests never touch the network
 # ONNX exports go to a fresh cache per test worker: a warm user cache must not hide export bugs.
+# Removed when the worker exits: a run leaves ~400 MB of exports behind otherwise.
 os.environ["VISIONZOO_ONNX_CACHE"] = tempfile.mkdtemp(prefix="vz-onnx-")
+atexit.register(shutil.rmtree, os.environ["VISIONZOO_ONNX_CACHE"], ignore_errors=True)
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "camera")
 
