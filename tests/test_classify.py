@@ -95,5 +95,5 @@ def test_cli_usage_errors_exit_2(args, message, photo_dir):
 def test_cli_models_lists_offline_default():
     proc = run_cli("models", "lite")
     assert proc.returncode == 0
-    line = next(l for l in proc.stdout.splitlines() if "efficientnet_lite0" in l)
+    line = next(row for row in proc.stdout.splitlines() if "efficientnet_lite0" in row)
     assert "yes" in line and "224" in line and "74.83" in line

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from interrupt import start_held
+from PIL import Image
 from test_detect import run as detect_run  # noqa: F401 - the tiny detector run fixture, and its data set
 from test_detect import voc  # noqa: F401
 from typer.testing import CliRunner

@@ -31,8 +31,8 @@ from ..ordered import ordered_map
 from ..store import Layout, finalize, layout_for, write_shard
 from ..store.manifest import read_json
 from ..store.shards import sweep_killed_writes
-from ..tasks.faces.faceindex import KIND, photos_by_shard, shard_rows
 from ..tasks.faces.detectors import MIN_SCORE
+from ..tasks.faces.faceindex import KIND, photos_by_shard, shard_rows
 from ..tasks.faces.indexing import DETECT_SIZE, index_photos, settings
 from ..versions import package_versions
 from .config import check_engine

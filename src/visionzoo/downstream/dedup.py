@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..data.copies import MAX_DISTANCE, fingerprint, hash_distance, image_fingerprint
 from ..data.decode import ImageDecodeError
 from ..data.natural import natural_key
-from ..data.copies import MAX_DISTANCE, fingerprint, hash_distance, image_fingerprint
 from ..data.regions import item_size
 from .features import FeaturesArg, check_images, open_features
 from .index import make_faiss_index

@@ -23,11 +23,11 @@ from PIL import Image
 
 from ..cpus import usable_cpus
 from ..data import eval_array_transform, load_rgb
+from ..data.calibration import calibration_set
 from ..data.geometry import file_displayed_size
 from ..errors import UsageError
-from ..tasks.classify import label_names, probabilities, topk_predictions
-from ..data.calibration import calibration_set
 from ..runtime.quantize import check_precision
+from ..tasks.classify import label_names, probabilities, topk_predictions
 from ..tasks.embed import DEFAULT_LAYER, feature_runner, recorded_calibration, weights_digest
 from ..tasks.registry import TASK_ALIASES, TASKS, run_task, task_module
 from ..zoo import DEFAULT_MODEL, as_model, is_run_dir

@@ -15,7 +15,6 @@ import numpy as np
 
 from ..atomic import sweep_temporaries
 from ..holds import hold_point
-
 from .location import Location
 
 META_KEY = b"visionzoo"              # Parquet schema metadata: the run's manifest
