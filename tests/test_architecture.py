@@ -3,6 +3,7 @@ contracts in pyproject.toml), every command's help speaks of the product and end
 shared options mean one thing everywhere, and renamed options still take their old spelling."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +82,35 @@ def test_renamed_python_keywords_warn_and_still_work(tmp_path):
         detect.train(tmp_path / "none", tmp_path / "run", img_size=128, log=None)
     with pytest.warns(FutureWarning, match="crop_size="), pytest.raises(UsageError, match="no such dataset"):
         segment.train(tmp_path / "none", tmp_path / "run", img_size=128, log=None)
+
+
+def _python(code: str) -> str:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+
+
+def test_help_lists_every_command_that_the_modules_register_though_each_loads_on_demand():
+    """The root loads a command's module only when it runs (cli._app.COMMAND_MODULES): a command whose module is
+    missing from that table would vanish; `visionzoo --help` still lists them all, in the table's order."""
+    from visionzoo.cli._app import COMMAND_MODULES
+
+    registered = json.loads(_python(
+        "import importlib, json, pkgutil, typer; import visionzoo.cli as cli\n"
+        "for m in pkgutil.iter_modules(cli.__path__): importlib.import_module(f'visionzoo.cli.{m.name}')\n"
+        "print(json.dumps(list(typer.main.get_command(cli._app.app).commands)))"))
+    assert sorted(registered) == sorted(COMMAND_MODULES)
+    listing = subprocess.run([sys.executable, "-m", "visionzoo", "--help"], capture_output=True, text=True,
+                             check=True).stdout.split("Commands:")[1]
+    assert [line.split()[0] for line in listing.splitlines() if line.startswith("  ")] == list(COMMAND_MODULES)
+
+
+@pytest.mark.parametrize("argv,module", [(["detect", "predict", "--help"], "detect_cmds"),
+                                         (["--version"], None), (["models", "--help"], "zoo_cmds")])
+def test_a_command_imports_its_own_module_alone_and_no_torch(argv, module):
+    """Start-up: `visionzoo detect predict` imports none of the other commands' code, and no torch (its ONNX
+    Runtime path needs none; test_detect runs it whole)."""
+    loaded, torch = json.loads(_python(
+        f"import json, sys; sys.argv = ['visionzoo', *{argv!r}]\nfrom visionzoo.cli import main\n"
+        "try: main()\nexcept SystemExit: pass\n"
+        "print(json.dumps([sorted(m for m in sys.modules if m.startswith('visionzoo.cli.') and m.endswith(('_cmds', "
+        "'_cmd'))), 'torch' in sys.modules]))").splitlines()[-1])
+    assert loaded == ([f"visionzoo.cli.{module}"] if module else []) and not torch

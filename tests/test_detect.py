@@ -403,6 +403,18 @@ def test_predict_from_a_cached_onnx_export_never_imports_torch(run, voc):
     assert not torch_loaded and got == want
 
 
+
+def test_the_predict_command_never_imports_torch_either(run, voc, tmp_path):
+    """The whole `visionzoo detect predict` process, as a user starts it, on a CPU with the export cached: the
+    same boxes as the Python API's, and no torch imported (start-up)."""
+    photo, out = str(voc / "images" / "img04.jpg"), tmp_path / "boxes.json"
+    want = detect.predict(run, [photo])[0]["detections"]          # exports (with torch) and caches
+    code = ("import sys; from visionzoo.cli import main\n"
+            f"sys.argv = ['visionzoo', 'detect', 'predict', {str(run)!r}, {photo!r}, '--out', {str(out)!r}, '-q']\n"
+            "try: main()\nexcept SystemExit as exc: assert not exc.code, exc.code\nprint('torch' in sys.modules)")
+    torch_loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert torch_loaded.split()[-1] == "False" and json.loads(out.read_text())[0]["detections"] == want
+
 def test_large_jpegs_decode_at_the_size_the_detector_letterboxes_to(tmp_path):
     """JPEG draft mode goes down to the network's size: the long side's cap counts too."""
     from visionzoo.data.decode import load_rgb

@@ -134,3 +134,31 @@ def test_presolved_graph_is_reused_and_one_that_does_not_load_falls_back_to_the_
     assert presolved(bad) == bad and not list(tmp_path.glob("bad.ort-*.onnx")) and not list(tmp_path.glob(".*tmp*"))
     tries = len(loads)
     assert presolved(bad) == bad and len(loads) == tries    # the marker: not tried again
+
+
+def test_presolved_graph_is_laid_out_for_this_cpu_and_answers_as_the_export(tmp_path):
+    """Where the CPU is known, the saved graph is ONNX Runtime's fully optimized one (the convolutions in the
+    blocked layout of this CPU's vector width), named by the CPU, and answers exactly as the export does."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from visionzoo.runtime.onnx_session import _cpu_key, presolved, session
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal(shape, dtype=np.float32), name) for name, shape in
+               (("w1", (16, 3, 3, 3)), ("w2", (16, 16, 3, 3)))]
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]),
+                               helper.make_node("Relu", ["a"], ["b"]),
+                               helper.make_node("Conv", ["b", "w2"], ["y"], pads=[1, 1, 1, 1], strides=[2, 2])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "h", "w"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], weights)
+    path = tmp_path / "conv.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    made = presolved(path)
+    assert made.name == f"conv.ort-{ort.__version__}{f'-{_cpu_key()}' if _cpu_key() else ''}.onnx"
+    x = rng.standard_normal((1, 3, 40, 56), dtype=np.float32)
+    want, got = (session(p, threads=1).run(None, {"x": x})[0] for p in (path, made))
+    assert np.array_equal(want, got)
+    if _cpu_key():   # laid out already: the blocked-layout operators are in the saved graph
+        assert any(n.domain == "com.microsoft.nchwc" for n in onnx.load(str(made)).graph.node)

@@ -21,13 +21,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, Sequence
 
-from tqdm.auto import tqdm
-
 from ..cpus import usable_cpus
 from ..data.inputs import absolute, expand_inputs
 from ..data.video import is_video_name
 from ..errors import UsageError
 from ..ordered import ordered_map
+from ..progress import progress_bar
 from ..store import Layout, finalize, layout_for, write_shard
 from ..store.manifest import read_json
 from ..store.shards import sweep_killed_writes
@@ -199,7 +198,8 @@ def index_faces(inputs, out: str | os.PathLike, *, resume: bool = False, partiti
             layout.start(manifest)
         threads = threads or usable_cpus()
         batch_size = batch_size or max(1, min(4, len(plan.todo) // (2 * threads)))
-        with tqdm(total=sum(b - a for _, a, b in pending), unit="photo", disable=not progress, desc="faces") as bar:
+        with progress_bar(total=sum(b - a for _, a, b in pending), unit="photo", disable=not progress,
+                          desc="faces") as bar:
             if engine == "ray":
                 added, failures = _on_ray(plan.todo, pending, layout, manifest, batch_size, ray_address,
                                           num_workers, bar.update)

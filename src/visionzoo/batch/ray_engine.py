@@ -229,11 +229,12 @@ def classify_on_ray(files: list[str], model: Any, *, top_k: int, weights: str | 
                     num_workers: int | None, progress: bool) -> list[ImageResult]:
     """`classify` over `files` with slices of them as Ray tasks; results in the same order."""
     from torch import nn
-    from tqdm.auto import tqdm
+
+    from ..progress import progress_bar
 
     absolute = absolute_paths(files)  # workers may not share the driver's working folder
-    with ray_session(ray_address) as ray, tqdm(total=len(files), unit="img", disable=not progress,
-                                                 desc="classify") as bar:
+    with ray_session(ray_address) as ray, progress_bar(total=len(files), unit="img", disable=not progress,
+                                                         desc="classify") as bar:
         place = placement(ray, num_workers, device)
         shipped = ray.put(model) if isinstance(model, nn.Module) else (os.fspath(model) if model else None)
         size = max(batch_size, min(1024, math.ceil(len(files) / (4 * place.workers))))

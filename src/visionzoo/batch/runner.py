@@ -13,15 +13,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from tqdm.auto import tqdm
-
 from ..cpus import default_workers, usable_cpus
 from ..data.inputs import absolute, common_root, expand_inputs
 from ..data.video import Sampling
 from ..errors import UsageError
+from ..progress import progress_bar
 from ..store import Location, finalize, finished_shards, layout_for
-from ..store.shards import sweep_killed_writes
 from ..store.manifest import read_json
+from ..store.shards import sweep_killed_writes
 from ..versions import package_versions
 from ..zoo.spec import DEFAULT_LAYER
 from .config import ExtractConfig, ExtractResult
@@ -167,7 +166,7 @@ def run(inputs, out: str | os.PathLike, cfg: ExtractConfig) -> ExtractResult:
     plan = BatchPlan(pending, cfg.batch_size)
     n_pending = sum(b - a for _, a, b in pending)
     in_flight: dict[int, list[tuple[str, str]]] = {}  # failures of partitions not yet written
-    with tqdm(total=n_pending, unit="img", disable=not cfg.progress, desc="extract") as bar:
+    with progress_bar(total=n_pending, unit="img", disable=not cfg.progress, desc="extract") as bar:
         if cfg.engine == "ray":  # the same partitions as Ray tasks, each reader -> model -> shard writer
             from .ray_engine import run_partitions
 

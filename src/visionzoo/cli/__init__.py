@@ -1,22 +1,20 @@
-"""Command line: `visionzoo ...`. Each module registers its commands on the shared typer app."""
+"""Command line: `visionzoo ...`. Each command's module registers it on the shared typer app, imported
+only when that command runs (_app.COMMAND_MODULES): a command starts without the code of the others."""
 from __future__ import annotations
 
-from . import (  # noqa: F401  (register commands)  # noqa: F401  (task models)
-    audit_cmds,  # noqa: F401  (audit)
-    caption_cmds,
-    classify_cmds,
-    demo_cmd,
-    detect_cmds,
-    downstream_cmds,  # noqa: F401  (index, search, dedup, cluster, probe, map)
-    extract_cmds,
-    faces_cmds,
-    segment_cmds,
-    serve_cmds,  # noqa: F401  (serve)
-    zoo_cmds,
-)
-from ._app import app, stop_on_sigterm
+from typing import Any
+
+from . import _app
 
 
 def main() -> None:
-    stop_on_sigterm()
-    app(prog_name="visionzoo")
+    _app.stop_on_sigterm()
+    _app.app(prog_name="visionzoo")
+
+
+def __getattr__(name: str) -> Any:
+    """`from visionzoo.cli import app`: the app with every command registered (for CliRunner, scripts, the docs)."""
+    if name == "app":
+        _app.load_commands()
+        return _app.app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,6 +2,7 @@
 (one name, one meaning, everywhere) and renamed options' old spellings. Commands hold no logic."""
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import sys
@@ -120,9 +121,49 @@ def renamed(table: dict[str, str]) -> type[TyperCommand]:
     return Renamed
 
 
-def new_app(help: str, *, default: bool = False, completion: bool = False) -> typer.Typer:  # noqa: A002 - typer's word
+# The module of this package that registers each top-level command, in `visionzoo --help`'s order.
+COMMAND_MODULES = {
+    "audit": "audit_cmds", "train": "classify_cmds", "evaluate": "classify_cmds", "predict": "classify_cmds",
+    "demo": "demo_cmd", "index": "downstream_cmds", "search": "downstream_cmds", "dedup": "downstream_cmds",
+    "cluster": "downstream_cmds", "probe": "downstream_cmds", "map": "downstream_cmds", "models": "zoo_cmds",
+    "layers": "zoo_cmds", "export": "zoo_cmds", "extract": "extract_cmds", "serve": "serve_cmds",
+    "caption": "caption_cmds", "classify": "classify_cmds", "detect": "detect_cmds", "faces": "faces_cmds",
+    "segment": "segment_cmds",
+}
+
+
+def load_commands(*modules: str) -> None:
+    """Register the commands of `modules` (of COMMAND_MODULES) on `app`; with none named, every command."""
+    for module in modules or sorted(set(COMMAND_MODULES.values())):
+        importlib.import_module(f"{__package__}.{module}")
+
+
+class LazyGroup(Group):
+    """The root: a command's module is imported when that command runs or `visionzoo --help` lists it, so
+    `visionzoo detect predict` starts without importing the code of every other command."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*COMMAND_MODULES, *(name for name in self.commands if name not in COMMAND_MODULES)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in self.commands:  # an unknown name loads them all, for typer's 'Did you mean ...?'
+            self._load(*[COMMAND_MODULES[cmd_name]] if cmd_name in COMMAND_MODULES else [])
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        self._load()  # the listing shows every command's help line: all of them, built at once
+        super().format_commands(ctx, formatter)
+
+    def _load(self, *modules: str) -> None:
+        load_commands(*modules)
+        built = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+        self.commands.update({name: cmd for name, cmd in built.items() if name not in self.commands})
+
+
+def new_app(help: str, *, default: bool = False, completion: bool = False,  # noqa: A002 - typer's word
+            cls: type[Group] | None = None) -> typer.Typer:
     return typer.Typer(help=help, no_args_is_help=True, add_completion=completion, pretty_exceptions_enable=False,
-                       cls=DefaultGroup if default else Group, rich_markup_mode=None)
+                       cls=cls or (DefaultGroup if default else Group), rich_markup_mode=None)
 
 
 # Not the user's business: PIL's decompression-bomb warning (decode.load_rgb enforces its own pixel limit
@@ -131,7 +172,8 @@ warnings.filterwarnings("ignore", message=".*DecompressionBomb.*|.*decompression
 warnings.filterwarnings("ignore", category=FutureWarning, module="(torch|timm|torchvision|transformers)")
 
 app = new_app("Pretrained vision models: model zoo, classification, features at scale, transfer learning, "
-              "detection, segmentation, faces, captioning, serving.", completion=True)  # --install-completion
+              "detection, segmentation, faces, captioning, serving.", completion=True,  # --install-completion
+              cls=LazyGroup)
 
 
 def _version(value: bool) -> None:

@@ -14,11 +14,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..data import eval_transform, expand_inputs, iter_batches
 from ..data.calibration import BUNDLED, CalibrationSet, calibration_batches, calibration_set
 from ..errors import UsageError
+from ..progress import progress_bar
 from ..runtime import TorchRunner
 from ..runtime.quantize import check_precision, int8_device
 from ..zoo import as_model
@@ -310,7 +310,7 @@ def embed_images(
     rows: list[np.ndarray] = []
     paths: list[str] = []
     failures: list[tuple[str, str]] = []
-    with tqdm(total=len(files), unit="img", disable=not progress, desc="embed") as bar:
+    with progress_bar(total=len(files), unit="img", disable=not progress, desc="embed") as bar:
         for batch in iter_batches(files, eval_transform(spec.preprocessing), batch_size=batch_size,
                                   workers=workers, target_size=spec.preprocessing.resize_size):
             failures += [(files[i], reason) for i, reason in batch.failures]

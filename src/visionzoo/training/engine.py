@@ -21,9 +21,9 @@ from typing import Any, Callable, ContextManager, Iterable, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..errors import UsageError
+from ..progress import progress_bar
 from ..runtime import pick_device
 from . import callbacks as cb
 from . import distributed
@@ -284,8 +284,9 @@ class Trainer:
         world = distributed.rank_and_world()[1]
         net.train()
         with self.hooks.train_mode(self.module), distributed.uneven(net):
-            for done, batch in enumerate(tqdm(self.hooks.batches(epoch), total=steps, desc=f"epoch {epoch}/{self.total}",
-                                              unit="batch", leave=False, disable=not self.progress), 1):
+            for done, batch in enumerate(progress_bar(self.hooks.batches(epoch), total=steps,
+                                                      desc=f"epoch {epoch}/{self.total}", unit="batch", leave=False,
+                                                      disable=not self.progress), 1):
                 if done > 1 and self.budget.spent():  # before each step but the first: every epoch trains
                     self.budget.cut = {"epoch": epoch, "steps_done": done - 1, "steps": steps}
                     self.log(f"time budget ({self.budget.seconds:g} s) used up after {done - 1} of {steps} "

@@ -78,9 +78,8 @@ def run_source(task: str, predictor: Any, source: str, opts: VideoOptions,
     """One source's rows: a row per frame (for captions, per scene), then its summary row
     `{"path": SOURCE, "frames", ..., "error"}` naming why it stopped early, if it did. `stem`: the
     name of its drawn files (STEM.mp4; default as `visionzoo.outputs.output_names` names it alone)."""
-    from tqdm.auto import tqdm
-
     from ..data.decode_error import ImageDecodeError
+    from ..progress import progress_bar
     from ..viz.video import VideoWriter
 
     session = SESSIONS[task](predictor, _effective_rate(source, opts.sampling), opts.track)
@@ -89,7 +88,7 @@ def run_source(task: str, predictor: Any, source: str, opts: VideoOptions,
     notes = []
     error, last = None, None
     frames = iter_frames(source, opts.sampling, max_side=MAX_SIDE, log=opts.log, stop=opts.stop)
-    bar = tqdm(total=_expected(source, opts.sampling), unit="frame", disable=not opts.progress, desc=stem)
+    bar = progress_bar(total=_expected(source, opts.sampling), unit="frame", disable=not opts.progress, desc=stem)
     try:
         if not is_stream(source) and Path(source).is_file():
             notes = probe(source).notes

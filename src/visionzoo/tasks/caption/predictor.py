@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from ...data import eval_transform, expand_inputs, iter_batches
 from ...errors import UsageError
+from ...progress import progress_bar
 from ...viz.notebook import shows
 from ...zoo.rundir import WEIGHTS_FILE, is_run_dir, read_config, task_config
 from .beam import beam_search
@@ -86,7 +86,7 @@ def caption_files(predictor, files: Sequence[str], *, batch_size: int = 16, work
                   progress: bool = False) -> list[dict[str, Any]]:
     """[{path, caption, error}] in the order of `files`; a file that cannot be decoded gets its reason."""
     results: list[dict[str, Any]] = [{"path": p, "caption": None, "error": None} for p in files]
-    with tqdm(total=len(files), unit="img", disable=not progress, desc="caption") as bar:
+    with progress_bar(total=len(files), unit="img", disable=not progress, desc="caption") as bar:
         for batch in iter_batches(files, predictor.transform, batch_size=batch_size, workers=workers,
                                   target_size=predictor.target_size):
             for i, reason in batch.failures:

@@ -23,10 +23,10 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ...data import eval_transform, iter_batches
 from ...errors import UsageError
+from ...progress import progress_bar
 from ...zoo import load_model, resolve
 from ...zoo.tta import with_tta
 from .config import AUTO, TrainConfig
@@ -109,7 +109,7 @@ def extract_candidate(name: str, paths: list[str], cfg: TrainConfig, *, failures
     kept: list[str] = []
     done = 0
     first: tuple[int, float] | None = None  # (images, time) after the first batch, which pays the warm-up
-    with tqdm(total=len(paths), unit="img", disable=not progress, desc=f"features {name}") as bar:
+    with progress_bar(total=len(paths), unit="img", disable=not progress, desc=f"features {name}") as bar:
         for batch in iter_batches(paths, eval_transform(pre), batch_size=cfg.batch_size, workers=cfg.workers,
                                   target_size=pre.resize_size):
             failures.update({paths[i]: reason for i, reason in batch.failures})

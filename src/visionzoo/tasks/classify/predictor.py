@@ -7,9 +7,9 @@ from typing import Any, Sequence
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ...data import eval_transform, expand_inputs, iter_batches
+from ...progress import progress_bar
 from ...runtime import TorchRunner
 from ...viz.notebook import Results, ShowsTopK
 from ...zoo import ModelSpec, as_model
@@ -90,7 +90,7 @@ def classify(
     runner = _logits_runner(module, device, precision, calibration)
     labels = label_names(spec)
     results = Results(ImageResult(path=p) for p in files)
-    with tqdm(total=len(files), unit="img", disable=not progress, desc="classify") as bar:
+    with progress_bar(total=len(files), unit="img", disable=not progress, desc="classify") as bar:
         for batch in iter_batches(
             files, eval_transform(spec.preprocessing), batch_size=batch_size, workers=workers,
             target_size=spec.preprocessing.resize_size,

@@ -227,12 +227,11 @@ def iter_predict_files(predictor: Predictor, paths: Sequence[str], *, workers: i
     """Per file, in order: {"path", "width", "height", "detections", "error"}; memory holds one batch.
     On ONNX Runtime, one pipeline per core decodes a file and detects in it; on PyTorch, `workers`
     processes decode ahead of the model."""
-    from tqdm.auto import tqdm
-
     from ...cpus import default_workers
+    from ...progress import progress_bar
 
     if predictor.parallel > 1:
-        with tqdm(total=len(paths), unit="img", disable=not progress, desc="detect") as bar:
+        with progress_bar(total=len(paths), unit="img", disable=not progress, desc="detect") as bar:
             for result in ordered_map(lambda path: _detect_file(predictor, path), paths, predictor.parallel):
                 bar.update()
                 yield result
@@ -242,7 +241,7 @@ def iter_predict_files(predictor: Predictor, paths: Sequence[str], *, workers: i
 
     loader = DataLoader(_Decoded(predictor, paths), batch_size=predictor.batch_size,
                                          num_workers=workers, collate_fn=list)
-    with tqdm(total=len(paths), unit="img", disable=not progress, desc="detect") as bar:
+    with progress_bar(total=len(paths), unit="img", disable=not progress, desc="detect") as bar:
         for batch in loader:
             good = [(i, img, size) for i, img, size, err in batch if err is None]
             results = predictor([img for _, img, _ in good]) if good else []

@@ -39,16 +39,15 @@ def scores(matrix: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
 
 def score_samples(predictor, samples: Sequence[Sample], *, progress: bool = False) -> tuple[dict[str, Any], list[dict]]:
     """(report, per-image rows) of `predictor` on checked image/mask pairs."""
-    from tqdm.auto import tqdm
-
+    from ...progress import progress_bar
     from .predictor import iter_masks
 
     k = len(predictor.classes)
     total = np.zeros((k, k), dtype=np.int64)
     rows, failures = [], []
     by_image = {s.image: s for s in samples}
-    for path, _img, pred, error in tqdm(iter_masks(predictor, [s.image for s in samples]), total=len(samples),
-                                        unit="img", disable=not progress):
+    for path, _img, pred, error in progress_bar(iter_masks(predictor, [s.image for s in samples]),
+                                                total=len(samples), unit="img", disable=not progress):
         if error is not None:
             failures.append({"path": path, "error": error})
             continue

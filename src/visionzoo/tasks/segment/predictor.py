@@ -164,9 +164,8 @@ def predict(run_or_name: str | os.PathLike, inputs: str | os.PathLike | Sequence
             conf: float | None = None, backend: str = "auto", progress: bool = False, **renamed_options: Any) -> list[dict[str, Any]]:
     """Segment files, folders or globs: per file {"path", "width", "height", "shares", "error"} and,
     with `masks_dir`, MASKS_DIR/STEM.mask.png (class indices, palette PNG) and MASKS_DIR/STEM.overlay.png."""
-    from tqdm.auto import tqdm
-
     from ...deprecation import renamed
+    from ...progress import progress_bar
 
     options = renamed(renamed_options, {"out": "masks_dir"}, "segment.predict")
     masks_dir = options.pop("masks_dir", masks_dir)
@@ -179,7 +178,8 @@ def predict(run_or_name: str | os.PathLike, inputs: str | os.PathLike | Sequence
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     results, names = [], output_names(files)
-    for path, img, mask, error in tqdm(iter_masks(predictor, files, workers), total=len(files), unit="img", disable=not progress):
+    for path, img, mask, error in progress_bar(iter_masks(predictor, files, workers), total=len(files), unit="img",
+                                               disable=not progress):
         row: dict[str, Any] = {"path": path}
         if error is None:
             row.update(width=img.width, height=img.height, shares=predictor.shares(mask))
