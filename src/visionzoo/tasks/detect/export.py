@@ -133,7 +133,19 @@ def _check(wrapper: torch.nn.Module, path: Path, image: str | None) -> None:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"image": x.numpy()})
     # Boxes scoring near the model's own threshold may drop in or out by rounding; the confident ones
-    # (and at least the top three, so an untrained model is compared too) must come back the same.
+    # (and at least the top three, so an untrained model is compared too) must come back the same, in
+    # any order: near-equal scores (dozens of cells in a tile) swap places by rounding.
     n = max(int((expected[1] > 0.05).sum()), min(3, len(expected[1])))
-    if got[0].shape[0] < n or not np.allclose(got[0][:n], expected[0][:n], atol=0.5):
+    if not _found(expected[0][:n], expected[2][:n], got[0], got[2]):
         raise UsageError(f"the exported ONNX detector does not reproduce PyTorch's boxes ({path}); not written")
+
+
+def _found(boxes: np.ndarray, labels: np.ndarray, got_boxes: np.ndarray, got_labels: np.ndarray,
+           atol: float = 0.5) -> bool:
+    """Whether each of `boxes` (with its label) is among `got_boxes`, every coordinate within `atol` pixels."""
+    if not len(boxes):
+        return True
+    if not len(got_boxes):
+        return False
+    off = np.abs(boxes[:, None, :] - got_boxes[None, :, :]).max(-1)
+    return bool(((off <= atol) & (labels[:, None] == got_labels[None, :])).any(1).all())
