@@ -68,3 +68,28 @@ def test_names_sort_naturally():
     names = ["unknown #10", "unknown #2", "unknown #1", "face #11", "a.mp4#t=10", "a.mp4#t=9.5"]
     assert sorted(names, key=natural_key) == ["a.mp4#t=9.5", "a.mp4#t=10", "face #11", "unknown #1", "unknown #2",
                                                "unknown #10"]
+
+
+def test_crowded_detections_keep_the_surest_label_and_tell_touching_instances_apart():
+    """Thirty cells a tile: each instance mask gets its own colour, and a label that would cover another
+    is left out, the surest box's kept."""
+    from visionzoo.tasks.detect.draw import render
+    from visionzoo.tasks.detect.masks import encode_mask
+
+    img = Image.new("RGB", (400, 300), (128, 128, 128))
+    left, right = np.zeros((300, 400), bool), np.zeros((300, 400), bool)
+    left[100:200, 100:200], right[100:200, 200:300] = True, True          # two cells that touch
+    dets = [{"label": "cell", "score": 0.40, "box": [104, 100, 300, 200], "mask": encode_mask(right)},
+            {"label": "cell", "score": 0.90, "box": [100, 100, 200, 200], "mask": encode_mask(left)}]
+    out = np.asarray(render(img, dets)).astype(int)
+    assert np.abs(out[150, 150] - out[150, 250]).sum() > 60                # two colours, not one
+    sure = tuple(out[150, 150] * 2 - 128)                                   # its mask's colour, untinted
+    unsure = out[150, 250] * 2 - 128
+
+    def tab_pixels(picture: np.ndarray, colour: np.ndarray) -> int:   # in the strip above the boxes' tops
+        return int((np.abs(picture[70:98, 100:300] - colour).sum(-1) < 20).sum())
+
+    assert tab_pixels(out, sure) > 300                                      # the 0.90 label is drawn
+    assert tab_pixels(out, unsure) == 0                                     # the 0.40 one would cover it: not
+    alone = np.asarray(render(img, dets[:1])).astype(int)
+    assert tab_pixels(alone, alone[150, 250] * 2 - 128) > 300              # (alone, it is)

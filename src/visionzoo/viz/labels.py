@@ -33,9 +33,11 @@ def text_colour(fill: Sequence[int]) -> tuple[int, int, int]:
 
 
 def draw_box(pen: ImageDraw.ImageDraw, box: Sequence[float], colour: Sequence[int], text: str | None = None,
-             size: tuple[int, int] | None = None) -> None:
+             size: tuple[int, int] | None = None, taken: list[tuple[float, float, float, float]] | None = None) -> None:
     """A box with its label on a filled tab above its top-left corner (inside the box when there
-    is no room above), sized for the whole picture (`size`, default the drawing's own)."""
+    is no room above), sized for the whole picture (`size`, default the drawing's own). With `taken`
+    (the tabs drawn so far, added to), a tab that would cover another is left out: in a crowded
+    picture, draw the surest boxes first and their labels stay readable."""
     size = size or pen.im.size
     lw = line_width(size)
     x1, y1, x2, y2 = (float(v) for v in box)
@@ -47,7 +49,12 @@ def draw_box(pen: ImageDraw.ImageDraw, box: Sequence[float], colour: Sequence[in
     w, h = right - left + 2 * lw, bottom - top + 2 * lw
     x = min(max(0.0, x1), max(0.0, size[0] - w))
     y = y1 - h if y1 - h >= 0 else y1           # outside above, or inside at the top
-    pen.rectangle((x, y, x + w, y + h), fill=tuple(colour))
+    tab = (x, y, x + w, y + h)
+    if taken is not None:
+        if any(tab[0] < t[2] and t[0] < tab[2] and tab[1] < t[3] and t[1] < tab[3] for t in taken):
+            return
+        taken.append(tab)
+    pen.rectangle(tab, fill=tuple(colour))
     pen.text((x + lw - left, y + lw - top), text, fill=text_colour(colour), font=f)
 
 
