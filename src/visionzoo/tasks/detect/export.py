@@ -58,8 +58,8 @@ def export_detector(detector: Any, out: str | os.PathLike, *, check_image: str |
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
-        with warnings.catch_warnings(), torch.inference_mode(), constant_padding(detector.module), gathered_levels(),\
-                decoded_after_selection(detector.module):
+        with (warnings.catch_warnings(), torch.inference_mode(), constant_padding(detector.module), gathered_levels(),
+              decoded_after_selection(detector.module)):
             warnings.simplefilter("ignore")
             torch.onnx.export(wrapper, (example,), str(tmp), dynamo=False, opset_version=OPSET,
                               input_names=["image"], output_names=names,
