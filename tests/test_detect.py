@@ -478,6 +478,36 @@ def test_the_export_check_finds_the_same_boxes_in_any_order_and_refuses_a_moved_
     assert not _found(boxes[:1], labels[:1], boxes[:0], labels[:0]) and _found(boxes[:0], labels[:0], boxes, labels)
 
 
+def test_the_exported_rpn_decodes_only_the_anchors_it_keeps_and_gives_the_same_boxes(run, voc, tmp_path,
+                                                                                       monkeypatch):
+    """The export's RPN makes and decodes only its per-level top anchors (no grid of every anchor: no Range in
+    the anchor generator), and the graph answers exactly as the export that decodes every anchor, on the
+    run's photos and on noise of any size (many proposals, every level)."""
+    import contextlib
+
+    import onnx
+    import onnxruntime as ort
+
+    from visionzoo.tasks.detect import export
+    from visionzoo.tasks.detect.detector import load_detector
+
+    selected = export.export_detector(load_detector(run), tmp_path / "selected.onnx")
+    monkeypatch.setattr(export, "decoded_after_selection", lambda module: contextlib.nullcontext(0))
+    every = export.export_detector(load_detector(run), tmp_path / "every.onnx")
+    anchors = lambda path: [n.op_type for n in onnx.load(str(path)).graph.node if "anchor_generator" in n.name]  # noqa: E731
+    assert "Range" in anchors(every) and "Range" not in anchors(selected)
+    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (selected, every)]
+    rng = np.random.default_rng(0)
+    photos = [np.asarray(Image.open(voc / "images" / f"img{i:02d}.jpg").convert("RGB"), np.float32).transpose(2, 0, 1)
+              / 255 for i in (1, 5)]
+    found = 0
+    for x in [*photos, *(rng.random((3, h, w), dtype=np.float32) for h, w in ((144, 192), (97, 150), (192, 61)))]:
+        a, b = (s.run(None, {"image": np.ascontiguousarray(x)}) for s in sessions)
+        assert a[0].shape == b[0].shape and all(np.array_equal(u, v) for u, v in zip(a, b))
+        found += len(a[0])
+    assert found > 0
+
+
 def test_int8_quantizes_the_trunk_on_the_runs_own_photos_and_keeps_its_boxes(run, voc, tmp_path, monkeypatch):
     """--precision int8: only the backbone is quantized (QDQ around its convolutions), calibrated on the photos
     the run was trained on; the confident boxes stay where fp32 puts them. GPU / torch requests are refused,

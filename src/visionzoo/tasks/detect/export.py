@@ -58,7 +58,8 @@ def export_detector(detector: Any, out: str | os.PathLike, *, check_image: str |
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
-        with warnings.catch_warnings(), torch.inference_mode(), constant_padding(detector.module), gathered_levels():
+        with (warnings.catch_warnings(), torch.inference_mode(), constant_padding(detector.module), gathered_levels(),
+              decoded_after_selection(detector.module)):
             warnings.simplefilter("ignore")
             torch.onnx.export(wrapper, (example,), str(tmp), dynamo=False, opset_version=OPSET,
                               input_names=["image"], output_names=names,
@@ -98,6 +99,53 @@ def gathered_levels() -> Iterator[None]:
         yield
     finally:
         poolers._onnx_merge_levels = original
+
+
+@contextlib.contextmanager
+def decoded_after_selection(module: torch.nn.Module) -> Iterator[None]:
+    """While exporting, a two-stage detector's RPN makes and decodes only the anchors it keeps before its NMS
+    (the `pre_nms_top_n` best-scoring per level), each from its index, instead of every anchor of every
+    level: anchors and decoding are per anchor, so the same proposals in the same order, from about 400
+    anchors instead of about 12,000 on a 384 px photo (and some 200 fewer graph nodes)."""
+    from torchvision.models.detection import _utils as det_utils
+
+    rpn = getattr(module, "rpn", None)
+    if rpn is None:
+        yield
+        return
+    generator, decode, select, grid = rpn.anchor_generator, rpn.box_coder.decode, rpn.filter_proposals, {}
+
+    def note_grid(images, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        grid.update(image=images.tensors.shape[-2:], sizes=[f.shape[-2:] for f in features], like=features[0])
+        return [features[0].new_zeros(0, 4)]     # per image; the anchors are made in filter_proposals
+
+    def filter_proposals(codes, objectness, image_shapes, num_anchors_per_level):
+        if len(image_shapes) != 1:
+            raise ValueError("the export's RPN takes one image")
+        generator.set_cell_anchors(grid["like"].dtype, grid["like"].device)
+        scores, codes = objectness.detach().reshape(1, -1), codes.reshape(-1, 4)
+        kept, anchors, counts, offset = [], [], [], 0
+        for level, (height, width), cell in zip(scores.split(num_anchors_per_level, 1), grid["sizes"],
+                                               generator.cell_anchors):
+            n = det_utils._topk_min(level, rpn.pre_nms_top_n(), 1)
+            index = level.topk(n, dim=1)[1][0]      # as RegionProposalNetwork._get_top_n_idx
+            place, shape = index // len(cell), index % len(cell)
+            x = place % width * (grid["image"][1] // width)
+            y = place // width * (grid["image"][0] // height)
+            anchors.append(torch.stack((x, y, x, y), 1) + cell[shape])
+            kept.append(index + offset)
+            counts.append(n)
+            offset = offset + level.shape[1]
+        kept_all = torch.cat(kept)
+        boxes = decode(codes[kept_all], [torch.cat(anchors)]).view(1, -1, 4)
+        return select(boxes, scores[:, kept_all], image_shapes, counts)
+
+    generator.forward, rpn.box_coder.decode = note_grid, lambda codes, anchors: codes
+    rpn.filter_proposals = filter_proposals
+    try:
+        yield
+    finally:
+        del generator.forward, rpn.box_coder.decode, rpn.filter_proposals
 
 
 def constant_padding(module: torch.nn.Module) -> contextlib.AbstractContextManager:

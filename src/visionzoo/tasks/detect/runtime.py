@@ -19,8 +19,8 @@ from ...runtime.onnx_session import cached_export, presolved, run_identity, sess
 
 # How the export is made; part of its cache key, so a change rebuilds old caches. 2: the backbone's
 # "same" padding exported as constants (export.constant_padding), RoI levels merged by a Gather
-# (export.gathered_levels).
-EXPORT_RECIPE = 2
+# (export.gathered_levels). 3: the RPN makes and decodes only the anchors it keeps (export.decoded_after_selection).
+EXPORT_RECIPE = 3
 
 
 def onnx_file(detector: Any) -> Path:
