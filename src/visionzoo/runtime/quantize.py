@@ -50,7 +50,7 @@ from .onnx_session import INPUT, onnx_cache_dir, session
 PRECISIONS = ("fp32", "int8")
 METHODS = ("percentile", "entropy", "minmax")
 DEFAULT_METHOD = "percentile"
-RECIPE = 3                 # bump when the recipe below changes: cached int8 files are then made again
+RECIPE = 4                 # bump when the recipe below changes: cached int8 files are then made again
 # Photos the weight rounding measures each layer's inputs on (spread over the calibration set):
 # 64 x 49 positions and more per photo estimate a 1152 x 1152 covariance well, in seconds.
 ROUNDING_IMAGES = 64
@@ -225,11 +225,11 @@ def _quantize_static(src: Path, out: Path, feeds: Iterable[dict[str, np.ndarray]
 def quantize_int8(src: str | os.PathLike, out: str | os.PathLike, batches: Iterable[np.ndarray],
                   method: str = DEFAULT_METHOD) -> Path:
     """Quantize the fp32 ONNX file `src` to `out` (see `_quantize_static`), with activation ranges from
-    `batches` (preprocessed photos, N x C x H x W), and the int8 convolutions' weights first rounded for
-    their outputs on those photos (`round_graph`)."""
+    `batches` (preprocessed photos, N x C x H x W), then its int8 convolutions' weights and biases
+    refitted, layer by layer, for their outputs on those photos (`refit_qdq`)."""
     import onnx
 
-    from .weight_rounding import round_graph  # torch: only when a file is made
+    from .weight_rounding import refit_qdq  # torch: only when a file is made
 
     # One image per calibration run: ONNX Runtime's histogram calibrators stack each tensor's values
     # over the runs, which fails when a last batch is smaller than the others.
@@ -243,9 +243,10 @@ def quantize_int8(src: str | os.PathLike, out: str | os.PathLike, batches: Itera
             heads = [n.name for n in graph.graph.node if n.op_type in HEAD_OPS][-1:]
             excluded = (shape_nodes(graph) + early + heads
                         + [n.name for n in graph.graph.node if n.op_type in FP32_OPS])
-            round_graph(graph, images[::max(1, len(images) // ROUNDING_IMAGES)], set(excluded))
-            onnx.save(graph, str(prepared))
             _quantize_static(prepared, out, ({INPUT: image} for image in images), method, nodes_to_exclude=excluded)
+            qdq = onnx.load(str(out))
+            refit_qdq(qdq, graph, np.concatenate(images[::max(1, len(images) // ROUNDING_IMAGES)]))
+            onnx.save(qdq, str(out))
     finally:
         prepared.unlink(missing_ok=True)
     return out
