@@ -221,6 +221,72 @@ def test_a_repeat_int8_run_starts_without_torch(photo_dir, calib_dir, int8_runne
     assert again["calibration"] == first["calibration"] and again["precision"] == "int8"
 
 
+def _conv_io(model, names, x):
+    """Inputs of the named convolutions of the ONNX `model` on the batch `x`, by running it."""
+    import onnx
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    nodes = {n.name: n for n in probe.graph.node}
+    del probe.graph.output[:]
+    probe.graph.output.extend(onnx.helper.make_tensor_value_info(nodes[n].input[0], onnx.TensorProto.FLOAT, None)
+                              for n in names)
+    sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    return dict(zip(names, sess.run(None, {sess.get_inputs()[0].name: x})))
+
+
+def test_weight_rounding_cuts_a_real_layers_output_error_on_unseen_photos(lite0, inputs, calib_dir, tmp_path):
+    """The corrected rounding of two of lite0's layers (a depthwise 3x3 and a 1x1 projection), chosen on
+    calibration photos, must give outputs closer to fp32's on *other* photos than round-to-nearest
+    does, and lie exactly on the grid ONNX Runtime's quantizer computes for them (else it would
+    round them again)."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+    from onnxruntime.quantization.quant_utils import compute_scale_zp
+
+    from visionzoo.runtime.quantize import prepare_graph
+    from visionzoo.runtime.weight_rounding import nearest, round_graph
+
+    _, x = inputs
+    path = feature_runner(lite0, backend="onnx", device="cpu")[0].path
+    prepare_graph(path, tmp_path / "folded.onnx", np.ascontiguousarray(x[:2]))
+    model = onnx.load(str(tmp_path / "folded.onnx"))
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    group = {n.name: next((a.i for a in n.attribute if a.name == "group"), 1) for n in convs}
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    depthwise = next(n for n in convs[8:] if group[n.name] > 1)
+    pointwise = next(n for n in convs[8:] if inits[n.input[1]].shape[2:] == (1, 1) and inits[n.input[1]].shape[1] >= 40)
+    chosen = [depthwise, pointwise]
+    transform = eval_array_transform(lite0.zoo_spec.preprocessing)
+    calib = np.stack([transform(load_rgb(str(f), 256)) for f in sorted(calib_dir.glob("*.jpg"))])
+    corrected = onnx.ModelProto()
+    corrected.CopyFrom(model)
+    gains = round_graph(corrected, [calib], skip={n.name for n in convs} - {n.name for n in chosen})
+    assert set(gains) == {n.name for n in chosen} and all(g < 1 for g in gains.values()), gains
+    new = {t.name: numpy_helper.to_array(t) for t in corrected.graph.initializer}
+
+    seen = _conv_io(model, [n.name for n in chosen], x)  # the test photos: none of them calibrated on
+    for node in chosen:
+        w, b, w2, b2 = inits[node.input[1]], inits[node.input[2]], new[node.input[1]], new[node.input[2]]
+        # ONNX Runtime's per-channel symmetric int8 grid for the new weights is the old one, and holds them exactly
+        qmin, qmax = np.array(-127, np.int8), np.array(127, np.int8)
+        for c in range(len(w)):
+            zero, scale = compute_scale_zp(w2[c].min(), w2[c].max(), qmin, qmax, symmetric=True)
+            assert zero == 0 and scale == compute_scale_zp(w[c].min(), w[c].max(), qmin, qmax, symmetric=True)[1]
+            np.testing.assert_allclose(w2[c] / scale, np.round(w2[c] / scale), rtol=0, atol=1e-3)
+        attrs = {a.name: list(a.ints) for a in node.attribute if a.ints}
+        pads = attrs.get("pads", [0, 0, 0, 0])
+        inp = torch.nn.functional.pad(torch.from_numpy(np.array(seen[node.name])), (pads[1], pads[3], pads[0], pads[2]))
+
+        outs = [torch.nn.functional.conv2d(inp, torch.from_numpy(weight), torch.from_numpy(bias),
+                                           stride=attrs.get("strides", [1, 1]), groups=group[node.name])
+                for weight, bias in ((w, b), (nearest(w), b), (w2, b2))]
+        plain, better = ((o - outs[0]).pow(2).mean().item() for o in outs[1:])
+        assert better < 0.7 * plain, (node.name, plain, better)
+
+
 def test_refitted_rounding_beats_rounding_to_nearest_on_unseen_photos(lite0, inputs, int8_runners, tmp_path):
     """The int8 file's convolutions, refitted layer by layer on the quantized model's own inputs
     (`refit_qdq`), must give features closer to fp32's on photos calibration never saw than the same

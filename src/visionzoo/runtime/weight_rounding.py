@@ -91,33 +91,79 @@ class InputMoments:
         return (self.outer / self.count - mean[:, :, None] * mean[:, None, :]).numpy()
 
 
-def gptq(target: np.ndarray, scale: np.ndarray, cov: np.ndarray) -> np.ndarray:
-    """Integer weights in [-QMAX, QMAX] (g, r, d) whose values times `scale` (g, r: one per output
-    channel) are close to `target` (g, r, d) in output, for inputs of covariance `cov` (g, d, d):
-    minimises (q * scale - target)' cov (q * scale - target) per output channel by GPTQ's sequential
-    rounding. A channel whose scale is 0 gets zeros."""
+def gptq(target: np.ndarray, scale: np.ndarray, cov: np.ndarray, keep_max: bool = False) -> np.ndarray:
+    """Weights (g, r, d) on the int8 grid `scale` (g, r: one step per output channel, at most QMAX
+    steps either way) that are close to `target` (g, r, d) in output, for inputs of covariance `cov`
+    (g, d, d): minimises (q - target)' cov (q - target) per output channel by GPTQ's sequential
+    rounding. A channel whose scale is 0 keeps its weights; with `keep_max`, each channel's largest
+    weight is kept as it is (it fixes the scale the quantizer computes) and the others make up for it."""
     d = target.shape[2]
     # columns in order of decreasing input variance (GPTQ's "act order"): the weights that matter
     # most are rounded first, while the most other weights are left to make up for them
     order = np.argsort(-np.diagonal(cov, axis1=1, axis2=2), axis=1, kind="stable")
-    w = np.take_along_axis(target.astype(np.float64), order[:, None, :], 2)
+    wp = np.take_along_axis(target.astype(np.float64), order[:, None, :], 2)
+    pinned = np.abs(wp).argmax(2) if keep_max else np.full(wp.shape[:2], -1)
     h = torch.from_numpy(np.take_along_axis(np.take_along_axis(cov, order[:, :, None], 1), order[:, None, :], 2)).clone()
     diag = torch.diagonal(h, dim1=1, dim2=2)
-    diag += DAMP * diag.mean(1, keepdim=True).clamp_min(1e-12) + 1e-12
+    diag += DAMP * diag.mean(1, keepdim=True).clamp_min(1e-12)
     # upper Cholesky factor of the inverse covariance: row i says how to spread column i's error
     u = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True).numpy()
     live = scale > 0
     safe = np.where(live, scale, 1.0)
+    w = wp.copy()
     qp = np.empty_like(w)
     for i in range(d):
         col = w[:, :, i]
-        qi = np.where(live, np.clip(np.round(col / safe), -QMAX, QMAX), 0)
+        rounded = np.clip(np.round(col / safe), -QMAX, QMAX) * safe
+        qi = np.where(pinned == i, wp[:, :, i], np.where(live, rounded, col))
         qp[:, :, i] = qi
-        err = (col - qi * safe) / u[:, i, i][:, None]
+        err = (col - qi) / u[:, i, i][:, None]
         w[:, :, i + 1:] -= err[:, :, None] * u[:, None, i, i + 1:]
     q = np.empty_like(qp)
     np.put_along_axis(q, order[:, None, :], qp, 2)
     return q
+
+
+def channel_scales(weight: np.ndarray) -> np.ndarray:
+    """ONNX Runtime's per-output-channel int8 scale for `weight` (cout, ...): max|w| / 127, computed
+    as `compute_scale_zp` does (float64 division, stored as float32)."""
+    absmax = np.abs(weight.reshape(len(weight), -1)).max(1).astype(np.float32)
+    return (absmax.astype(np.float64) * 2 / (2 * QMAX)).astype(np.float32)
+
+
+def nearest(weight: np.ndarray) -> np.ndarray:
+    """Plain round-to-nearest on that grid (what the quantizer does by itself), dequantized."""
+    s = channel_scales(weight).reshape(-1, *[1] * (weight.ndim - 1))
+    safe = np.where(s > 0, s, 1)
+    return np.where(s > 0, np.clip(np.round(weight / safe), -QMAX, QMAX) * s, weight).astype(np.float32)
+
+
+def round_weights(weight: np.ndarray, bias: np.ndarray | None, mean: np.ndarray, cov: np.ndarray,
+                  groups: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Weights on the int8 grid ONNX Runtime's quantizer will compute for them (`channel_scales`),
+    chosen by `gptq` to keep the outputs close, and the bias moved by -(w_q - w) . mean so that the
+    output error has no mean. `weight` is (cout, C/g, kh, kw); `mean` (g, d) and `cov` (g, d, d)
+    describe the input patches (`InputMoments`)."""
+    cout = weight.shape[0]
+    w0 = weight.reshape(groups, cout // groups, -1).astype(np.float64)
+    q = gptq(w0, channel_scales(weight).astype(np.float64).reshape(w0.shape[:2]), cov, keep_max=True)
+    # the grid ONNX Runtime will compute must be this one: nothing beyond the kept maximum
+    limit = np.abs(w0).max(2, keepdims=True)
+    q = np.clip(q, -limit, limit)
+    shift = np.einsum("grd,gd->gr", q - w0, mean)
+    new_bias = (np.zeros(cout) if bias is None else bias.astype(np.float64)) - shift.reshape(cout)
+    return q.reshape(weight.shape).astype(np.float32), new_bias.astype(np.float32)
+
+
+def output_error(weight: np.ndarray, bias_shift: np.ndarray, approx: np.ndarray, mean: np.ndarray,
+                 cov: np.ndarray, groups: int = 1) -> float:
+    """Mean squared output error of a convolution whose weights became `approx` and whose bias moved
+    by `bias_shift`, on inputs with these moments: how good a rounding is, without running it."""
+    cout = weight.shape[0]
+    delta = (approx.astype(np.float64) - weight).reshape(groups, cout // groups, -1)
+    second = np.einsum("grd,gde,gre->gr", delta, cov, delta)
+    bias_err = np.einsum("grd,gd->gr", delta, mean).reshape(cout) + bias_shift
+    return float((second.reshape(cout) + bias_err ** 2).mean())
 
 
 @dataclass
@@ -159,8 +205,9 @@ def quantized_convs(qdq, fp32) -> list[QConv]:
             continue
         sources = [produced.get(name) for name in node.input[:3]]
         original = fp32_nodes[node.name]
+        bias_name = original.input[2] if len(original.input) > 2 else ""  # none: the rounding gave it one
         if (any(s is None or s.op_type != "DequantizeLinear" for s in sources)
-                or any(name not in fp32_inits for name in original.input[1:3])):
+                or any(name not in fp32_inits for name in (original.input[1], bias_name) if name)):
             continue
         weight = numpy_helper.to_array(fp32_inits[original.input[1]])
         if weight.ndim != 4:
@@ -169,7 +216,8 @@ def quantized_convs(qdq, fp32) -> list[QConv]:
             shape = _conv_shape(node, weight)
         except ValueError:
             continue
-        found.append(QConv(node, original.input[0], weight, numpy_helper.to_array(fp32_inits[original.input[2]]),
+        bias = numpy_helper.to_array(fp32_inits[bias_name]) if bias_name else np.zeros(len(weight), np.float32)
+        found.append(QConv(node, original.input[0], weight, bias,
                            sources[1].input[0], sources[1].input[1], sources[2].input[0], sources[2].input[1], shape))
     return found
 
@@ -225,7 +273,8 @@ def refit_qdq(qdq, fp32, images: np.ndarray) -> list[str]:
         g = c.shape.groups
         w = c.weight.reshape(g, len(c.weight) // g, -1).astype(np.float64)
         scale = numpy_helper.to_array(inits[c.weight_scale]).astype(np.float64).reshape(w.shape[:2])
-        q = gptq(w, scale, moments.cov())
+        live = scale[:, :, None] > 0
+        q = np.where(live, np.round(gptq(w, scale, moments.cov()) / np.where(live, scale[:, :, None], 1)), 0)
         shift = (np.einsum("grd,gd->gr", w, fp32_means[c.node.name].mean())
                  - np.einsum("grd,gd->gr", q * scale[:, :, None], moments.mean()))
         bias = c.bias.astype(np.float64) + shift.reshape(-1)
@@ -233,3 +282,70 @@ def refit_qdq(qdq, fp32, images: np.ndarray) -> list[str]:
         inits[c.weight_q].CopyFrom(numpy_helper.from_array(q.reshape(c.weight.shape).astype(np.int8), c.weight_q))
         inits[c.bias_q].CopyFrom(numpy_helper.from_array(np.round(bias / bias_scale).astype(np.int32), c.bias_q))
     return [c.node.name for c in convs]
+
+
+def round_graph(model, images, skip: set[str] = frozenset()) -> dict[str, float]:
+    """Re-round in place the weights (and biases) of `model`'s 2-D convolutions not named in `skip`,
+    with input moments gathered by running `model` (fp32) on `images` (N x C x H x W arrays) in ONNX
+    Runtime. Returns each corrected convolution's output error relative to round-to-nearest's (from
+    the same moments): under 1 where it helped."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    readers: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    convs = []
+    for node in model.graph.node:
+        # a weight or bias another node reads too is left alone: rounding it for one would change both
+        if (node.op_type != "Conv" or node.name in skip or node.input[1] not in inits
+                or any(readers[name] > 1 for name in node.input[1:] if name)):
+            continue
+        weight = numpy_helper.to_array(inits[node.input[1]])
+        if weight.ndim != 4:
+            continue
+        try:
+            convs.append((node, weight, _conv_shape(node, weight)))
+        except ValueError:
+            continue
+    if not convs:
+        return {}
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    del probe.graph.output[:]
+    wanted = list(dict.fromkeys(node.input[0] for node, _, _ in convs))
+    probe.graph.output.extend(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+                              for name in wanted)
+    opts = ort.SessionOptions()
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    moments = {node.name: InputMoments(shape) for node, _, shape in convs}
+    for batch in images:
+        for image in batch:
+            outs = dict(zip(wanted, sess.run(None, {sess.get_inputs()[0].name: np.ascontiguousarray(
+                image[None], dtype=np.float32)})))
+            for node, _, _ in convs:
+                moments[node.name].add(outs[node.input[0]])
+    gains = {}
+    for node, weight, shape in convs:
+        mean, cov = moments[node.name].mean(), moments[node.name].cov()
+        bias_name = node.input[2] if len(node.input) > 2 and node.input[2] else None
+        bias = numpy_helper.to_array(inits[bias_name]) if bias_name else None
+        new_w, new_b = round_weights(weight, bias, mean, cov, shape.groups)
+        old = output_error(weight, np.zeros(len(weight)), nearest(weight), mean, cov, shape.groups)
+        new = output_error(weight, new_b - (0 if bias is None else bias), new_w, mean, cov, shape.groups)
+        gains[node.name] = new / old if old > 0 else 1.0
+        inits[node.input[1]].CopyFrom(numpy_helper.from_array(new_w, node.input[1]))
+        if bias_name:
+            inits[bias_name].CopyFrom(numpy_helper.from_array(new_b, bias_name))
+        else:
+            name = node.input[1] + "_bias"
+            model.graph.initializer.append(numpy_helper.from_array(new_b, name))
+            if len(node.input) < 3:
+                node.input.append(name)
+            else:
+                node.input[2] = name
+    return gains
