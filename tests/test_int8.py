@@ -285,3 +285,40 @@ def test_weight_rounding_cuts_a_real_layers_output_error_on_unseen_photos(lite0,
                 for weight, bias in ((w, b), (nearest(w), b), (w2, b2))]
         plain, better = ((o - outs[0]).pow(2).mean().item() for o in outs[1:])
         assert better < 0.7 * plain, (node.name, plain, better)
+
+
+def test_refitted_rounding_beats_rounding_to_nearest_on_unseen_photos(lite0, inputs, int8_runners, tmp_path):
+    """The int8 file's convolutions, refitted layer by layer on the quantized model's own inputs
+    (`refit_qdq`), must give features closer to fp32's on photos calibration never saw than the same
+    QDQ graph with every weight and bias rounded to its nearest step (what the quantizer does by
+    itself), and their int8 values must stay on the grid."""
+    import onnx
+    from onnx import numpy_helper
+
+    from visionzoo.runtime.onnx_session import OnnxRunner
+    from visionzoo.runtime.quantize import prepare_graph
+    from visionzoo.runtime.weight_rounding import QMAX, quantized_convs
+
+    _, x = inputs
+    fp32_path = feature_runner(lite0, backend="onnx", device="cpu")[0].path
+    prepare_graph(fp32_path, tmp_path / "folded.onnx", np.ascontiguousarray(x[:2]))
+    qdq = onnx.load(str(int8_runners[1].path))
+    convs = quantized_convs(qdq, onnx.load(str(tmp_path / "folded.onnx")))
+    assert len(convs) >= 30, len(convs)  # every int8 convolution of lite0 past block 1
+    inits = {t.name: t for t in qdq.graph.initializer}
+    changed = 0
+    for c in convs:
+        w_scale = numpy_helper.to_array(inits[c.weight_scale]).reshape(-1, 1, 1, 1)
+        refitted = numpy_helper.to_array(inits[c.weight_q])
+        assert refitted.dtype == np.int8 and np.abs(refitted.astype(int)).max() <= QMAX
+        nearest = np.clip(np.round(c.weight / w_scale), -QMAX, QMAX).astype(np.int8)
+        changed += int((nearest != refitted).sum())
+        inits[c.weight_q].CopyFrom(numpy_helper.from_array(nearest, c.weight_q))
+        bias = np.round(c.bias / numpy_helper.to_array(inits[c.bias_scale])).astype(np.int32)
+        inits[c.bias_q].CopyFrom(numpy_helper.from_array(bias, c.bias_q))
+    assert changed > 0
+    onnx.save(qdq, str(tmp_path / "nearest.onnx"))
+
+    want = feature_runner(lite0, backend="onnx", device="cpu")[0](x)
+    errors = [float(((runner(x) - want) ** 2).mean()) for runner in (int8_runners[1], OnnxRunner(tmp_path / "nearest.onnx", 1))]
+    assert errors[0] < 0.7 * errors[1], errors
