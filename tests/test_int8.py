@@ -23,6 +23,9 @@ from visionzoo.store import read_manifest
 from visionzoo.tasks.embed import feature_runner
 
 runner = CliRunner()
+# One worker runs this module: the int8 files take minutes to make (weights refitted layer by layer),
+# and each xdist worker would otherwise make its own.
+pytestmark = pytest.mark.xdist_group("int8")
 
 
 @pytest.fixture(scope="session")
