@@ -293,8 +293,6 @@ def round_graph(model, images, skip: set[str] = frozenset()) -> dict[str, float]
     with input moments gathered by running `model` (fp32) on `images` (N x C x H x W arrays) in ONNX
     Runtime. Returns each corrected convolution's output error relative to round-to-nearest's (from
     the same moments): under 1 where it helped."""
-    import onnx
-    import onnxruntime as ort
     from onnx import numpy_helper
 
     inits = {t.name: t for t in model.graph.initializer}
@@ -317,15 +315,8 @@ def round_graph(model, images, skip: set[str] = frozenset()) -> dict[str, float]
             continue
     if not convs:
         return {}
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    del probe.graph.output[:]
     wanted = list(dict.fromkeys(node.input[0] for node, _, _ in convs))
-    probe.graph.output.extend(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
-                              for name in wanted)
-    opts = ort.SessionOptions()
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    sess = _session(model, wanted)
     moments = {node.name: InputMoments(shape) for node, _, shape in convs}
     for batch in images:
         for image in batch:
