@@ -34,16 +34,21 @@ def text_colour(fill: Sequence[int]) -> tuple[int, int, int]:
 
 def draw_box(pen: ImageDraw.ImageDraw, box: Sequence[float], colour: Sequence[int], text: str | None = None,
              size: tuple[int, int] | None = None, taken: list[tuple[float, float, float, float]] | None = None) -> None:
-    """A box with its label on a filled tab above its top-left corner (inside the box when there
-    is no room above), sized for the whole picture (`size`, default the drawing's own). With `taken`
-    (the tabs drawn so far, added to), a tab that would cover another is left out: in a crowded
-    picture, draw the surest boxes first and their labels stay readable."""
+    """A box with its label (`draw_label`), sized for the whole picture (`size`, default the drawing's own)."""
+    size = size or pen.im.size
+    pen.rectangle(tuple(float(v) for v in box), outline=tuple(colour), width=line_width(size))
+    if text:
+        draw_label(pen, box, colour, text, size, taken)
+
+
+def draw_label(pen: ImageDraw.ImageDraw, box: Sequence[float], colour: Sequence[int], text: str,
+               size: tuple[int, int] | None = None, taken: list[tuple[float, float, float, float]] | None = None) -> None:
+    """`box`'s label on a filled tab above its top-left corner (inside the box when there is no room
+    above). With `taken` (the tabs drawn so far, added to), a tab that would cover another is left out:
+    in a crowded picture, label the surest boxes first and their labels stay readable."""
     size = size or pen.im.size
     lw = line_width(size)
-    x1, y1, x2, y2 = (float(v) for v in box)
-    pen.rectangle((x1, y1, x2, y2), outline=tuple(colour), width=lw)
-    if not text:
-        return
+    x1, y1 = float(box[0]), float(box[1])
     f = font(font_size(size))
     left, top, right, bottom = pen.textbbox((0, 0), text, font=f)
     w, h = right - left + 2 * lw, bottom - top + 2 * lw

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 
 from ...atomic import atomic_path
 from ...viz.figure import figure, save
-from ...viz.labels import draw_box
+from ...viz.labels import draw_box, draw_label
 
 PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
            (240, 50, 230), (210, 245, 60), (0, 128, 128), (170, 110, 40)]
@@ -46,7 +46,7 @@ def render(img: Image.Image, detections: Sequence[dict[str, Any]], truth: Sequen
     taken: list[tuple[float, float, float, float]] = []
     for i in reversed(order):
         d = detections[i]
-        draw_box(pen, d["box"], colours[i], f"{d['label']} {d['score']:.2f}", taken=taken)
+        draw_label(pen, d["box"], colours[i], f"{d['label']} {d['score']:.2f}", taken=taken)
     return out
 
 
